@@ -1,0 +1,42 @@
+"""The message being handled, so that what a handler sends carries its correlation and causation.
+
+Each drain task sets the context variable once, to a mutable ``Current`` whose ``env`` it updates
+per message: one attribute store per message instead of a ContextVar set/reset pair.
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from typing import Any
+
+
+class Current:
+    """The mailbox item being handled: (envelope, reply subject, reply as JSON)."""
+
+    __slots__ = ("item",)
+
+    def __init__(self) -> None:
+        self.item: Any = None
+
+    def ids(self) -> tuple[str, str]:
+        """(correlation id, message id) of the message being handled."""
+        env, reply, _ = self.item
+        # Corps frames carry the sender's inbox as NATS reply subject: {ns}.inbox.{node}.{n}
+        parts: list[str] = reply.split(".") if reply else []
+        sender = parts[-2] if len(parts) >= 4 and parts[-3] == "inbox" else "ext"
+        mid = f"{sender}-{env.mid}"
+        return (env.corr or mid), mid
+
+
+current: ContextVar[Current | None] = ContextVar("corps_current", default=None)
+
+
+def current_ids() -> tuple[str, str] | None:
+    cur = current.get()
+    return cur.ids() if cur is not None and cur.item is not None else None
+
+
+def current_correlation_id() -> str | None:
+    """The correlation id of the message being handled by the calling task, if any."""
+    ids = current_ids()
+    return ids[0] if ids is not None else None

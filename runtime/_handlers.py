@@ -1,0 +1,115 @@
+"""``@handler``: collect and validate an actor class's handler table when the class is created."""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from runtime._messages import Message, reply_type
+
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+
+_MARK = "__corps_handler__"
+
+HandlerFn = Callable[[Any, Any], Awaitable[Any]]
+
+
+def handler(fn: F) -> F:
+    """Mark an async method as the handler of the Message type named by its parameter annotation.
+
+    The return annotation must be the request's reply type (``Request[R]`` → ``R``), or ``None``
+    for a plain Message. Problems are reported when the actor class is created.
+    """
+    setattr(fn, _MARK, True)
+    return fn
+
+
+class HandlerSpec:
+    __slots__ = ("fn", "msg_type", "name", "reply")
+
+    def __init__(self, name: str, fn: HandlerFn, msg_type: type[Message], reply: Any) -> None:
+        self.name = name
+        self.fn = fn
+        self.msg_type = msg_type
+        self.reply = reply
+
+
+def _is_message_class(tp: object) -> bool:
+    return isinstance(tp, type) and issubclass(tp, Message)
+
+
+def _check_return(name: str, msg_type: type[Message], hints: dict[str, Any], problems: list[str]) -> Any:
+    expected = reply_type(msg_type)
+    if "return" not in hints:
+        problems.append(f"handler {name!r} has no return annotation (expected {_show(expected)})")
+        return expected
+    actual = hints["return"]
+    if actual is type(None):
+        actual = None
+    if expected is None:
+        if actual is not None:
+            problems.append(
+                f"handler {name!r} returns {_show(actual)}, but {msg_type.__name__} is not a "
+                f"Request; make it Request[{_show(actual)}] or return None"
+            )
+        return None
+    ok = actual == expected or (
+        isinstance(actual, type) and isinstance(expected, type) and issubclass(actual, expected)
+    )
+    if not ok:
+        problems.append(
+            f"handler {name!r} returns {_show(actual)}, but {msg_type.__name__} expects a "
+            f"{_show(expected)} reply"
+        )
+    return expected
+
+
+def _show(tp: Any) -> str:
+    return "None" if tp is None else getattr(tp, "__name__", repr(tp))
+
+
+def collect_handlers(cls: type, problems: list[str]) -> dict[type[Message], HandlerSpec]:
+    """Build ``{message type: HandlerSpec}`` from the ``@handler`` methods of ``cls`` and its bases.
+
+    Every problem is appended to ``problems`` (the caller raises one ActorDefinitionError).
+    """
+    table: dict[type[Message], HandlerSpec] = {}
+    seen: set[str] = set()
+    for klass in cls.__mro__:
+        for name, fn in vars(klass).items():
+            if name in seen or not getattr(fn, _MARK, False):
+                continue
+            seen.add(name)  # an override in a subclass hides the base's handler of that name
+            _add_handler(cls, name, fn, table, problems)
+    return table
+
+
+def _add_handler(
+    cls: type, name: str, fn: Any, table: dict[type[Message], HandlerSpec], problems: list[str]
+) -> None:
+    if not inspect.iscoroutinefunction(fn):
+        problems.append(f"handler {name!r} must be async")
+        return
+    params = list(inspect.signature(fn).parameters.values())
+    if len(params) != 2:
+        problems.append(f"handler {name!r} must take exactly one message parameter after self")
+        return
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception as exc:  # noqa: BLE001 -- any failure to resolve annotations is a definition problem
+        problems.append(f"handler {name!r} has annotations that cannot be resolved: {exc}")
+        return
+    msg_type = hints.get(params[1].name)
+    if not _is_message_class(msg_type):
+        problems.append(f"handler {name!r}: parameter {params[1].name!r} must be annotated with a "
+                        f"Message subclass, not {_show(msg_type)}")
+        return
+    assert isinstance(msg_type, type)
+    reply = _check_return(name, msg_type, hints, problems)
+    other = table.get(msg_type)
+    if other is not None:
+        problems.append(f"{msg_type.__name__} is handled by both {other.name!r} and {name!r}")
+        return
+    table[msg_type] = HandlerSpec(name, fn, msg_type, reply)

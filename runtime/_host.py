@@ -1,0 +1,378 @@
+"""Hosting one actor class on one node: decode, route to instances, run mailboxes, supervise.
+
+Entity actors: one wildcard subscription per class, routed in-process by id. An idle instance
+is a ``_Cell`` in a dict, with no task and no queue of its own; a drain task exists only while
+its mailbox holds messages. Service actors: each instance has its own queue-group subscription.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any, Final
+
+import anyio
+import msgspec
+
+from runtime._actor import Actor, new_instance, overrides
+from runtime._codec import BAD, BARE, RAW_FRAME, Envelope, ErrorReply, Reply, encode_as, sniff
+from runtime._context import Current, current, current_correlation_id
+from runtime._metrics import ClassMetrics
+from runtime._presence import Presence
+from runtime._subjects import actor_class_wildcard
+from runtime._supervision import Restart, Resume, Stop, restart_delay
+
+if TYPE_CHECKING:
+    from nats.aio.msg import Msg
+    from nats.aio.subscription import Subscription
+
+    from runtime._system import ActorSystem
+
+log = logging.getLogger("corps.actor")
+
+OVERLOAD_WAIT: Final = 1.0
+"""Seconds a full mailbox holds up its class's subscription before refusing messages."""
+
+Item = tuple[Envelope[Any], str, bool]
+"""A mailbox entry: (envelope, reply subject, reply as JSON). rid 0 tell, > 0 ask, -1 bare ask."""
+
+
+class _Cell:
+    __slots__ = ("actor", "actor_id", "busy", "queue", "restarts", "room", "stopped", "sub", "subject")
+
+    def __init__(self, actor_id: str, subject: str) -> None:
+        self.actor_id = actor_id
+        self.subject = subject
+        self.actor: Actor | None = None
+        self.queue: deque[Item] | None = None
+        self.busy = True  # until on_start has run, messages wait in the mailbox
+        self.stopped = False
+        self.restarts: list[float] | None = None
+        self.sub: Subscription | None = None
+        self.room: asyncio.Event | None = None  # set by the drain task once a full mailbox has room
+
+
+class ClassHost:
+    """Everything this node does for one actor class."""
+
+    def __init__(self, system: ActorSystem, cls: type[Actor]) -> None:
+        self.system = system
+        self.cls = cls
+        self.options = cls.options
+        self.name = cls.actor_name
+        self.metrics = ClassMetrics()
+        self.cells: dict[str, _Cell] = {}
+        self.services: list[_Cell] = []
+        self._prefix_len = len(system.namespace) + len(self.name) + 8
+        self._reply_types = {tp: spec.reply for tp, spec in cls._handlers.items()}
+        self._sub: Subscription | None = None
+        self._presence: Presence | None = None
+        self._on_start = overrides(cls, "on_start")
+        self._on_stop = overrides(cls, "on_stop")
+
+    # -- start and stop ------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Subscribe (entity classes: once, a wildcard) and flush, so the server holds the SUB."""
+        if self.options.service:
+            return
+        self._presence = Presence(self.system, self.name)
+        await self._presence.join()
+        self._sub = await self.system._nc.subscribe(
+            actor_class_wildcard(self.system.namespace, self.name), cb=self._on_entity_msg,
+            pending_msgs_limit=-1, pending_bytes_limit=-1,
+        )
+        await self.system._nc.flush()
+
+    async def spawn(self, actor_id: str, subject: str) -> None:
+        from runtime.errors import SpawnError
+
+        if not self.options.service and actor_id in self.cells:
+            raise SpawnError(subject, "an instance with this id is already running in this system")
+        cell = _Cell(actor_id, subject)
+        if not self.options.service:
+            self.cells[actor_id] = cell  # registered before on_start: early messages wait in its mailbox
+        try:
+            await self._start_instance(cell)
+        except Exception as exc:
+            self.cells.pop(actor_id, None)
+            raise SpawnError(subject, f"{type(exc).__name__} in __init__ or on_start: {exc}") from exc
+        if self.options.service:
+            cell.sub = await self.system._nc.subscribe(
+                subject, queue=subject, cb=functools.partial(self._on_service_msg, cell),
+                pending_msgs_limit=-1, pending_bytes_limit=-1,
+            )
+            self.services.append(cell)
+            await self.system._nc.flush()
+        self._release(cell)
+
+    async def _start_instance(self, cell: _Cell) -> None:
+        cell.actor = new_instance(self.cls, cell.actor_id, self.system)
+        if self._on_start:
+            await cell.actor.on_start()
+
+    def _release(self, cell: _Cell) -> None:
+        cell.busy = False
+        if cell.queue:
+            self._schedule(cell)
+
+    async def stop_intake(self) -> None:
+        """Unsubscribe; messages already received are still processed (drain)."""
+        subs = [self._sub] + [c.sub for c in self.services]
+        for sub in subs:
+            if sub is not None:
+                await sub.drain()  # type: ignore[no-untyped-call]
+        self._sub = None
+        if self._presence is not None:
+            await self._presence.leave()
+
+    async def stop_all(self) -> None:
+        """Call on_stop on every instance (only if the class defines it)."""
+        for cell in [*self.cells.values(), *self.services]:
+            await self._call_on_stop(cell)
+
+    async def _call_on_stop(self, cell: _Cell) -> None:
+        if self._on_stop and cell.actor is not None:
+            try:
+                await cell.actor.on_stop()
+            except Exception:
+                log.exception("on_stop of %s failed", cell.subject)
+
+    # -- receive and route ---------------------------------------------------------------
+
+    async def _on_entity_msg(self, msg: Msg) -> None:
+        envs, is_json = await self._decode(msg)
+        if not envs:
+            return
+        cell = self.cells.get(msg.subject[self._prefix_len :])
+        if cell is None:
+            await self._unknown(msg.subject, msg.reply, envs, is_json)
+        else:
+            await self._deliver(cell, msg.reply, envs, is_json)
+
+    async def _on_service_msg(self, cell: _Cell, msg: Msg) -> None:
+        envs, is_json = await self._decode(msg)
+        if envs:
+            await self._deliver(cell, msg.reply, envs, is_json)
+
+    async def _decode(self, msg: Msg) -> tuple[list[Envelope[Any]], bool]:
+        """Decode a frame or a bare message. Bad parts are answered and recorded here."""
+        data: bytes = msg.data
+        kind, is_json = sniff(data)
+        decoders = self.cls._decoders
+        limit = self.options.max_message_bytes
+        if kind == BAD or decoders is None:
+            why = "no handlers" if decoders is None else "payload is neither a message (map) nor a frame (array)"
+            await self._reject(msg.subject, msg.reply, -1, is_json, "InvalidMessage", why)
+            return [], is_json
+        frame, bare = decoders.frame_and_bare(is_json)
+        if kind == BARE:
+            rid = -1 if msg.reply else 0
+            if len(data) > limit:
+                await self._reject(msg.subject, msg.reply, rid, is_json, "InvalidMessage",
+                                   f"message of {len(data)} bytes is over the {limit}-byte limit")
+                return [], is_json
+            try:
+                return [Envelope(bare.decode(data), rid)], is_json
+            except msgspec.MsgspecError as exc:
+                await self._reject(msg.subject, msg.reply, rid, is_json, "InvalidMessage", str(exc))
+                return [], is_json
+        if len(data) <= limit:
+            try:
+                return frame.decode(data), is_json  # the fast path: one typed decode for the batch
+            except msgspec.MsgspecError:
+                pass
+        return await self._decode_slowly(msg, bare, is_json), is_json
+
+    async def _decode_slowly(self, msg: Msg, bare: Any, is_json: bool) -> list[Envelope[Any]]:
+        """Message by message, so one bad or oversized message costs only itself."""
+        limit = self.options.max_message_bytes
+        try:
+            raw = RAW_FRAME[is_json].decode(msg.data)
+        except msgspec.MsgspecError as exc:
+            await self._reject(msg.subject, msg.reply, -1, is_json, "InvalidMessage", f"malformed frame: {exc}")
+            return []
+        good: list[Envelope[Any]] = []
+        for env in raw:
+            size = len(env.msg)
+            if size > limit:
+                await self._reject(msg.subject, msg.reply, env.rid, is_json, "InvalidMessage",
+                                   f"message of {size} bytes is over the {limit}-byte limit")
+                continue
+            try:
+                good.append(Envelope(bare.decode(env.msg), env.rid, env.mid, env.corr, env.cause))
+            except msgspec.MsgspecError as exc:
+                await self._reject(msg.subject, msg.reply, env.rid, is_json, "InvalidMessage", str(exc))
+        return good
+
+    async def _reject(self, subject: str, reply: str, rid: int, is_json: bool, kind: str, why: str,
+                      message_type: str = "?") -> None:
+        """Answer an ask with an error, or record a tell as a dead letter (and count it)."""
+        if kind == "InvalidMessage":
+            self.metrics.invalid += 1
+        if rid and reply:
+            await self._send_reply(reply, rid, is_json, False, ErrorReply(kind, kind, why))
+        if kind != "NoResponders" or not rid:
+            self.system.dead_letters.record(subject, f"{kind}: {why}", message_type)
+
+    async def _unknown(self, subject: str, reply: str, envs: list[Envelope[Any]], is_json: bool) -> None:
+        assert self._presence is not None
+        if self._presence.shared:
+            # Another node hosts this class too and may host this id: stay silent, but count it.
+            self.metrics.unrouted += len(envs)
+            return
+        for env in envs:
+            await self._reject(subject, reply, env.rid, is_json, "NoResponders",
+                               "no instance with this id is running", type(env.msg).__name__)
+
+    async def _deliver(self, cell: _Cell, reply: str, envs: list[Envelope[Any]], is_json: bool) -> None:
+        if cell.stopped:
+            for env in envs:
+                await self._reject(cell.subject, reply, env.rid, is_json, "NoResponders",
+                                   "the instance has stopped", type(env.msg).__name__)
+            return
+        size = self.options.mailbox_size
+        start = 0
+        while start < len(envs):
+            q = cell.queue  # re-read each round: the drain task drops an empty queue when it ends
+            if q is None:
+                q = cell.queue = deque()
+            room = size - len(q)
+            if room > 0:
+                q.extend([(env, reply, is_json) for env in envs[start : start + room]])
+                start += room
+                if not cell.busy:
+                    self._schedule(cell)
+                continue
+            # Full: back-pressure. This subscription (this class, on this node) waits for the
+            # drain task to make room, up to OVERLOAD_WAIT; NATS buffers meanwhile. Only then are
+            # messages refused, each one answered or recorded: never dropped silently.
+            cell.room = asyncio.Event()
+            with anyio.move_on_after(OVERLOAD_WAIT):
+                await cell.room.wait()
+            cell.room = None
+            if cell.queue is not None and len(cell.queue) >= size:
+                await self._overload(cell, reply, envs[start:], is_json)
+                return
+
+    async def _overload(self, cell: _Cell, reply: str, envs: list[Envelope[Any]], is_json: bool) -> None:
+        size = self.options.mailbox_size
+        log.warning("mailbox of %s is full (%d) for %ss: refusing %d message(s)",
+                    cell.subject, size, OVERLOAD_WAIT, len(envs))
+        self.metrics.overloaded += len(envs)
+        tells = 0
+        for env in envs:
+            if env.rid:
+                await self._send_reply(reply, env.rid, is_json, False, ErrorReply("MailboxFull", str(size), "full"))
+            else:
+                tells += 1
+        if tells:
+            self.system.dead_letters.record(cell.subject, f"mailbox full ({size})", type(envs[0].msg).__name__, tells)
+
+    # -- the mailbox loop ----------------------------------------------------------------
+
+    def _schedule(self, cell: _Cell) -> None:
+        cell.busy = True
+        self.system._start_drain(self._drain, cell)
+
+    async def _drain(self, cell: _Cell) -> None:
+        q = cell.queue
+        assert q is not None
+        here = Current()
+        current.set(here)  # this task's own context: what handlers send inherits corr/cause
+        dispatch = self.cls._dispatch
+        low = self.options.mailbox_size // 2
+        processed = 0
+        try:
+            while q and not cell.stopped:
+                item = here.item = q.popleft()
+                env = item[0]
+                msg = env.msg
+                try:
+                    result = await dispatch[type(msg)](cell.actor, msg)
+                except Exception as exc:  # noqa: BLE001 -- the one place user handler errors are caught
+                    await self._failed(cell, item, exc)
+                else:
+                    processed += 1
+                    if env.rid:
+                        await self._answer(item, result)
+                if cell.room is not None and len(q) <= low:
+                    cell.room.set()
+            while q:  # stopped while messages waited
+                env, reply, is_json = q.popleft()
+                await self._reject(cell.subject, reply, env.rid, is_json, "NoResponders",
+                                   "the instance has stopped", type(env.msg).__name__)
+        finally:
+            self.metrics.processed += processed
+            cell.busy = False
+            if not q:
+                cell.queue = None  # idle instances hold no queue
+
+    async def _failed(self, cell: _Cell, item: Item, exc: Exception) -> None:
+        env, reply, is_json = item
+        self.metrics.failed += 1
+        log.warning("%s failed on %s (corr %s): %r", cell.subject, type(env.msg).__name__,
+                    current_correlation_id(), exc, exc_info=exc)
+        if env.rid:
+            await self._send_reply(reply, env.rid, is_json, False,
+                                   ErrorReply("RemoteError", type(exc).__name__, str(exc)))
+        await self._supervise(cell, exc)
+
+    async def _answer(self, item: Item, result: Any) -> None:
+        env, reply, is_json = item
+        expected = self._reply_types[type(env.msg)]
+        if expected is not None and not isinstance(result, expected):
+            await self._send_reply(reply, env.rid, is_json, False, ErrorReply(
+                "RemoteError", "TypeError", f"handler returned {type(result).__name__}, expected {expected.__name__}"))
+        else:
+            await self._send_reply(reply, env.rid, is_json, True, result)
+
+    async def _send_reply(self, reply: str, rid: int, is_json: bool, ok: bool, body: Any) -> None:
+        if not reply:
+            return
+        outbox = self.system._outbox
+        if rid == -1:  # a bare request from a non-corps client: a bare reply
+            await outbox.send_raw(reply, encode_as(body, is_json))
+        else:
+            await outbox.send(reply, encode_as(Reply(rid, ok, body), is_json), track=False)
+
+    # -- supervision ---------------------------------------------------------------------
+
+    async def _supervise(self, cell: _Cell, exc: BaseException) -> None:
+        policy = self.options.supervision
+        if isinstance(policy, Resume):
+            return
+        if isinstance(policy, Stop):
+            await self._stop_cell(cell, f"{type(exc).__name__}: {exc}")
+            return
+        assert isinstance(policy, Restart)
+        while True:
+            if cell.restarts is None:
+                cell.restarts = []
+            delay = restart_delay(policy, cell.restarts, time.monotonic())
+            if delay is None:
+                await self._stop_cell(cell, f"more than {policy.max_restarts} restarts in {policy.within}s")
+                return
+            self.metrics.restarts += 1
+            await anyio.sleep(delay)
+            await self._call_on_stop(cell)
+            try:
+                await self._start_instance(cell)
+                return
+            except Exception as again:  # noqa: BLE001 -- a failing restart counts as another failure
+                log.warning("restart of %s failed: %r", cell.subject, again)
+
+    async def _stop_cell(self, cell: _Cell, why: str) -> None:
+        log.warning("stopping %s: %s", cell.subject, why)
+        self.metrics.stopped += 1
+        cell.stopped = True
+        if self.cells.get(cell.actor_id) is cell:
+            del self.cells[cell.actor_id]
+        if cell in self.services:
+            self.services.remove(cell)
+        if cell.sub is not None:
+            await cell.sub.unsubscribe()
+        await self._call_on_stop(cell)

@@ -1,0 +1,45 @@
+"""Message and Request: the typed, frozen msgspec Structs that cross NATS."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Generic, TypeVar, get_args, get_origin
+
+import msgspec
+
+R = TypeVar("R", bound="Message")
+
+TAG_FIELD = "$type"
+"""The wire field that names a message's class. ``$type`` cannot clash with a Python field name,
+so users keep natural names such as ``type`` and ``kind`` for themselves."""
+
+
+class Message(msgspec.Struct, frozen=True, tag=True, tag_field=TAG_FIELD):
+    """Anything that crosses NATS: a frozen msgspec Struct tagged by its class name.
+
+    Frozen, because a sent message may be retried, coalesced or logged after it was sent.
+    Pass ``tag="..."`` in the class statement to choose another wire name.
+    """
+
+
+class Request(Message, Generic[R], frozen=True):
+    """A message that expects a reply of type ``R``: ``class Deposit(Request[Balance])``.
+
+    ``ActorRef.ask`` is typed by ``R``, and the handler's return annotation is checked against it.
+    """
+
+    __corps_reply__: ClassVar[Any] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for base in getattr(cls, "__orig_bases__", ()):
+            if get_origin(base) is Request:
+                (reply,) = get_args(base)
+                if not isinstance(reply, TypeVar):
+                    cls.__corps_reply__ = reply
+
+
+def reply_type(request_cls: type[Message]) -> Any:
+    """The reply type a Request subclass names, or None for a plain Message."""
+    if isinstance(request_cls, type) and issubclass(request_cls, Request):
+        return request_cls.__corps_reply__
+    return None

@@ -1,0 +1,55 @@
+"""Counters and the dead-letter record. Plain ints on the hot path; snapshots for users."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from typing import Final
+
+import msgspec
+
+log = logging.getLogger("corps.deadletters")
+
+DEAD_LETTERS_KEPT: Final = 1000
+
+
+class DeadLetter(msgspec.Struct, frozen=True):
+    """A message that was not processed, and why. Kept in ``system.dead_letters`` (most recent)."""
+
+    subject: str
+    reason: str
+    message_type: str
+    at: float
+
+
+class ClassMetrics:
+    """Counters for one actor class on this node."""
+
+    __slots__ = ("failed", "invalid", "overloaded", "processed", "restarts", "stopped", "unrouted")
+
+    def __init__(self) -> None:
+        self.processed = 0
+        self.failed = 0
+        self.invalid = 0
+        self.overloaded = 0
+        self.restarts = 0
+        self.stopped = 0
+        self.unrouted = 0
+        """Messages for an id this node does not host, while other nodes host the class."""
+
+    def snapshot(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+class DeadLetters:
+    """Counts, logs and keeps recent dead letters; nothing is dropped without passing through here."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.recent: deque[DeadLetter] = deque(maxlen=DEAD_LETTERS_KEPT)
+
+    def record(self, subject: str, reason: str, message_type: str = "?", n: int = 1) -> None:
+        self.count += n
+        self.recent.append(DeadLetter(subject, reason, message_type, time.time()))
+        log.warning("dead letter%s on %s (%s): %s", f" x{n}" if n > 1 else "", subject, message_type, reason)

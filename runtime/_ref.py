@@ -1,0 +1,98 @@
+"""ActorRef: the address of an actor instance anywhere on the NATS network."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
+
+import msgspec
+
+from runtime._messages import Message, Request, reply_type
+from runtime.errors import InvalidMessage
+
+if TYPE_CHECKING:
+    from runtime._actor import Actor
+    from runtime._system import ActorSystem
+
+A = TypeVar("A", bound="Actor")
+R = TypeVar("R", bound=Message)
+
+
+@final
+class ActorRef(Generic[A]):
+    """Send messages to one actor instance: ``tell`` (fire and forget) or ``ask`` (typed reply).
+
+    ``subject`` is the instance's NATS subject: clients in other languages can send it a bare
+    msgpack (or JSON) map of a message, tagged ``{"$type": "ClassName", ...}``, and get a bare reply.
+    """
+
+    __slots__ = ("_system", "actor_cls", "actor_id", "subject")
+
+    def __init__(self, system: ActorSystem, actor_cls: type[A], actor_id: str, subject: str) -> None:
+        self._system = system
+        self.actor_cls = actor_cls
+        self.actor_id = actor_id
+        self.subject = subject
+
+    async def tell(self, msg: Message) -> None:
+        """Send ``msg`` without waiting for it to be handled.
+
+        At-most-once, over core NATS: if no instance is subscribed, or the connection drops while
+        the message is in flight, it is lost. Losses that the runtime can see (no instance, a full
+        mailbox, an undecodable message) are recorded as dead letters, never silently.
+
+        Raises:
+            InvalidMessage: ``msg`` is not a Message, cannot be encoded, or is over the size limit.
+        """
+        system = self._system
+        part = system._encode(self.subject, msg, 0)
+        if not system._outbox.push(self.subject, part):
+            await system._outbox.send(self.subject, part)
+
+    async def ask(self, msg: Request[R], *, timeout: float | None = None) -> R:
+        """Send ``msg`` and wait for the handler's reply.
+
+        Messages from one sender are handled in the order sent, tells and asks alike.
+
+        Args:
+            msg: a Request; its type names the reply type.
+            timeout: seconds to wait (default: the system's ``ask_timeout``).
+
+        Raises:
+            AskTimeout: no reply within ``timeout``. The handler may still have run: treat the
+                outcome as unknown and make retried asks idempotent.
+            RemoteError: the handler raised; carries the remote type and message.
+            NoResponders: no instance with this id is running.
+            InvalidMessage: the actor could not decode ``msg``, or ``msg`` could not be encoded.
+            MailboxFull: the instance's mailbox was full.
+        """
+        system = self._system
+        if not isinstance(msg, Request):
+            raise InvalidMessage(self.subject, f"ask needs a Request[...] message, not {type(msg).__name__}; "
+                                               f"use tell for a plain Message")
+        rid, fut = system._inbox.register(reply_type(type(msg)), self.subject)
+        try:
+            part = system._encode(self.subject, msg, rid)
+            if not system._outbox.push(self.subject, part, rid):
+                await system._outbox.send(self.subject, part, rid)
+        except BaseException:
+            system._inbox.forget(rid)
+            raise
+        result: R = await system._inbox.wait(rid, fut, system.ask_timeout if timeout is None else timeout)
+        return result
+
+    def __repr__(self) -> str:
+        return f"ActorRef({self.subject!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ActorRef) and other.subject == self.subject
+
+    def __hash__(self) -> int:
+        return hash(self.subject)
+
+
+def encode_error(subject: str, msg: Any, exc: Exception) -> InvalidMessage:
+    if not isinstance(msg, Message):
+        return InvalidMessage(subject, f"expected a Message, got {type(msg).__name__}")
+    if isinstance(exc, msgspec.EncodeError | TypeError | OverflowError):
+        return InvalidMessage(subject, f"cannot encode {type(msg).__name__}: {exc}")
+    return InvalidMessage(subject, str(exc))

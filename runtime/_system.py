@@ -1,0 +1,258 @@
+"""ActorSystem: the connection, the hosts of actor classes, spawn, ref, and graceful drain."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import Any, Final, TypeVar, final
+
+import anyio
+from anyio.abc import TaskGroup
+from nats.aio.client import Client
+
+from runtime._actor import Actor
+from runtime._codec import Envelope, Format, WireCodec
+from runtime._context import current_ids
+from runtime._embedded import EmbeddedServer
+from runtime._host import ClassHost
+from runtime._inbox import Inbox
+from runtime._messages import Message
+from runtime._metrics import DeadLetters
+from runtime._outbox import Outbox, Tracker
+from runtime._ref import ActorRef, encode_error
+from runtime._subjects import actor_subject, check_token, inbox_subject
+from runtime._transport import connect, max_payload, nats_errors, server_name
+from runtime.errors import NatsUnavailable, NoResponders, SpawnError
+
+log = logging.getLogger("corps.system")
+
+A = TypeVar("A", bound=Actor)
+
+DEFAULT_ASK_TIMEOUT: Final = 5.0
+DEFAULT_DRAIN_TIMEOUT: Final = 10.0
+
+
+@final
+class ActorSystem:
+    """Hosts actors on one NATS connection. Use as ``async with ActorSystem() as system:``.
+
+    Args:
+        url: a NATS URL, or a list of URLs for a cluster. None reads ``NATS_URL``; if that is unset
+            too, an embedded nats-server (JetStream on, temp store, free loopback port) is started
+            and stopped with the system.
+        namespace: the first subject token of everything this system sends and hosts; systems in
+            different namespaces on one server do not see each other.
+        codec: "msgpack" (default) or "json" for what this system sends; it reads both.
+        ask_timeout: default timeout of ``ActorRef.ask``, in seconds.
+        drain_timeout: how long leaving the ``async with`` waits for in-flight messages.
+        name: the connection name shown by the server (default: ``corps-<node>``).
+    """
+
+    def __init__(
+        self,
+        url: str | list[str] | None = None,
+        *,
+        namespace: str = "corps",
+        codec: Format = "msgpack",
+        ask_timeout: float = DEFAULT_ASK_TIMEOUT,
+        drain_timeout: float = DEFAULT_DRAIN_TIMEOUT,
+        name: str | None = None,
+    ) -> None:
+        if url is None:
+            url = os.environ.get("NATS_URL") or None  # the only place the environment is read
+        self._servers = [url] if isinstance(url, str) else list(url) if url else []
+        self.namespace = check_token(namespace, "namespace")
+        self.codec = WireCodec(codec)
+        self.ask_timeout = ask_timeout
+        self.drain_timeout = drain_timeout
+        self.node = secrets.token_hex(6)
+        self.name = name or f"corps-{self.node}"
+        self.dead_letters = DeadLetters()
+        self._embedded: EmbeddedServer | None = None
+        self._hosts: dict[type[Actor], ClassHost] = {}
+        self._seq = 0
+        self._busy = 0
+        self._idle = anyio.Event()
+        self._closing = False
+        self._tg: TaskGroup | None = None
+        self._nc: Client = None  # type: ignore[assignment]  # set in __aenter__
+        self._outbox: Outbox = None  # type: ignore[assignment]
+        self._inbox: Inbox = None  # type: ignore[assignment]
+
+    @property
+    def url(self) -> str:
+        """The URL of the server this system is connected to."""
+        if self._embedded is not None:
+            return self._embedded.url
+        if self._nc is not None and self._nc.connected_url is not None:
+            u = self._nc.connected_url
+            return f"{u.scheme}://{u.hostname}:{u.port}"
+        return self._servers[0] if self._servers else ""
+
+    @property
+    def embedded(self) -> bool:
+        """True if this system started its own nats-server."""
+        return self._embedded is not None
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def __aenter__(self) -> ActorSystem:
+        try:
+            await self._open()
+        except BaseException:
+            await self.__aexit__(None, None, None)
+            raise
+        return self
+
+    async def _open(self) -> None:
+        expected_name = None
+        if not self._servers:
+            self._embedded = EmbeddedServer()
+            await anyio.to_thread.run_sync(self._embedded.start)
+            self._servers = [self._embedded.url]
+            expected_name = self._embedded.server_name
+        self._nc = await connect(self._servers, self.name, lambda: self._closing)
+        if expected_name is not None and server_name(self._nc) != expected_name:
+            # A stale server on a reused port must never answer for ours.
+            raise NatsUnavailable(self._servers[0], f"server_name is {server_name(self._nc)!r}, "
+                                                    f"expected {expected_name!r}")
+        inbox = inbox_subject(self.namespace, self.node)
+        tracker = Tracker(inbox)
+        self._inbox = Inbox(tracker, self._dead_tells)
+        self._outbox = Outbox(self._publish, max_payload(self._nc), self.codec.is_json, tracker)
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
+        self._tg.start_soon(self._outbox.run, name="corps-outbox")
+        await self._nc.subscribe(f"{inbox}.>", cb=self._inbox.on_msg, pending_msgs_limit=-1,
+                                 pending_bytes_limit=-1)
+        await self._nc.flush()
+
+    async def _publish(self, subject: str, payload: bytes, reply: str) -> None:
+        with nats_errors(subject):
+            await self._nc.publish(subject, payload, reply=reply)
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        # Shielded: Ctrl-C or an outer cancellation still drains and stops the embedded server.
+        with anyio.CancelScope(shield=True):
+            await self._drain()
+        if self._tg is not None:  # outside the shield: a task group must exit in its own scope
+            self._tg.cancel_scope.cancel()
+            tg, self._tg = self._tg, None
+            await tg.__aexit__(None, None, None)
+        with anyio.CancelScope(shield=True):
+            await self._disconnect()
+
+    async def _drain(self) -> None:
+        """Drain: stop intake, finish in-flight messages, run on_stop, flush, close, stop the server."""
+        self._closing = True
+        nc = self._nc
+        try:
+            if nc is not None and nc.is_connected:
+                with anyio.move_on_after(self.drain_timeout) as scope:
+                    for host in self._hosts.values():
+                        await host.stop_intake()
+                    if self._busy:
+                        await self._idle.wait()
+                if scope.cancelled_caught:
+                    log.warning("drain timed out after %ss with %d busy instance(s)", self.drain_timeout, self._busy)
+                for host in self._hosts.values():
+                    await host.stop_all()
+                if self._outbox is not None:
+                    await self._outbox.flush()
+                with anyio.move_on_after(self.drain_timeout):
+                    await nc.flush()
+        finally:
+            if self._inbox is not None:
+                self._inbox.fail_all(lambda s: NoResponders(s, "the actor system closed"))
+
+    async def _disconnect(self) -> None:
+        nc = self._nc
+        try:
+            if nc is not None and not nc.is_closed:
+                await nc.close()
+        finally:
+            if self._embedded is not None:
+                await anyio.to_thread.run_sync(lambda: self._embedded.stop(cleanup=True))  # type: ignore[union-attr]
+
+    # -- actors --------------------------------------------------------------------------
+
+    async def spawn(self, actor_cls: type[A], actor_id: str) -> ActorRef[A]:
+        """Start an instance and return once it is subscribed and its on_start has run.
+
+        A message sent from any connection after spawn returns reaches the instance. For a
+        service class (``ActorOptions(service=True)``) each call adds one instance to the
+        queue group of ``actor_id``.
+
+        Raises:
+            InvalidActorId: ``actor_id`` would inject subject tokens.
+            SpawnError: the id already runs in this system, or ``__init__``/``on_start`` raised.
+        """
+        subject = actor_subject(self.namespace, actor_cls.actor_name, actor_id)
+        if self._closing or self._nc is None:
+            raise SpawnError(subject, "the actor system is not running")
+        if not (isinstance(actor_cls, type) and issubclass(actor_cls, Actor)):
+            raise SpawnError(subject, f"{actor_cls!r} is not an Actor subclass")
+        host = self._hosts.get(actor_cls)
+        if host is None:
+            host = ClassHost(self, actor_cls)
+            self._hosts[actor_cls] = host
+            try:
+                await host.start()
+            except BaseException:
+                del self._hosts[actor_cls]
+                raise
+        await host.spawn(actor_id, subject)
+        return ActorRef(self, actor_cls, actor_id, subject)
+
+    def ref(self, actor_cls: type[A], actor_id: str) -> ActorRef[A]:
+        """A reference to ``(actor_cls, actor_id)`` wherever it runs on the NATS network.
+
+        Raises:
+            InvalidActorId: ``actor_id`` would inject subject tokens.
+        """
+        return ActorRef(self, actor_cls, actor_id, actor_subject(self.namespace, actor_cls.actor_name, actor_id))
+
+    def metrics(self) -> dict[str, dict[str, int]]:
+        """Counters per hosted actor class, plus ``system`` totals (dead letters, late replies)."""
+        out = {name: host.metrics.snapshot() for name, host in
+               ((h.name, h) for h in self._hosts.values())}
+        out["system"] = {
+            "dead_letters": self.dead_letters.count,
+            "late_replies": self._inbox.late_replies if self._inbox else 0,
+            "nats_messages_out": self._outbox.nats_messages if self._outbox else 0,
+        }
+        return out
+
+    # -- internals used by ActorRef and ClassHost ----------------------------------------
+
+    def _encode(self, subject: str, msg: Message, rid: int) -> bytes:
+        self._seq += 1
+        ids = current_ids()
+        env = Envelope(msg, rid, self._seq) if ids is None else Envelope(msg, rid, self._seq, ids[0], ids[1])
+        try:
+            if not isinstance(msg, Message):
+                raise TypeError("not a Message")
+            return self.codec.encode(env)
+        except Exception as exc:
+            raise encode_error(subject, msg, exc) from exc
+
+    def _dead_tells(self, subject: str, n: int) -> None:
+        self.dead_letters.record(subject, "no responders: no instance subscribed", n=n)
+
+    def _start_drain(self, fn: Callable[[Any], Awaitable[None]], cell: Any) -> None:
+        assert self._tg is not None
+        self._busy += 1
+        self._tg.start_soon(self._run_drain, fn, cell)
+
+    async def _run_drain(self, fn: Callable[[Any], Awaitable[None]], cell: Any) -> None:
+        try:
+            await fn(cell)
+        finally:
+            self._busy -= 1
+            if self._busy == 0 and self._closing:
+                self._idle.set()

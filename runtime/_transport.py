@@ -1,0 +1,83 @@
+"""Every direct nats-py connection concern: connecting, options, and error mapping."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any, Final
+
+import nats
+import nats.errors
+from nats.aio.client import Client
+
+from runtime.errors import AskTimeout, InvalidMessage, NatsUnavailable, NoResponders
+
+log = logging.getLogger("corps.transport")
+
+CONNECT_TIMEOUT: Final = 5.0
+PING_INTERVAL: Final = 10
+"""nats-py's default is 120 s with 2 outstanding pings: minutes to notice a dead link."""
+MAX_OUTSTANDING_PINGS: Final = 3
+RECONNECT_WAIT: Final = 0.5
+
+
+async def connect(servers: list[str], name: str, closing: Callable[[], bool] = lambda: False) -> Client:
+    """Connect with runtime-tuned options.
+
+    Raises:
+        NatsUnavailable: no server in ``servers`` accepted the connection.
+    """
+
+    async def error_cb(exc: Exception) -> None:
+        log.warning("nats error on %s: %r", name, exc)
+
+    async def disconnected_cb() -> None:
+        if not closing():
+            log.warning("disconnected from NATS (%s)", name)
+
+    async def reconnected_cb() -> None:
+        log.info("reconnected to NATS (%s)", name)
+
+    try:
+        return await nats.connect(
+            servers=servers,
+            name=name,
+            connect_timeout=CONNECT_TIMEOUT,
+            ping_interval=PING_INTERVAL,
+            max_outstanding_pings=MAX_OUTSTANDING_PINGS,
+            reconnect_time_wait=RECONNECT_WAIT,
+            max_reconnect_attempts=-1,  # a service keeps trying; never closes for good on its own
+            allow_reconnect=True,
+            error_cb=error_cb,
+            disconnected_cb=disconnected_cb,
+            reconnected_cb=reconnected_cb,
+        )
+    except Exception as exc:
+        raise NatsUnavailable(",".join(servers), f"{type(exc).__name__}: {exc}") from exc
+
+
+def server_name(nc: Client) -> str:
+    info: dict[str, Any] = nc._server_info  # no public accessor in nats-py
+    return str(info.get("server_name", ""))
+
+
+def max_payload(nc: Client) -> int:
+    return int(nc.max_payload)
+
+
+@contextlib.contextmanager
+def nats_errors(subject: str, timeout: float = 0.0) -> Iterator[None]:
+    """Translate nats-py errors into the corps tree at this one boundary."""
+    try:
+        yield
+    except nats.errors.NoRespondersError as exc:
+        raise NoResponders(subject) from exc
+    except nats.errors.TimeoutError as exc:
+        raise AskTimeout(subject, timeout) from exc
+    except nats.errors.MaxPayloadError as exc:
+        raise InvalidMessage(subject, "payload exceeds the server's max_payload") from exc
+    except (nats.errors.ConnectionClosedError, nats.errors.ConnectionDrainingError) as exc:
+        raise NatsUnavailable(subject, f"connection is {type(exc).__name__}") from exc
+    except nats.errors.OutboundBufferLimitError as exc:
+        raise NatsUnavailable(subject, "disconnected and the reconnect buffer is full") from exc
