@@ -12,7 +12,7 @@ import functools
 import logging
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import msgspec
@@ -32,9 +32,6 @@ if TYPE_CHECKING:
     from runtime._system import ActorSystem
 
 log = logging.getLogger("corps.actor")
-
-OVERLOAD_WAIT: Final = 1.0
-"""Seconds a full mailbox holds up its class's subscription before refusing messages."""
 
 Item = tuple[Envelope[Any], str, bool]
 """A mailbox entry: (envelope, reply subject, reply as JSON). rid 0 tell, > 0 ask, -1 bare ask."""
@@ -251,7 +248,7 @@ class ClassHost:
             # drain task to make room, up to OVERLOAD_WAIT; NATS buffers meanwhile. Only then are
             # messages refused, each one answered or recorded: never dropped silently.
             cell.room = asyncio.Event()
-            with anyio.move_on_after(OVERLOAD_WAIT):
+            with anyio.move_on_after(self.options.overload_wait):
                 await cell.room.wait()
             cell.room = None
             if cell.queue is not None and len(cell.queue) >= size:
@@ -261,7 +258,7 @@ class ClassHost:
     async def _overload(self, cell: _Cell, reply: str, envs: list[Envelope[Any]], is_json: bool) -> None:
         size = self.options.mailbox_size
         log.warning("mailbox of %s is full (%d) for %ss: refusing %d message(s)",
-                    cell.subject, size, OVERLOAD_WAIT, len(envs))
+                    cell.subject, size, self.options.overload_wait, len(envs))
         self.metrics.overloaded += len(envs)
         tells = 0
         for env in envs:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Generic, TypeVar, get_args, get_origin
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, dataclass_transform, get_args, get_origin
 
 import msgspec
 
@@ -13,12 +13,21 @@ TAG_FIELD = "$type"
 so users keep natural names such as ``type`` and ``kind`` for themselves."""
 
 
-class Message(msgspec.Struct, frozen=True, tag=True, tag_field=TAG_FIELD):
-    """Anything that crosses NATS: a frozen msgspec Struct tagged by its class name.
+if TYPE_CHECKING:
+    # msgspec's Struct is a dataclass_transform without frozen_default: type checkers would make
+    # every user write `class Ping(Message, frozen=True)`. This tells them subclasses are frozen.
+    @dataclass_transform(frozen_default=True, field_specifiers=(msgspec.field,))
+    class Message(msgspec.Struct, frozen=True):
+        """Anything that crosses NATS."""
 
-    Frozen, because a sent message may be retried, coalesced or logged after it was sent.
-    Pass ``tag="..."`` in the class statement to choose another wire name.
-    """
+else:
+
+    class Message(msgspec.Struct, frozen=True, tag=True, tag_field=TAG_FIELD):
+        """Anything that crosses NATS: a frozen msgspec Struct tagged by its class name.
+
+        Frozen, because a sent message may be retried, coalesced or logged after it was sent.
+        Pass ``tag="..."`` in the class statement to choose another wire name.
+        """
 
 
 class Request(Message, Generic[R], frozen=True):

@@ -7,6 +7,7 @@ import time
 from collections import deque
 from typing import Final
 
+import anyio
 import msgspec
 
 log = logging.getLogger("corps.deadletters")
@@ -48,8 +49,27 @@ class DeadLetters:
     def __init__(self) -> None:
         self.count = 0
         self.recent: deque[DeadLetter] = deque(maxlen=DEAD_LETTERS_KEPT)
+        self._waiters: list[tuple[int, anyio.Event]] = []
 
     def record(self, subject: str, reason: str, message_type: str = "?", n: int = 1) -> None:
         self.count += n
         self.recent.append(DeadLetter(subject, reason, message_type, time.time()))
         log.warning("dead letter%s on %s (%s): %s", f" x{n}" if n > 1 else "", subject, message_type, reason)
+        if self._waiters:
+            for threshold, event in self._waiters:
+                if self.count >= threshold:
+                    event.set()
+            self._waiters = [(t, e) for t, e in self._waiters if not e.is_set()]
+
+    async def wait_for(self, count: int, timeout: float = 5.0) -> None:
+        """Wait until at least ``count`` dead letters have been recorded (a test barrier).
+
+        Raises:
+            TimeoutError: fewer than ``count`` within ``timeout`` seconds.
+        """
+        if self.count >= count:
+            return
+        event = anyio.Event()
+        self._waiters.append((count, event))
+        with anyio.fail_after(timeout):
+            await event.wait()

@@ -27,6 +27,9 @@ class ActorOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     """Largest accepted message, checked before decoding; larger ones are refused as invalid."""
     name: str | None = None
     """The class's name in subjects (default: the class name)."""
+    overload_wait: float = 1.0
+    """Seconds a full mailbox holds up the class's subscription (back-pressure, NATS buffers
+    meanwhile) before the messages that do not fit are refused."""
 
     def __post_init__(self) -> None:
         if self.mailbox_size < 1:

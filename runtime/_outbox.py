@@ -44,8 +44,9 @@ class Outbox:
     ``Tracker`` maps back to the batch's asks (NoResponders) and tells (dead letters).
     """
 
-    def __init__(self, publish: Publish, limit: int, is_json: bool, tracker: Tracker) -> None:
+    def __init__(self, publish: Publish, limit: int, is_json: bool, tracker: Tracker, coalesce: bool = True) -> None:
         self._publish = publish
+        self._coalesce = coalesce
         self.limit = limit
         self._is_json = is_json
         self._tracker = tracker
@@ -72,7 +73,7 @@ class Outbox:
         if n + FRAME_OVERHEAD > self.limit:
             raise InvalidMessage(subject, f"encoded message is {n} bytes, over the {self.limit}-byte limit")
         if not (self._window or self._flushing or self._queued) or self._queued > HIGH_WATER:
-            return False
+            return False  # direct publish, or the memory bound: the caller awaits send()
         batch = self._batches.get(subject)
         if batch is None or batch.size + n > self.limit or not batch.tracked:
             return False
@@ -96,8 +97,9 @@ class Outbox:
         if len(part) + FRAME_OVERHEAD > self.limit:
             raise InvalidMessage(subject, f"encoded message is {len(part)} bytes, over the {self.limit}-byte limit")
         if not (self._window or self._flushing or self._queued):
-            self._window = True
-            asyncio.get_running_loop().call_soon(self._close_window)
+            if self._coalesce:
+                self._window = True
+                asyncio.get_running_loop().call_soon(self._close_window)
             batch = _Batch(track)
             self._add(batch, part, rid)
             await self._emit(subject, batch)

@@ -19,8 +19,11 @@ from runtime.saga._invariants import check_simulation as check_simulation
 from runtime.saga._retry import DEFAULT_RETRY as DEFAULT_RETRY
 from runtime.saga._retry import DEFAULT_UNDO_RETRY as DEFAULT_UNDO_RETRY
 from runtime.saga._retry import Retry as Retry
+from runtime.saga._simulate import CrashPoint as CrashPoint
 from runtime.saga._simulate import Fault as Fault
 from runtime.saga._simulate import FaultPlan as FaultPlan
+from runtime.saga._simulate import Ledger as Ledger
+from runtime.saga._simulate import Record as Record
 from runtime.saga._simulate import Simulation as Simulation
 from runtime.saga._simulate import simulate as simulate
 from runtime.saga._state import Command as Command
@@ -54,14 +57,17 @@ __all__ = [
     "DEFAULT_UNDO_RETRY",
     "NOTHING_TO_UNDO",
     "Command",
+    "CrashPoint",
     "Engine",
     "Event",
     "Fault",
     "FaultPlan",
     "Finish",
     "Kind",
+    "Ledger",
     "OperatorRetry",
     "Parallel",
+    "Record",
     "Retry",
     "RetryDue",
     "Saga",

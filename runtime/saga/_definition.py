@@ -227,7 +227,7 @@ def _problems(cls: type[Saga[Any]], input_type: Any) -> list[str]:
     if len(pivots) > 1:
         found.append(f"only one step can be the pivot, not {', '.join(map(repr, pivots))}")
     elif pivots:
-        after = flat[[s.name for s in flat].index(pivots[0]) + 1 :]
+        after = flat[next(i for i, s in enumerate(flat) if s.pivot) + 1 :]
         for step in after:
             if step.undo is not NOTHING_TO_UNDO:
                 found.append(
@@ -293,13 +293,10 @@ def _deadline_problems(cls: type[Saga[Any]], steps: tuple[Step | Parallel, ...])
             break
     if total > cls.deadline:
         return [
-            f"{scope} can take {total:g}s (attempts x timeout + retry delays), "
-            f"over the deadline of {cls.deadline:g}s"
+            f"{scope} can take {total:g}s (attempts x timeout + retry delays), over the deadline of {cls.deadline:g}s"
         ]
     return []
 
 
 def _positive(value: object) -> bool:
-    return (
-        isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0
-    )
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0

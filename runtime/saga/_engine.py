@@ -4,7 +4,8 @@ No I/O, no clock, no randomness: time arrives in each event's ``at``, jitter is 
 (saga, step, attempt), and the definition's functions are assumed pure. The coordinator
 persists the returned state *before* it carries out the commands, so a crash between the two
 is repaired by :meth:`Engine.resume`, which re-issues whatever was in flight; participants
-deduplicate by idempotency key.
+deduplicate by idempotency key. Between the two, a state that says "sent" may not have been
+sent: that is why a resent request is treated as possibly applied.
 
 Rules, in brief:
 
@@ -107,25 +108,38 @@ class Engine:
         self._progress(tx)
         return tx.freeze(), tx.commands
 
-    def resume(self, state: SagaState) -> list[Command]:
-        """The commands to re-issue for a saga taken over from a crashed coordinator.
+    def resume(self, state: SagaState, at: float) -> tuple[SagaState, list[Command]]:
+        """What a coordinator taking over a saga (after a crash) must do to carry it on.
 
-        Everything in flight is sent again (same attempt, same idempotency key) and every
-        scheduled retry is scheduled again for its ``due_at``; a terminal saga gives Finish.
+        Everything in flight is sent again (same attempt, same idempotency key: participants
+        deduplicate), every scheduled retry is scheduled again for its ``due_at``, and a
+        terminal saga gives its Finish again.
+
+        Args:
+            state: the saga's state as read from the saga log.
+            at: the coordinator's clock now.
+
+        Returns:
+            The state, the same object unless a request can no longer be built (say, the
+            definition changed): that step is then given up on, as an uncertain one, and
+            the returned state must be persisted first. Then the commands.
         """
         if state.status.terminal:
-            return [Finish(status=state.status, reason=state.reason)]
-        tx = Tx(state, at=0.0)
+            return state, [Finish(status=state.status, reason=state.reason)]
+        tx = Tx(state, at)
         for s in state.steps:
             if s.status is StepStatus.RUNNING:
-                self._send(tx, s.name, s.attempt)
+                self._send(tx, s.name, s.attempt, resent=True)
             elif s.status is StepStatus.WAITING:
                 tx.commands.append(self._schedule(tx, s.name, s.attempt, False, s.due_at))
             if s.undo_status is UndoStatus.RUNNING:
-                self._send_undo(tx, s.name, s.undo_attempt)
+                self._send_undo(tx, s.name, s.undo_attempt, resent=True)
             elif s.undo_status is UndoStatus.WAITING:
                 tx.commands.append(self._schedule(tx, s.name, s.undo_attempt, True, s.undo_due_at))
-        return tx.commands
+        if not tx.history:  # nothing changed: re-sends only
+            return state, tx.commands
+        self._progress(tx)
+        return tx.freeze(), tx.commands
 
     # -- events ---------------------------------------------------------------------------------
 
@@ -226,7 +240,7 @@ class Engine:
             for s in undo_failed:
                 tx.set(s.name, undo_status=UndoStatus.NONE, undo_round_start=s.undo_attempt + 1, error=None)
         else:  # a step after the pivot was rejected: try it again, it must eventually succeed
-            tx.status = SagaStatus.RUNNING
+            tx.status, tx.reason = SagaStatus.RUNNING, None
             for s in stuck:
                 self._send(tx, s.name, s.attempt + 1)
         return True
@@ -264,7 +278,8 @@ class Engine:
             if s.status is StepStatus.WAITING:  # its last attempt failed or timed out: no more
                 self._give_up(tx, s, s.error or "", why)
 
-    def _send(self, tx: Tx, name: str, attempt: int) -> None:
+    def _send(self, tx: Tx, name: str, attempt: int, *, resent: bool = False) -> None:
+        """Send attempt ``attempt`` of step ``name``; ``resent``: that attempt may already have run."""
         defn = self._defs[name]
         try:
             ctx = self._contexts.build(tx, self._stage_of[name])
@@ -273,11 +288,12 @@ class Engine:
         except Exception as exc:  # noqa: BLE001 -- user code: a broken step must not wedge the saga
             error = f"building the request raised {type(exc).__name__}: {exc}"
             tx.log(Kind.REJECTED, name, attempt, error)
-            s = tx.set(name, attempt=attempt)
+            s = tx.set(name, attempt=attempt, uncertain=tx.steps[name].uncertain or resent)
             self._give_up(tx, s, error, f"step {name!r} could not be built: {error}")
             return
         tx.set(name, status=StepStatus.RUNNING, attempt=attempt, actor_id=actor_id, due_at=None)
-        tx.log(Kind.SENT, name, attempt)
+        if not resent:  # a resend on resume is no new transition: the log already says "sent"
+            tx.log(Kind.SENT, name, attempt)
         key = f"{tx.state.saga_id}:{name}"
         tx.commands.append(
             SendStep(
@@ -308,7 +324,7 @@ class Engine:
             tx.log(Kind.UNDO_GAVE_UP, s.name, s.undo_attempt, error)
             tx.reason = f"compensation of step {s.name!r} failed after {used} attempt(s): {error}"
 
-    def _send_undo(self, tx: Tx, name: str, attempt: int) -> None:
+    def _send_undo(self, tx: Tx, name: str, attempt: int, *, resent: bool = False) -> None:
         defn, s = self._defs[name], tx.steps[name]
         if not callable(defn.undo):
             tx.set(name, undo_status=UndoStatus.SKIPPED)
@@ -325,7 +341,8 @@ class Engine:
             return
         assert s.actor_id is not None  # checked above; for the type checker
         tx.set(name, undo_status=UndoStatus.RUNNING, undo_attempt=attempt, undo_due_at=None)
-        tx.log(Kind.UNDO_SENT, name, attempt)
+        if not resent:
+            tx.log(Kind.UNDO_SENT, name, attempt)
         key = f"{tx.state.saga_id}:{name}:undo"
         tx.commands.append(
             SendUndo(

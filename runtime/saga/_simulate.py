@@ -3,8 +3,8 @@
 ``simulate`` plays one saga with a :class:`FaultPlan` (what each step's participant does on
 each attempt) on a virtual clock. Participants are modelled as the runtime's idempotency
 helper promises: effects keyed by idempotency key, applied at most once; a compensation of
-a step that never applied is a recorded no-op that fences a late forward request. The result
-feeds :func:`runtime.saga._invariants.check_simulation`.
+a step that never applied is a recorded no-op that fences a late forward request. Coordinator
+crashes can be injected at named points. The result feeds :func:`runtime.saga._invariants.check_simulation`.
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ from runtime.saga._state import (
     UndoFailed,
     UndoSucceeded,
     UndoTimedOut,
+    decode_state,
+    encode_state,
 )
 
 StepFault = Literal["ok", "fail", "reject", "timeout_before", "timeout_after", "duplicate"]
@@ -64,14 +66,21 @@ FaultPlan = Mapping[str, Fault]
 """Step name -> Fault; a step not named is ``Fault()``: it just works."""
 
 
-class Record(msgspec.Struct, frozen=True):
-    """One event fed to the engine and what came of it."""
+CrashPoint = Literal["before_write", "after_write", "after_send"]
+"""Where a coordinator dies while handling an event: before its state reaches the saga log
+(the event is lost), after the write but before the commands went out, or after both."""
 
-    event: Event
+
+class Record(msgspec.Struct, frozen=True):
+    """One event fed to the engine (None: a resume after a crash) and what came of it."""
+
+    event: Event | None
     before: SagaStatus
     after: SagaStatus
     changed: bool
     commands: tuple[Command, ...]
+    lost: bool = False
+    """The coordinator crashed before carrying out ``commands`` (and, before_write, the state)."""
 
 
 class Ledger(msgspec.Struct, kw_only=True):
@@ -107,6 +116,7 @@ def simulate(
     *,
     saga_id: str = "saga-1",
     reply: Callable[[SendStep], Message] | None = None,
+    crashes: Mapping[int, CrashPoint] | None = None,
     redeliver: bool = True,
 ) -> Simulation:
     """Run one saga to its end against scripted participants, on a virtual clock.
@@ -117,6 +127,9 @@ def simulate(
         plan: what each step's participant does.
         saga_id: the saga's id.
         reply: builds a step's reply; by default the request's reply type with no arguments.
+        crashes: event index (0 = the first event after Started) -> where the coordinator
+            dies handling it. Its pending replies and timers die with it; a fresh engine
+            resumes from the saga log (the state, through msgpack).
         redeliver: once the saga is terminal, deliver every event again (all must be stale).
 
     Returns:
@@ -127,19 +140,33 @@ def simulate(
     """
     engine = Engine(saga)
     world = _World(plan, reply or _default_reply)
-    state, commands = engine.advance(None, Started.of(saga_id, saga_input, at=0.0))
-    records = [
-        Record(Started.of(saga_id, saga_input, 0.0), SagaStatus.RUNNING, state.status, True, tuple(commands))
-    ]
+    started = Started.of(saga_id, saga_input, at=0.0)
+    state, commands = engine.advance(None, started)
+    records = [Record(started, SagaStatus.RUNNING, state.status, True, tuple(commands))]
     world.carry_out(commands, now=0.0)
     delivered: list[Event] = []
     while world.queue:
         if len(records) > MAX_EVENTS:
             raise RuntimeError(f"saga {saga_id!r} still {state.status} after {MAX_EVENTS} events")
         now, _, event = heapq.heappop(world.queue)
+        crash = (crashes or {}).get(len(delivered))
         delivered.append(event)
         new, commands = engine.advance(state, event)
-        records.append(Record(event, state.status, new.status, new is not state, tuple(commands)))
+        logged = state if crash == "before_write" else new
+        if crash is None or logged.status.terminal:
+            records.append(Record(event, state.status, new.status, new is not state, tuple(commands)))
+            state = new
+            world.carry_out(commands, now)
+            continue
+        sent = crash == "after_send"
+        records.append(Record(event, state.status, new.status, new is not state, tuple(commands), lost=not sent))
+        if sent:
+            world.carry_out(commands, now)
+        world.queue.clear()  # replies to the dead coordinator's inbox, and its timers, are gone
+        engine = Engine(saga)
+        state = decode_state(encode_state(logged))
+        new, commands = engine.resume(state, now)
+        records.append(Record(None, state.status, new.status, new is not state, tuple(commands)))
         state = new
         world.carry_out(commands, now)
     if redeliver:

@@ -1,0 +1,258 @@
+"""The core hot path: tell throughput, ask latency and 256-way ask throughput, corps next to raw nats-py.
+
+Each corps variant and its raw counterpart do the same work with the same msgspec Structs: the
+raw side encodes with ``msgspec.msgpack.Encoder`` and decodes with ``Decoder(Ping)`` (or
+``Decoder(Echo)``) in its subscription callback. Both sides use one NATS connection for sender
+and receiver. Every variant opens its own system or connection, warms up, then times.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, ClassVar
+
+import msgspec
+
+from bench._model import Context, Row, Sample, Scenario, Target, Variant
+from bench._raw import RAW_SUBJECT, raw_connection
+from bench._stats import latency_summary, now
+from runtime import Actor, ActorSystem, Message, Request, handler
+
+ASK_TIMEOUT = 30.0
+"""Per-ask timeout: generous, a bench never fails on a slow machine, it reports."""
+
+
+class Ping(Message, frozen=True):
+    n: int
+
+
+class Pong(Message, frozen=True):
+    n: int
+
+
+class Echo(Request[Pong], frozen=True):
+    n: int
+
+
+class Tally:
+    """Counts handled messages; ``done`` is set when ``target`` is reached."""
+
+    __slots__ = ("count", "done", "target")
+
+    def __init__(self, target: int) -> None:
+        self.count = 0
+        self.target = target
+        self.done = asyncio.Event()
+
+    def hit(self) -> None:
+        self.count += 1
+        if self.count == self.target:
+            self.done.set()
+
+    async def wait(self, timeout: float, what: str) -> None:
+        """Wait for ``target`` messages; a timeout reports how many arrived (lost messages or a hang)."""
+        try:
+            await asyncio.wait_for(self.done.wait(), timeout)
+        except TimeoutError:
+            raise RuntimeError(f"{what}: {self.count} of {self.target} messages handled after {timeout:.0f}s "
+                               f"(lost messages or a hang)") from None
+
+
+def tell_timeout(n: int) -> float:
+    return 30.0 + n / 10_000  # 50 s for 200k: ~10x the slowest variant measured
+
+
+class Counter(Actor):
+    """Counts Pings into the class's current tally (one instance per system in this bench)."""
+
+    tally: ClassVar[Tally] = Tally(0)
+
+    @handler
+    async def ping(self, msg: Ping) -> None:
+        self.tally.hit()
+
+
+class Responder(Actor):
+    @handler
+    async def echo(self, msg: Echo) -> Pong:
+        return Pong(msg.n)
+
+
+ENCODER = msgspec.msgpack.Encoder()
+PING_DECODER = msgspec.msgpack.Decoder(Ping)
+ECHO_DECODER = msgspec.msgpack.Decoder(Echo)
+PONG_DECODER = msgspec.msgpack.Decoder(Pong)
+
+
+# -- (a) tell: N one-way messages to one actor ----------------------------------------------
+
+
+async def corps_tell(ctx: Context, coalesce: bool) -> Sample:
+    n, warm = ctx.params["messages"], ctx.params["warmup"]
+    async with ActorSystem(ctx.url, coalesce=coalesce) as system:
+        ref = await system.spawn(Counter, "sink")
+        for count in (warm, n):
+            tally = Counter.tally = Tally(count)
+            out0 = system.metrics()["system"]["nats_messages_out"]
+            t0 = now()
+            for i in range(count):
+                await ref.tell(Ping(i))
+            await tally.wait(tell_timeout(count), "corps tell")
+            elapsed = now() - t0
+        nats_out = system.metrics()["system"]["nats_messages_out"] - out0
+    return {"rate": n / elapsed, "seconds": elapsed, "msgs_per_nats_msg": n / max(nats_out, 1)}
+
+
+async def raw_tell(ctx: Context) -> Sample:
+    n, warm = ctx.params["messages"], ctx.params["warmup"]
+    async with raw_connection(ctx.url) as nc:
+        tally = Tally(0)
+
+        async def cb(msg: Any) -> None:
+            PING_DECODER.decode(msg.data)
+            tally.hit()
+
+        await nc.subscribe(RAW_SUBJECT, cb=cb, pending_msgs_limit=-1, pending_bytes_limit=-1)
+        await nc.flush()
+        for count in (warm, n):
+            tally = Tally(count)
+            t0 = now()
+            for i in range(count):
+                await nc.publish(RAW_SUBJECT, ENCODER.encode(Ping(i)))
+            await tally.wait(tell_timeout(count), "raw tell")
+            elapsed = now() - t0
+    return {"rate": n / elapsed, "seconds": elapsed, "msgs_per_nats_msg": 1.0}
+
+
+async def _corps_tell_coalesced(ctx: Context) -> Sample:
+    return await corps_tell(ctx, True)
+
+
+async def _corps_tell_plain(ctx: Context) -> Sample:
+    return await corps_tell(ctx, False)
+
+
+# -- (b) ask-latency: sequential asks, one at a time -------------------------------------
+
+
+async def corps_ask_latency(ctx: Context) -> Sample:
+    n, warm = ctx.params["asks"], ctx.params["warmup"]
+    latencies: list[float] = []
+    async with ActorSystem(ctx.url) as system:
+        ref = await system.spawn(Responder, "echo")
+        for i in range(warm):
+            await ref.ask(Echo(i), timeout=ASK_TIMEOUT)
+        for i in range(n):
+            t0 = now()
+            await ref.ask(Echo(i), timeout=ASK_TIMEOUT)
+            latencies.append(now() - t0)
+    return {**latency_summary(latencies), "rate": n / sum(latencies)}
+
+
+async def _raw_responder(nc: Any) -> None:
+    async def respond(msg: Any) -> None:
+        req = ECHO_DECODER.decode(msg.data)
+        await msg.respond(ENCODER.encode(Pong(req.n)))
+
+    await nc.subscribe(RAW_SUBJECT, cb=respond, pending_msgs_limit=-1, pending_bytes_limit=-1)
+    await nc.flush()
+
+
+async def raw_ask_latency(ctx: Context) -> Sample:
+    n, warm = ctx.params["asks"], ctx.params["warmup"]
+    latencies: list[float] = []
+    async with raw_connection(ctx.url) as nc:
+        await _raw_responder(nc)
+        for i in range(warm):
+            PONG_DECODER.decode((await nc.request(RAW_SUBJECT, ENCODER.encode(Echo(i)), timeout=ASK_TIMEOUT)).data)
+        for i in range(n):
+            t0 = now()
+            reply = await nc.request(RAW_SUBJECT, ENCODER.encode(Echo(i)), timeout=ASK_TIMEOUT)
+            PONG_DECODER.decode(reply.data)
+            latencies.append(now() - t0)
+    return {**latency_summary(latencies), "rate": n / sum(latencies)}
+
+
+# -- (c) ask-256: many asks in flight ------------------------------------------------------
+
+
+async def _in_flight(concurrency: int, per_task: int, ask_one: Any) -> float:
+    """Run ``concurrency`` tasks each doing ``per_task`` sequential asks; return elapsed seconds."""
+
+    async def worker() -> None:
+        for i in range(per_task):
+            await ask_one(i)
+
+    t0 = now()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return now() - t0
+
+
+async def corps_ask_concurrent(ctx: Context) -> Sample:
+    c, total = ctx.params["concurrency"], ctx.params["asks"]
+    async with ActorSystem(ctx.url) as system:
+        ref = await system.spawn(Responder, "echo")
+
+        async def ask_one(i: int) -> None:
+            await ref.ask(Echo(i), timeout=ASK_TIMEOUT)
+
+        await _in_flight(c, ctx.params["warmup"] // c or 1, ask_one)
+        seconds = await _in_flight(c, total // c, ask_one)
+    return {"rate": (total // c) * c / seconds, "seconds": seconds}
+
+
+async def raw_ask_concurrent(ctx: Context) -> Sample:
+    c, total = ctx.params["concurrency"], ctx.params["asks"]
+    async with raw_connection(ctx.url) as nc:
+        await _raw_responder(nc)
+
+        async def ask_one(i: int) -> None:
+            reply = await nc.request(RAW_SUBJECT, ENCODER.encode(Echo(i)), timeout=ASK_TIMEOUT)
+            PONG_DECODER.decode(reply.data)
+
+        await _in_flight(c, ctx.params["warmup"] // c or 1, ask_one)
+        seconds = await _in_flight(c, total // c, ask_one)
+    return {"rate": (total // c) * c / seconds, "seconds": seconds}
+
+
+# -- the scenarios -------------------------------------------------------------------------
+
+ONE_CONNECTION = "raw nats-py uses one connection for both sides, as corps does (one per ActorSystem)"
+
+
+def scenarios(quick: bool) -> list[Scenario]:
+    def size(full: int, small: int) -> int:
+        return small if quick else full
+
+    return [
+        Scenario(
+            "tell",
+            "one-way messages to one actor, until its handler has counted them all",
+            {"messages": size(200_000, 20_000), "warmup": size(5_000, 1_000)},
+            (Variant("corps", _corps_tell_coalesced), Variant("corps-nocoalesce", _corps_tell_plain),
+             Variant("raw", raw_tell)),
+            (Row("tell (coalesce)", "rate", "msg/s", "corps", "raw", Target(">=", 3.0)),
+             Row("tell (coalesce=False)", "rate", "msg/s", "corps-nocoalesce", "raw", Target(">=", 1.0))),
+            ("raw: publish per message -> subscribe(cb) with msgspec Decoder(Ping) in the callback",
+             ONE_CONNECTION),
+        ),
+        Scenario(
+            "ask-latency",
+            "sequential asks, one in flight, after a warm-up",
+            {"asks": size(5_000, 500), "warmup": size(500, 100)},
+            (Variant("corps", corps_ask_latency), Variant("raw", raw_ask_latency)),
+            (Row("ask p50", "p50_us", "µs", "corps", "raw", Target("<=", 1.1)),
+             Row("ask p99", "p99_us", "µs", "corps", "raw"),
+             Row("ask p99.9", "p999_us", "µs", "corps", "raw")),
+            ("raw: nc.request -> subscribe(cb) that decodes Echo and responds with an encoded Pong",
+             ONE_CONNECTION, "latency ratios: lower is better"),
+        ),
+        Scenario(
+            "ask-256",
+            "256 asks in flight (256 tasks of sequential asks) to one actor",
+            {"asks": size(20_480, 2_560), "concurrency": 256, "warmup": size(2_560, 512)},
+            (Variant("corps", corps_ask_concurrent), Variant("raw", raw_ask_concurrent)),
+            (Row("ask, 256 in flight", "rate", "req/s", "corps", "raw", Target(">=", 1.0)),),
+            ("raw: the same 256 tasks over nc.request", ONE_CONNECTION),
+        ),
+    ]
