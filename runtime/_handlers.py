@@ -41,7 +41,11 @@ def _is_message_class(tp: object) -> bool:
 
 
 def _check_return(name: str, msg_type: type[Message], hints: dict[str, Any], problems: list[str]) -> Any:
-    expected = reply_type(msg_type)
+    try:
+        expected = reply_type(msg_type)
+    except NameError as exc:
+        problems.append(f"handler {name!r}: {exc}")
+        return None
     if "return" not in hints:
         problems.append(f"handler {name!r} has no return annotation (expected {_show(expected)})")
         return expected

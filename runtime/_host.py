@@ -24,6 +24,7 @@ from runtime._metrics import ClassMetrics
 from runtime._presence import Presence
 from runtime._subjects import actor_class_wildcard
 from runtime._supervision import Restart, Resume, Stop, restart_delay
+from runtime._transport import flush
 
 if TYPE_CHECKING:
     from nats.aio.msg import Msg
@@ -82,7 +83,7 @@ class ClassHost:
             actor_class_wildcard(self.system.namespace, self.name), cb=self._on_entity_msg,
             pending_msgs_limit=-1, pending_bytes_limit=-1,
         )
-        await self.system._nc.flush()
+        await flush(self.system._nc)
 
     async def spawn(self, actor_id: str, subject: str) -> None:
         from runtime.errors import SpawnError
@@ -103,7 +104,7 @@ class ClassHost:
                 pending_msgs_limit=-1, pending_bytes_limit=-1,
             )
             self.services.append(cell)
-            await self.system._nc.flush()
+            await flush(self.system._nc)
         self._release(cell)
 
     async def _start_instance(self, cell: _Cell) -> None:
@@ -331,10 +332,10 @@ class ClassHost:
         if not reply:
             return
         outbox = self.system._outbox
-        if rid == -1:  # a bare request from a non-corps client: a bare reply
+        if rid == -1:  # a bare request from a non-corps client: a bare reply, in its format
             await outbox.send_raw(reply, encode_as(body, is_json))
-        else:
-            await outbox.send(reply, encode_as(Reply(rid, ok, body), is_json), track=False)
+        else:  # a corps asker reads either format; frames are joined in this system's codec
+            await outbox.send(reply, self.system.codec.encode(Reply(rid, ok, body)), track=False)
 
     # -- supervision ---------------------------------------------------------------------
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, dataclass_transform, get_args, get_origin
+import sys
+from typing import TYPE_CHECKING, Any, ClassVar, ForwardRef, Generic, TypeVar, dataclass_transform, get_args, get_origin
 
 import msgspec
 
@@ -48,7 +49,24 @@ class Request(Message, Generic[R], frozen=True):
 
 
 def reply_type(request_cls: type[Message]) -> Any:
-    """The reply type a Request subclass names, or None for a plain Message."""
-    if isinstance(request_cls, type) and issubclass(request_cls, Request):
-        return request_cls.__corps_reply__
-    return None
+    """The reply type a Request subclass names, or None for a plain Message.
+
+    A forward reference (``Request["Pong"]``, for a reply class defined further down) is
+    resolved on first use, in the request's module.
+
+    Raises:
+        NameError: the forward reference names nothing in the request's module.
+    """
+    if not (isinstance(request_cls, type) and issubclass(request_cls, Request)):
+        return None
+    reply = request_cls.__corps_reply__
+    if isinstance(reply, str | ForwardRef):
+        name = reply if isinstance(reply, str) else reply.__forward_arg__
+        namespace = vars(sys.modules[request_cls.__module__])
+        try:
+            reply = eval(name, namespace)
+        except NameError:
+            raise NameError(f"{request_cls.__name__} names reply type {name!r}, which is not defined "
+                            f"in {request_cls.__module__}") from None
+        request_cls.__corps_reply__ = reply
+    return reply

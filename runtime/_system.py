@@ -25,7 +25,7 @@ from runtime._metrics import DeadLetters
 from runtime._outbox import Outbox, Tracker
 from runtime._ref import ActorRef, encode_error
 from runtime._subjects import actor_subject, check_token, inbox_subject
-from runtime._transport import connect, max_payload, nats_errors, server_name
+from runtime._transport import connect, flush, max_payload, nats_errors, server_name
 from runtime.errors import NatsUnavailable, NoResponders, SpawnError
 
 log = logging.getLogger("corps.system")
@@ -138,7 +138,7 @@ class ActorSystem:
         self._tg.start_soon(self._outbox.run, name="corps-outbox")
         await self._nc.subscribe(f"{inbox}.>", cb=self._inbox.on_msg, pending_msgs_limit=-1,
                                  pending_bytes_limit=-1)
-        await self._nc.flush()
+        await flush(self._nc)
 
     async def _publish(self, subject: str, payload: bytes, reply: str) -> None:
         try:  # a plain try costs nothing on success; a @contextmanager cost a generator per publish
@@ -183,7 +183,7 @@ class ActorSystem:
                 if self._outbox is not None:
                     await self._outbox.flush()
                 with anyio.move_on_after(self.drain_timeout):
-                    await nc.flush()
+                    await flush(nc)
         finally:
             if self._inbox is not None:
                 self._inbox.fail_all(lambda s: NoResponders(s, "the actor system closed"))

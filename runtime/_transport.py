@@ -20,6 +20,7 @@ PING_INTERVAL: Final = 10
 """nats-py's default is 120 s with 2 outstanding pings: minutes to notice a dead link."""
 MAX_OUTSTANDING_PINGS: Final = 3
 RECONNECT_WAIT: Final = 0.5
+INITIAL_CONNECT_ATTEMPTS: Final = 3
 
 
 async def connect(servers: list[str], name: str, closing: Callable[[], bool] = lambda: False) -> Client:
@@ -40,14 +41,16 @@ async def connect(servers: list[str], name: str, closing: Callable[[], bool] = l
         log.info("reconnected to NATS (%s)", name)
 
     try:
-        return await nats.connect(
+        nc = await nats.connect(
             servers=servers,
             name=name,
             connect_timeout=CONNECT_TIMEOUT,
             ping_interval=PING_INTERVAL,
             max_outstanding_pings=MAX_OUTSTANDING_PINGS,
             reconnect_time_wait=RECONNECT_WAIT,
-            max_reconnect_attempts=-1,  # a service keeps trying; never closes for good on its own
+            # Bounded for the first connect (nats-py applies this to it too, and -1 would retry a
+            # wrong URL forever); unlimited once connected, below.
+            max_reconnect_attempts=INITIAL_CONNECT_ATTEMPTS,
             allow_reconnect=True,
             error_cb=error_cb,
             disconnected_cb=disconnected_cb,
@@ -55,6 +58,21 @@ async def connect(servers: list[str], name: str, closing: Callable[[], bool] = l
         )
     except Exception as exc:
         raise NatsUnavailable(",".join(servers), f"{type(exc).__name__}: {exc}") from exc
+    # A connected service keeps trying through any outage; it never closes for good on its own.
+    nc.options["max_reconnect_attempts"] = -1
+    return nc
+
+
+async def flush(nc: Client, timeout: float = CONNECT_TIMEOUT) -> None:
+    """Return once the server has processed every command sent so far (SUB, PUB, UNSUB).
+
+    nats-py 2.16's ``flush()`` is not enough: ``_send_ping`` writes PING straight to the socket,
+    ahead of commands still in the client's pending buffer, so the PONG can come back before a
+    SUB reached the server (seen in a server trace: a tell sent right after spawn got a 503).
+    Write the pending buffer out first, then ping.
+    """
+    await nc._flush_pending(force_flush=True)
+    await nc.flush(timeout=timeout)  # type: ignore[arg-type]  # nats-py annotates it as int
 
 
 def server_name(nc: Client) -> str:

@@ -1,0 +1,251 @@
+"""Typed errors and bad input: nothing crashes an actor, nothing is dropped silently."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncIterator
+from typing import Any
+from uuid import uuid4
+
+import anyio
+import msgspec
+import nats
+import pytest
+from nats.aio.client import Client
+
+from runtime import (
+    ActorOptions,
+    ActorSystem,
+    AskTimeout,
+    InvalidActorId,
+    InvalidMessage,
+    MailboxFull,
+    Message,
+    NoResponders,
+    RemoteError,
+    Request,
+    SpawnError,
+)
+from runtime._embedded import EmbeddedServer
+from tests.integration.domain import GATES, Account, Balance, Boom, Deposit, Gate, GetBalance, Hold, Note, Slow
+
+
+@pytest.fixture
+async def raw(nats_server: EmbeddedServer) -> AsyncIterator[Client]:
+    """A plain nats-py client, as a service in another language would be."""
+    nc = await nats.connect(nats_server.url)
+    yield nc
+    await nc.close()
+
+
+async def test_handler_error_reaches_the_asker_as_remote_error(actor_system: ActorSystem) -> None:
+    ref = await actor_system.spawn(Account, "a")
+    await ref.tell(Deposit("a", 5))
+    with pytest.raises(RemoteError) as info:
+        await ref.ask(Boom("bad things"), timeout=2.0)
+    assert (info.value.type, info.value.message) == ("ValueError", "bad things")
+    # Resume (the default): the instance keeps its state and takes the next message.
+    assert (await ref.ask(GetBalance("a"), timeout=2.0)).amount == 5
+    assert actor_system.metrics()["Account"]["failed"] == 1
+
+
+async def test_ask_times_out_with_a_typed_timeout(actor_system: ActorSystem) -> None:
+    ref = await actor_system.spawn(Slow, "s")
+    name = f"never-{uuid4().hex}"
+    GATES[name] = Gate()
+    with pytest.raises(AskTimeout) as info:
+        await ref.ask(Hold(name), timeout=0.2)
+    assert isinstance(info.value, TimeoutError)
+    assert info.value.subject == ref.subject
+    assert info.value.timeout == 0.2
+    GATES[name].release.set()
+
+
+async def test_ask_to_a_class_nobody_hosts_is_no_responders(actor_system: ActorSystem) -> None:
+    class Nowhere(Account):
+        pass
+
+    with anyio.fail_after(2):  # a 503 from the server, not a timeout
+        with pytest.raises(NoResponders):
+            await actor_system.ref(Nowhere, "x").ask(GetBalance("x"), timeout=30.0)
+
+
+async def test_ask_to_an_unknown_id_is_no_responders(actor_system: ActorSystem) -> None:
+    await actor_system.spawn(Account, "known")
+    with anyio.fail_after(2):
+        with pytest.raises(NoResponders, match="no instance"):
+            await actor_system.ref(Account, "unknown").ask(GetBalance("unknown"), timeout=30.0)
+
+
+async def test_tell_to_an_unknown_id_is_a_dead_letter_and_creates_nothing(actor_system: ActorSystem) -> None:
+    known = await actor_system.spawn(Account, "known")
+    await actor_system.ref(Account, "ghost").tell(Deposit("ghost", 1))
+    await known.ask(GetBalance("known"), timeout=2.0)  # barrier: same sender, same class subscription
+    letter = actor_system.dead_letters.recent[-1]
+    assert letter.subject.endswith(".Account.ghost")
+    assert "NoResponders" in letter.reason
+    with pytest.raises(NoResponders):
+        await actor_system.ref(Account, "ghost").ask(GetBalance("ghost"), timeout=2.0)
+
+
+async def test_tell_to_a_class_nobody_hosts_is_a_dead_letter(actor_system: ActorSystem) -> None:
+    class Nobody(Account):
+        pass
+
+    await actor_system.ref(Nobody, "x").tell(Note("lost"))
+    await actor_system.dead_letters.wait_for(1, timeout=2.0)
+    assert "no responders" in actor_system.dead_letters.recent[-1].reason
+
+
+@pytest.mark.parametrize("bad_id", ["a.b", "a*", ">", "a b", "tab\t", ""])
+async def test_ids_that_would_inject_subject_tokens_are_refused(actor_system: ActorSystem, bad_id: str) -> None:
+    with pytest.raises(InvalidActorId):
+        actor_system.ref(Account, bad_id)
+    with pytest.raises(InvalidActorId):
+        await actor_system.spawn(Account, bad_id)
+
+
+async def test_spawning_a_running_id_twice_is_refused(actor_system: ActorSystem) -> None:
+    await actor_system.spawn(Account, "once")
+    with pytest.raises(SpawnError, match="already running"):
+        await actor_system.spawn(Account, "once")
+
+
+async def test_failing_on_start_fails_spawn(actor_system: ActorSystem) -> None:
+    class Broken(Account):
+        async def on_start(self) -> None:
+            raise RuntimeError("no database")
+
+    with pytest.raises(SpawnError, match="no database"):
+        await actor_system.spawn(Broken, "b")
+    with pytest.raises(NoResponders):
+        await actor_system.ref(Broken, "b").ask(GetBalance("b"), timeout=2.0)
+
+
+async def test_ask_with_a_plain_message_is_refused(actor_system: ActorSystem) -> None:
+    ref = await actor_system.spawn(Account, "a")
+    with pytest.raises(InvalidMessage, match="Request"):
+        await ref.ask(Note("not a request"), timeout=1.0)  # type: ignore[arg-type]
+
+
+async def test_sending_a_non_message_is_refused_at_the_sender(actor_system: ActorSystem) -> None:
+    ref = await actor_system.spawn(Account, "a")
+    with pytest.raises(InvalidMessage, match="expected a Message"):
+        await ref.tell({"amount": 1})  # type: ignore[arg-type]
+
+
+async def test_a_message_over_the_servers_max_payload_is_refused_at_the_sender(actor_system: ActorSystem) -> None:
+    ref = await actor_system.spawn(Account, "a")
+    with pytest.raises(InvalidMessage, match="over the"):
+        await ref.tell(Note("x" * (2 * 1024 * 1024)))
+    assert (await ref.ask(GetBalance("a"), timeout=2.0)).amount == 0
+
+
+class Tiny(Account, options=ActorOptions(max_message_bytes=100)):
+    pass
+
+
+async def test_oversized_message_is_refused_before_decoding_and_the_next_is_processed(
+    actor_system: ActorSystem,
+) -> None:
+    ref = await actor_system.spawn(Tiny, "t")
+    big = "x" * 500
+    with pytest.raises(InvalidMessage, match="over the 100-byte limit"):
+        await ref.ask(Deposit(big, 1), timeout=2.0)
+    await ref.tell(Note(big))
+    assert (await ref.ask(Deposit("t", 2), timeout=2.0)).amount == 2
+    assert "over the 100-byte limit" in actor_system.dead_letters.recent[-1].reason
+
+
+class Other(Message):
+    x: int
+
+
+class Impostor(Message, tag="Deposit"):
+    """Same wire tag as Deposit, different fields: a wrong-typed message on the wire."""
+
+    account: int
+    amount: str
+
+
+async def test_wrong_typed_message_from_a_corps_sender_gets_invalid_message(actor_system: ActorSystem) -> None:
+    ref = await actor_system.spawn(Account, "a")
+    await ref.tell(Impostor(1, "lots"))  # in the same frame as the next ask: only it is refused
+    with pytest.raises(InvalidMessage, match="Expected `str`"):
+        await _ask_with_an_old_message_version(actor_system, ref.subject)
+    assert (await ref.ask(Deposit("a", 4), timeout=2.0)).amount == 4
+    assert actor_system.metrics()["Account"]["invalid"] >= 1
+
+
+class OldDeposit(Request[Balance], tag="Deposit"):
+    """An older version of Deposit, as a stale peer would still send it."""
+
+    account: int
+    amount: int
+
+
+async def _ask_with_an_old_message_version(system: ActorSystem, subject: str) -> Any:
+    return await system.ref(Account, "a").ask(OldDeposit(1, 1), timeout=2.0)
+
+
+async def test_unknown_message_type_gets_invalid_message(actor_system: ActorSystem, raw: Client) -> None:
+    ref = await actor_system.spawn(Account, "a")
+    reply = await raw.request(ref.subject, msgspec.msgpack.encode({"$type": "Withdraw", "amount": 1}), timeout=2)
+    err = msgspec.msgpack.decode(reply.data)
+    assert err["$type"] == "corps.Error"
+    assert err["kind"] == "InvalidMessage"
+    assert "Withdraw" in err["message"]
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [b"\xc1garbage", b"", b"\x05", b"not json at all", b'{"$type": "Deposit", "account": 5}', b"[1, 2, 3]"],
+)
+async def test_garbage_from_a_raw_client_gets_an_error_reply_not_silence(
+    actor_system: ActorSystem, raw: Client, payload: bytes
+) -> None:
+    ref = await actor_system.spawn(Account, "a")
+    reply = await raw.request(ref.subject, payload, timeout=2)
+    err = msgspec.json.decode(reply.data) if payload[:1] in (b"{", b"[") else msgspec.msgpack.decode(reply.data)
+    assert err["$type"] == "corps.Error"
+    assert err["kind"] == "InvalidMessage"
+    assert err["message"]
+    # The actor is unharmed and takes the next message.
+    assert (await ref.ask(Deposit("a", 1), timeout=2.0)).amount == 1
+    assert actor_system.dead_letters.count >= 1
+
+
+async def test_raw_json_client_gets_a_json_reply(actor_system: ActorSystem, raw: Client) -> None:
+    ref = await actor_system.spawn(Account, "a")
+    msg = b'{"$type": "Deposit", "account": "a", "amount": 9}'
+    reply = await raw.request(ref.subject, msg, timeout=2)
+    assert msgspec.json.decode(reply.data) == {"$type": "Balance", "account": "a", "amount": 9}
+
+
+async def test_raw_msgpack_tell_is_handled(actor_system: ActorSystem, raw: Client) -> None:
+    ref = await actor_system.spawn(Account, "a")
+    await raw.publish(ref.subject, msgspec.msgpack.encode(Deposit("a", 3)))
+    await raw.flush()
+    reply = await raw.request(ref.subject, msgspec.msgpack.encode(GetBalance("a")), timeout=2)
+    assert msgspec.msgpack.decode(reply.data, type=Balance) == Balance("a", 3)
+
+
+class Narrow(Slow, options=ActorOptions(mailbox_size=2, overload_wait=0.05)):
+    pass
+
+
+async def test_a_full_mailbox_refuses_with_mailbox_full_and_counts_it(actor_system: ActorSystem) -> None:
+    ref = await actor_system.spawn(Narrow, "n")
+    name = f"hold-{uuid4().hex}"
+    GATES[name] = gate = Gate()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(functools.partial(ref.ask, Hold(name), timeout=10.0))
+        await gate.entered.wait()  # the handler holds one message; two more fill the mailbox
+        for _ in range(2):
+            await ref.tell(Hold(name))
+        await ref.tell(Hold(name))  # a dead letter: no room
+        with pytest.raises(MailboxFull):
+            await ref.ask(Hold(name), timeout=5.0)
+        gate.release.set()
+    assert actor_system.metrics()["Narrow"]["overloaded"] == 2
+    assert any("mailbox full" in d.reason for d in actor_system.dead_letters.recent)
