@@ -28,7 +28,7 @@ STAMP = VENV / ".corps-installed"
 
 
 def ensure_venv() -> None:
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 -- dev.py runs under any python3, before the venv
         sys.exit(f"corps needs Python >= 3.11; this is {sys.version.split()[0]}")
     if not PY.exists():
         print(f"creating {VENV} ...", flush=True)

@@ -46,7 +46,7 @@ class Actor:
                 cls.options = options
             else:  # a runtime check for callers without a type checker
                 problems.append(f"options must be an ActorOptions, not {type(options).__name__}")  # type: ignore[unreachable,unused-ignore]
-        cls.actor_name = (options.name if options is not None else None) or cls.__name__
+        cls.actor_name = cls.options.name or cls.__name__
         try:
             check_token(cls.actor_name, "actor name")
         except InvalidActorId as exc:

@@ -27,8 +27,14 @@ T = TypeVar("T")
 Format = Literal["msgpack", "json"]
 
 
-class Envelope(msgspec.Struct, Generic[T], array_like=True, frozen=True, gc=False, omit_defaults=True):
-    """One message in a frame. rid > 0 is an ask (reply with that rid); 0 is a tell."""
+class Envelope(msgspec.Struct, Generic[T], array_like=True, frozen=True, gc=False):
+    """One message in a frame. rid > 0 is an ask (reply with that rid); 0 is a tell.
+
+    Senders encode a tuple, not this Struct: ``(msg, rid, mid)`` for a root message and all five
+    fields only inside a handler. msgspec ignores ``omit_defaults`` on array_like Structs
+    (jcrist/msgspec#720), and the decoder fills missing trailing fields with their defaults;
+    the short tuple also encodes faster (bench: 256 ns vs 308 ns per message).
+    """
 
     msg: T
     rid: int = 0

@@ -58,6 +58,7 @@ class Outbox:
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
+        self._flush_done = asyncio.Event()
         self.nats_messages = 0
 
     def push(self, subject: str, part: bytes, rid: int = 0) -> bool:
@@ -152,11 +153,11 @@ class Outbox:
         self._wake.set()
 
     async def flush(self) -> None:
-        """Publish everything queued, in order."""
-        if self._flushing:
-            await self._idle.wait()
-            return
+        """Publish everything queued, in order; return once it is all handed to nats-py."""
+        while self._flushing:  # another flush is mid-way: wait for it, then publish what is left
+            await self._flush_done.wait()
         self._flushing = True
+        self._flush_done = asyncio.Event()
         try:
             while self._sealed or self._batches:
                 sealed: list[tuple[str, _Batch | _RawBatch]] = self._sealed
@@ -171,6 +172,7 @@ class Outbox:
                         await self._emit(subject, batch)
         finally:
             self._flushing = False
+            self._flush_done.set()
             self._idle.set()
 
     async def run(self) -> None:

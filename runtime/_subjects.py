@@ -10,7 +10,7 @@ from runtime.errors import InvalidActorId
 Subject = NewType("Subject", str)
 
 MAX_TOKEN_LENGTH: Final = 200
-_BAD_TOKEN = re.compile(r"[.*>\s\x00-\x1f\x7f]")
+_BAD_TOKEN = re.compile(r"[.*>\s\x00-\x1f\x7f-\x9f]")
 
 
 def check_token(token: str, what: str = "actor id") -> str:

@@ -15,7 +15,7 @@ from anyio.abc import TaskGroup
 from nats.aio.client import Client
 
 from runtime._actor import Actor
-from runtime._codec import Envelope, Format, WireCodec
+from runtime._codec import Format, WireCodec
 from runtime._context import current_ids
 from runtime._embedded import EmbeddedServer
 from runtime._host import ClassHost
@@ -251,7 +251,7 @@ class ActorSystem:
     def _encode(self, subject: str, msg: Message, rid: int) -> bytes:
         self._seq += 1
         ids = current_ids()
-        env = Envelope(msg, rid, self._seq) if ids is None else Envelope(msg, rid, self._seq, ids[0], ids[1])
+        env = (msg, rid, self._seq) if ids is None else (msg, rid, self._seq, ids[0], ids[1])
         try:
             if not isinstance(msg, Message):
                 raise TypeError("not a Message")
