@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shutil
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator
 from typing import Final
@@ -155,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # only before the signal handlers are installed, or in the demo
         print("corps: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `corps demo | head`: the reader left; say nothing more on stdout
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except CorpsError as exc:
         print(f"corps: error: {exc}", file=sys.stderr)
         return 1
@@ -182,11 +187,25 @@ def cmd_demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def cmd_server(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    if args.port < -1 or args.port > 65535:
-        parser.error(f"--port must be -1 (any free port) or 0..65535, not {args.port}")
+    if not (args.port == -1 or 0 < args.port < 65536):
+        parser.error(f"--port must be -1 (any free port) or 1..65535, not {args.port}")
+    if args.port > 0 and not _port_free(args.port):
+        raise NatsUnavailable(f"nats://127.0.0.1:{args.port}", "the port is in use (another nats-server? "
+                                                               "connect to it, or pick one with --port -1)")
     server = EmbeddedServer(port=args.port, store_dir=args.store, jetstream=not args.no_jetstream)
     run(serve, server)
     return 0
+
+
+def _port_free(port: int) -> bool:
+    # Checked here for a one-line error; nats-server's own would be a page of its startup log.
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as nats-server: TIME_WAIT is free
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 async def serve(server: EmbeddedServer) -> None:
