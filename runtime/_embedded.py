@@ -117,6 +117,9 @@ class EmbeddedServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+            # Its own session: a terminal's Ctrl-C goes to corps, which drains and then stops the
+            # server; were it in our process group it would die mid-drain and lose the last replies.
+            start_new_session=True,
         )
         deadline = time.monotonic() + START_TIMEOUT
         # The server writes its ports file once its listeners are up: a readiness signal, not a guess.
@@ -136,11 +139,15 @@ class EmbeddedServer:
         raise NatsUnavailable("embedded", f"nats-server did not start within {START_TIMEOUT}s")
 
     def _tail_log(self) -> str:
+        """The server's fatal line (``[FTL] ...``) if it wrote one, else the last line of its log."""
         try:
             with open(self._log, encoding="utf-8", errors="replace") as f:
-                return f.read()[-800:]
+                lines = [line.strip() for line in f if line.strip()]
         except OSError:
             return "(no log)"
+        fatal = [line for line in lines if "[FTL]" in line]
+        chosen = (fatal or lines or ["(empty log)"])[-1]
+        return chosen.split("] ", 2)[-1] if "] " in chosen else chosen
 
     def kill(self) -> None:
         """SIGKILL the server (fault tests); keeps the store so it can restart on the same data."""
