@@ -26,6 +26,9 @@ from runtime.errors import NatsUnavailable as NatsUnavailable
 from runtime.errors import NoResponders as NoResponders
 from runtime.errors import RemoteError as RemoteError
 from runtime.errors import SagaError as SagaError
+from runtime.errors import SagaNotFound as SagaNotFound
+from runtime.errors import SagaStoreUnavailable as SagaStoreUnavailable
+from runtime.errors import SagaTimeout as SagaTimeout
 from runtime.errors import SpawnError as SpawnError
 from runtime.errors import StepRejected as StepRejected
 
@@ -52,6 +55,9 @@ __all__ = [
     "Restart",
     "Resume",
     "SagaError",
+    "SagaNotFound",
+    "SagaStoreUnavailable",
+    "SagaTimeout",
     "SpawnError",
     "StepRejected",
     "Stop",

@@ -45,6 +45,9 @@ class Envelope(msgspec.Struct, Generic[T], array_like=True, frozen=True, gc=Fals
     """Correlation id: the saga or request this message belongs to ("" = this message's own id)."""
     cause: str = ""
     """Causation id: the id of the message whose handler sent this one."""
+    key: str = ""
+    """Idempotency key: the same for every retry of one logical request (a saga step's
+    ``{saga_id}:{step}``); participants use it to answer a duplicate with the first reply."""
 
 
 class Reply(msgspec.Struct, Generic[T], array_like=True, frozen=True, gc=False):

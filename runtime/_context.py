@@ -36,6 +36,14 @@ def current_ids() -> tuple[str, str] | None:
     return cur.ids() if cur is not None and cur.item is not None else None
 
 
+def current_idempotency_key() -> str | None:
+    """The idempotency key of the message being handled by the calling task, if it has one."""
+    cur = current.get()
+    if cur is None or cur.item is None:
+        return None
+    return cur.item[0].key or None
+
+
 def current_correlation_id() -> str | None:
     """The correlation id of the message being handled by the calling task, if any."""
     ids = current_ids()

@@ -25,6 +25,7 @@ from runtime._presence import Presence
 from runtime._subjects import actor_class_wildcard
 from runtime._supervision import Restart, Resume, Stop, restart_delay
 from runtime._transport import flush
+from runtime.errors import StepRejected
 
 if TYPE_CHECKING:
     from nats.aio.msg import Msg
@@ -270,6 +271,19 @@ class ClassHost:
         if tells:
             self.system.dead_letters.record(cell.subject, f"mailbox full ({size})", type(envs[0].msg).__name__, tells)
 
+    def enqueue_event(self, cell: _Cell, delivery: Any) -> None:
+        """Put an event delivery into an instance's mailbox, behind its tells and asks.
+
+        Not bounded by mailbox_size: the event consumer bounds what it holds (max_ack_pending),
+        and refusing an event here would only delay it until its redelivery.
+        """
+        q = cell.queue
+        if q is None:
+            q = cell.queue = deque()
+        q.append((Envelope(delivery, 0, 0, delivery.correlation_id), "", False))
+        if not cell.busy:
+            self._schedule(cell)
+
     # -- the mailbox loop ----------------------------------------------------------------
 
     def _schedule(self, cell: _Cell) -> None:
@@ -311,6 +325,15 @@ class ClassHost:
 
     async def _failed(self, cell: _Cell, item: Item, exc: Exception) -> None:
         env, reply, is_json = item
+        if isinstance(exc, StepRejected):
+            # A business refusal, not a crash: answered, counted, no traceback, no supervision.
+            self.metrics.rejected += 1
+            log.info("%s refused %s (corr %s): %s", cell.subject, type(env.msg).__name__,
+                     current_correlation_id(), exc)
+            if env.rid:
+                await self._send_reply(reply, env.rid, is_json, False,
+                                       ErrorReply("RemoteError", "StepRejected", str(exc)))
+            return
         self.metrics.failed += 1
         log.warning("%s failed on %s (corr %s): %r", cell.subject, type(env.msg).__name__,
                     current_correlation_id(), exc, exc_info=exc)

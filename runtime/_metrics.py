@@ -27,11 +27,13 @@ class DeadLetter(msgspec.Struct, frozen=True):
 class ClassMetrics:
     """Counters for one actor class on this node."""
 
-    __slots__ = ("failed", "invalid", "overloaded", "processed", "restarts", "stopped", "unrouted")
+    __slots__ = ("failed", "invalid", "overloaded", "processed", "rejected", "restarts", "stopped", "unrouted")
 
     def __init__(self) -> None:
         self.processed = 0
         self.failed = 0
+        self.rejected = 0
+        """Handlers that raised StepRejected: a business refusal, answered without supervision."""
         self.invalid = 0
         self.overloaded = 0
         self.restarts = 0

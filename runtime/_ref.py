@@ -48,7 +48,7 @@ class ActorRef(Generic[A]):
         if not system._outbox.push(self.subject, part):
             await system._outbox.send(self.subject, part)
 
-    async def ask(self, msg: Request[R], *, timeout: float | None = None) -> R:
+    async def ask(self, msg: Request[R], *, timeout: float | None = None, idempotency_key: str | None = None) -> R:
         """Send ``msg`` and wait for the handler's reply.
 
         Messages from one sender are handled in the order sent, tells and asks alike.
@@ -56,6 +56,8 @@ class ActorRef(Generic[A]):
         Args:
             msg: a Request; its type names the reply type.
             timeout: seconds to wait (default: the system's ``ask_timeout``).
+            idempotency_key: the same key for every retry of one logical request; handlers
+                made ``@idempotent`` answer a repeated key with the first reply.
 
         Raises:
             AskTimeout: no reply within ``timeout``. The handler may still have run: treat the
@@ -65,20 +67,31 @@ class ActorRef(Generic[A]):
             InvalidMessage: the actor could not decode ``msg``, or ``msg`` could not be encoded.
             MailboxFull: the instance's mailbox was full.
         """
+        return await self._ask(msg, timeout, idempotency_key or "", "")
+
+    async def _ask(self, msg: Request[R], timeout: float | None, key: str, corr: str) -> R:
+        rid, fut = await self._send_ask(msg, key, corr)
+        result: R = await self._wait(rid, fut, timeout)
+        return result
+
+    async def _send_ask(self, msg: Request[R], key: str, corr: str) -> tuple[int, Any]:
         system = self._system
         if not isinstance(msg, Request):
             raise InvalidMessage(self.subject, f"ask needs a Request[...] message, not {type(msg).__name__}; "
                                                f"use tell for a plain Message")
         rid, fut = system._inbox.register(reply_type(type(msg)), self.subject)
         try:
-            part = system._encode(self.subject, msg, rid)
+            part = system._encode(self.subject, msg, rid, corr, key)
             if not system._outbox.push(self.subject, part, rid):
                 await system._outbox.send(self.subject, part, rid)
         except BaseException:
             system._inbox.forget(rid)
             raise
-        result: R = await system._inbox.wait(rid, fut, system.ask_timeout if timeout is None else timeout)
-        return result
+        return rid, fut
+
+    async def _wait(self, rid: int, fut: Any, timeout: float | None) -> Any:
+        system = self._system
+        return await system._inbox.wait(rid, fut, system.ask_timeout if timeout is None else timeout)
 
     def __repr__(self) -> str:
         return f"ActorRef({self.subject!r})"

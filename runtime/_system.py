@@ -6,7 +6,7 @@ import asyncio
 import logging
 import os
 import secrets
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from types import TracebackType
 from typing import Any, Final, TypeVar, final
 
@@ -26,11 +26,19 @@ from runtime._outbox import Outbox, Tracker
 from runtime._ref import ActorRef, encode_error
 from runtime._subjects import actor_subject, check_token, inbox_subject
 from runtime._transport import connect, flush, max_payload, nats_errors, server_name
-from runtime.errors import NatsUnavailable, NoResponders, SpawnError
+from runtime.errors import NatsUnavailable, NoResponders, SagaNotFound, SagaTimeout, SpawnError
+from runtime.events._component import Events
+from runtime.events._config import EventsConfig
+from runtime.events._wire import PubAck
+from runtime.saga._coordinator import DEFAULT_LEASE, DEFAULT_SCAN_INTERVAL, Coordinator
+from runtime.saga._definition import Saga
+from runtime.saga._info import SagaInfo
+from runtime.saga._log import SagaLog
 
 log = logging.getLogger("corps.system")
 
 A = TypeVar("A", bound=Actor)
+I = TypeVar("I", bound=Message)  # noqa: E741 -- a saga's input
 
 DEFAULT_ASK_TIMEOUT: Final = 5.0
 DEFAULT_DRAIN_TIMEOUT: Final = 10.0
@@ -54,6 +62,11 @@ class ActorSystem:
             (default). Off: one NATS message per message, as a hand-written nats-py client does.
         server_name: refuse the connection unless the server reports this server_name (tests use
             it so that a stale server left on a reused port can never answer).
+        sagas: saga classes this system's coordinator runs and resumes after another
+            coordinator's crash; starting a saga registers its class too.
+        saga_lease: seconds a coordinator holds a saga without renewing before another may take
+            it over; saga_scan_interval: how often it looks for such sagas.
+        events: stream and consumer settings for events (``EventsConfig``; safe defaults).
     """
 
     def __init__(
@@ -67,6 +80,10 @@ class ActorSystem:
         name: str | None = None,
         coalesce: bool = True,
         server_name: str | None = None,
+        sagas: Iterable[type[Saga[Any]]] = (),
+        saga_lease: float = DEFAULT_LEASE,
+        saga_scan_interval: float = DEFAULT_SCAN_INTERVAL,
+        events: EventsConfig | None = None,
     ) -> None:
         if url is None:
             url = os.environ.get("NATS_URL") or None  # the only place the environment is read
@@ -77,6 +94,11 @@ class ActorSystem:
         self.drain_timeout = drain_timeout
         self.coalesce = coalesce
         self._expected_server = server_name
+        self._saga_classes = tuple(sagas)
+        self._saga_lease = saga_lease
+        self._saga_scan_interval = saga_scan_interval
+        self._coordinator: Coordinator | None = None
+        self._coordinator_lock = anyio.Lock()
         self.node = secrets.token_hex(6)
         self.name = name or f"corps-{self.node}"
         self.dead_letters = DeadLetters()
@@ -91,6 +113,8 @@ class ActorSystem:
         self._nc: Client = None  # type: ignore[assignment]  # set in __aenter__
         self._outbox: Outbox = None  # type: ignore[assignment]
         self._inbox: Inbox = None  # type: ignore[assignment]
+        self._events_cfg = events or EventsConfig()
+        self._events: Events | None = None
 
     @property
     def url(self) -> str:
@@ -139,6 +163,8 @@ class ActorSystem:
         await self._nc.subscribe(f"{inbox}.>", cb=self._inbox.on_msg, pending_msgs_limit=-1,
                                  pending_bytes_limit=-1)
         await flush(self._nc)
+        if self._saga_classes:
+            await self.coordinator()
 
     async def _publish(self, subject: str, payload: bytes, reply: str) -> None:
         try:  # a plain try costs nothing on success; a @contextmanager cost a generator per publish
@@ -248,10 +274,16 @@ class ActorSystem:
 
     # -- internals used by ActorRef and ClassHost ----------------------------------------
 
-    def _encode(self, subject: str, msg: Message, rid: int) -> bytes:
+    def _encode(self, subject: str, msg: Message, rid: int, corr: str = "", key: str = "") -> bytes:
         self._seq += 1
         ids = current_ids()
-        env = (msg, rid, self._seq) if ids is None else (msg, rid, self._seq, ids[0], ids[1])
+        env: tuple[Any, ...]
+        if key or corr:
+            env = (msg, rid, self._seq, corr or (ids[0] if ids else ""), ids[1] if ids else "", key)
+        elif ids is None:
+            env = (msg, rid, self._seq)
+        else:
+            env = (msg, rid, self._seq, ids[0], ids[1])
         try:
             if not isinstance(msg, Message):
                 raise TypeError("not a Message")
@@ -278,3 +310,90 @@ class ActorSystem:
             log.error("mailbox task failed", exc_info=task.exception())
         if self._busy == 0 and self._closing:
             self._idle.set()
+
+    # -- sagas ---------------------------------------------------------------------------
+
+    async def coordinator(self) -> Coordinator:
+        """This system's saga coordinator, started on first use (it opens the saga log).
+
+        Raises:
+            SagaStoreUnavailable: JetStream is not available.
+        """
+        async with self._coordinator_lock:
+            if self._coordinator is None or self._coordinator.dead:
+                assert self._tg is not None
+                saga_log = await SagaLog.open(self._nc.jetstream(), self.namespace)
+                coordinator = Coordinator(self, saga_log, lease=self._saga_lease,
+                                          scan_interval=self._saga_scan_interval)
+                for saga in self._saga_classes:
+                    coordinator.register(saga)
+                await self._tg.start(coordinator.run)
+                self._coordinator = coordinator
+            return self._coordinator
+
+    async def start_saga(self, saga: type[Saga[I]], input: I, saga_id: str | None = None) -> str:
+        """Start a saga and return its id once its first transition is in the saga log.
+
+        Idempotent by id: starting the same ``saga_id`` again returns it without a second saga.
+
+        Raises:
+            ValueError: ``saga_id`` is not 1-128 letters, digits, '-' or '_'.
+            TypeError: ``input`` is not the saga's input type.
+            SagaStoreUnavailable: the saga log cannot be written.
+        """
+        coordinator = await self.coordinator()
+        return await coordinator.start(saga, input, saga_id)
+
+    async def saga_status(self, saga_id: str) -> SagaInfo:
+        """The saga's status and its step history with timings, as the saga log has it.
+
+        Raises:
+            SagaNotFound: no saga with this id.
+            SagaStoreUnavailable: the saga log cannot be read.
+        """
+        coordinator = await self.coordinator()
+        record, _ = await coordinator.log.read(saga_id)
+        return SagaInfo.of(record)
+
+    async def wait_saga(self, saga_id: str, timeout: float = 30.0) -> SagaInfo:
+        """Wait until the saga is COMPLETED, COMPENSATED or FAILED; its final status.
+
+        Raises:
+            SagaTimeout: not terminal within ``timeout`` seconds (it goes on running).
+            SagaNotFound, SagaStoreUnavailable: as for saga_status.
+        """
+        coordinator = await self.coordinator()
+        delay = 0.01
+        with anyio.move_on_after(timeout):
+            while True:
+                info = await self.saga_status(saga_id)
+                if info.terminal:
+                    return info
+                # Driven here: wake on its end. Driven elsewhere: read the log again, backing off.
+                with anyio.move_on_after(delay):
+                    await coordinator.wait_local(saga_id)
+                delay = min(delay * 2, 0.5)
+        raise SagaTimeout(saga_id, timeout)
+
+    async def retry_saga(self, saga_id: str) -> None:
+        """Give a FAILED saga's failed compensations a new round (an operator's decision).
+
+        Raises:
+            SagaNotFound, SagaStoreUnavailable: as for saga_status.
+        """
+        coordinator = await self.coordinator()
+        await coordinator.retry(saga_id)
+
+    async def list_sagas(self, *, active_only: bool = False) -> list[SagaInfo]:
+        """Every saga in the log (or only those not terminal), oldest id first."""
+        coordinator = await self.coordinator()
+        ids = await (coordinator.log.active() if active_only else coordinator.log.all())
+        infos = []
+        for saga_id in ids:
+            try:
+                record, _ = await coordinator.log.read(saga_id)
+            except SagaNotFound:
+                continue
+            infos.append(SagaInfo.of(record))
+        return infos
+

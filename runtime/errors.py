@@ -13,9 +13,15 @@ Every error a user can see is one of these; ``nats.errors`` never escapes the ru
     + RemoteError                           the handler raised; .subject, .type, .message
     + NoResponders                          no instance is running for the subject; .subject
     + MailboxFull                           the instance's mailbox is at its bound; .subject
+  x EventError                              JetStream events could not be published or set up
+    + PublishFailed                         no stream ack after retries; .subject, .msg_id, .reason
+    + ProvisioningConflict                  a stream/consumer on the server differs from the code; .differences
   x SagaError                               a saga could not complete
     + StepRejected                          terminal refusal by a participant: compensate, do not retry
     + CompensationFailed                    a compensation failed after retries; saga ends FAILED
+    + SagaNotFound (also KeyError)          no saga with that id in the log; .saga_id
+    + SagaStoreUnavailable                  the saga log (JetStream KV) cannot be read or written; .reason
+    + SagaTimeout (also TimeoutError)       wait_saga gave up before a terminal state; .saga_id, .timeout
 """
 
 from __future__ import annotations
@@ -113,6 +119,37 @@ class MailboxFull(AskError):
         super().__init__(f"mailbox of {subject!r} is full ({size} messages)")
 
 
+class EventError(CorpsError):
+    """Events (JetStream) could not be published, consumed or set up."""
+
+
+class PublishFailed(EventError):
+    """The stream did not acknowledge an event after retries with the same ``Nats-Msg-Id``.
+
+    The outcome is unknown (it may be stored): publishing again with the same ``msg_id`` is safe
+    within the stream's duplicate window.
+    """
+
+    def __init__(self, subject: str, msg_id: str, reason: str) -> None:
+        self.subject = subject
+        self.msg_id = msg_id
+        self.reason = reason
+        super().__init__(f"event on {subject!r} (Nats-Msg-Id {msg_id!r}) not acknowledged: {reason}")
+
+
+class ProvisioningConflict(EventError):
+    """A stream or consumer that exists on the server does not match what the code declares."""
+
+    def __init__(self, kind: str, name: str, differences: list[str]) -> None:
+        self.kind = kind
+        self.name = name
+        self.differences = list(differences)
+        super().__init__(
+            f"{kind} {name!r} exists with other settings than the code declares: {'; '.join(differences)} "
+            f"(delete it, e.g. `nats {kind} rm {name}`, or declare the server's settings)"
+        )
+
+
 class SagaError(CorpsError):
     """A saga could not complete."""
 
@@ -137,3 +174,31 @@ class CompensationFailed(SagaError):
         self.step = step
         self.reason = reason
         super().__init__(f"saga {saga_id!r}: compensation of step {step!r} failed: {reason}")
+
+
+class SagaNotFound(SagaError, KeyError):
+    """No saga with this id is in the saga log."""
+
+    def __init__(self, saga_id: str) -> None:
+        self.saga_id = saga_id
+        super().__init__(f"no saga {saga_id!r}")
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class SagaStoreUnavailable(SagaError):
+    """The saga log cannot be read or written. Coordinators fail closed: no step without its log write."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"saga log unavailable: {reason}")
+
+
+class SagaTimeout(SagaError, TimeoutError):
+    """``wait_saga`` gave up before the saga reached a terminal state (it goes on running)."""
+
+    def __init__(self, saga_id: str, timeout: float) -> None:
+        self.saga_id = saga_id
+        self.timeout = timeout
+        super().__init__(f"saga {saga_id!r} not finished within {timeout}s")

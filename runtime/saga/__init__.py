@@ -5,6 +5,8 @@ A saga class lists its steps (:class:`Step`, :class:`Parallel`) with their compe
 coordinator (the I/O shell: saga log, asks, timers) drives the engine; everything here is pure.
 """
 
+from runtime.saga._coordinator import CRASH_POINTS as CRASH_POINTS
+from runtime.saga._coordinator import Coordinator as Coordinator
 from runtime.saga._definition import DEFAULT_STEP_TIMEOUT as DEFAULT_STEP_TIMEOUT
 from runtime.saga._definition import NOTHING_TO_UNDO as NOTHING_TO_UNDO
 from runtime.saga._definition import Parallel as Parallel
@@ -14,8 +16,11 @@ from runtime.saga._definition import SagaDefinitionError as SagaDefinitionError
 from runtime.saga._definition import Step as Step
 from runtime.saga._engine import Engine as Engine
 from runtime.saga._engine import advance as advance
+from runtime.saga._info import SagaInfo as SagaInfo
 from runtime.saga._invariants import check_invariants as check_invariants
 from runtime.saga._invariants import check_simulation as check_simulation
+from runtime.saga._participant import compensation as compensation
+from runtime.saga._participant import idempotent as idempotent
 from runtime.saga._retry import DEFAULT_RETRY as DEFAULT_RETRY
 from runtime.saga._retry import DEFAULT_UNDO_RETRY as DEFAULT_UNDO_RETRY
 from runtime.saga._retry import Retry as Retry
@@ -52,11 +57,13 @@ from runtime.saga._state import decode_state as decode_state
 from runtime.saga._state import encode_state as encode_state
 
 __all__ = [
+    "CRASH_POINTS",
     "DEFAULT_RETRY",
     "DEFAULT_STEP_TIMEOUT",
     "DEFAULT_UNDO_RETRY",
     "NOTHING_TO_UNDO",
     "Command",
+    "Coordinator",
     "CrashPoint",
     "Engine",
     "Event",
@@ -73,6 +80,7 @@ __all__ = [
     "Saga",
     "SagaContext",
     "SagaDefinitionError",
+    "SagaInfo",
     "SagaState",
     "SagaStatus",
     "ScheduleRetry",
@@ -94,7 +102,9 @@ __all__ = [
     "advance",
     "check_invariants",
     "check_simulation",
+    "compensation",
     "decode_state",
     "encode_state",
+    "idempotent",
     "simulate",
 ]

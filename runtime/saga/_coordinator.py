@@ -1,0 +1,374 @@
+"""The saga coordinator: the I/O shell around the pure engine.
+
+For every saga it owns, one task applies events to the engine, CAS-writes the new state to the
+saga log and only then carries out the commands (asks to participants, retry timers). Replies,
+errors and timeouts come back as events on the saga's queue.
+
+Ownership is a lease in the saga's log record. The owner renews it while the saga runs; any
+coordinator whose scan finds an active saga with an expired lease takes it over with a CAS
+write and resumes it (``Engine.resume`` re-sends what was in flight, with the same idempotency
+keys). A coordinator whose write loses the CAS has lost the saga and stops driving it.
+
+Crash points (``crash_points``) are hooks that do nothing unless a test switches them on; then
+the coordinator dies there, as a killed process would: every task stops, nothing more is written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+import uuid
+from typing import TYPE_CHECKING, Any, Final
+
+import anyio
+import anyio.abc
+import msgspec
+
+from runtime._messages import Message
+from runtime.errors import AskTimeout, CorpsError, RemoteError, SagaStoreUnavailable
+from runtime.saga._definition import Saga
+from runtime.saga._engine import Engine
+from runtime.saga._log import SagaLog, SagaRecord, Stale, check_saga_id
+from runtime.saga._state import (
+    Command,
+    Event,
+    Finish,
+    OperatorRetry,
+    RetryDue,
+    SagaState,
+    ScheduleRetry,
+    SendStep,
+    SendUndo,
+    Started,
+    StepFailed,
+    StepSucceeded,
+    StepTimedOut,
+    UndoFailed,
+    UndoSucceeded,
+    UndoTimedOut,
+)
+
+if TYPE_CHECKING:
+    from runtime._system import ActorSystem
+
+log = logging.getLogger("corps.saga")
+
+DEFAULT_LEASE: Final = 10.0
+"""Seconds a coordinator holds a saga without renewing; another takes over after that."""
+DEFAULT_SCAN_INTERVAL: Final = 2.0
+STORE_RETRY_MAX: Final = 2.0
+
+CRASH_POINTS: Final = frozenset({"after_send", "after_reply", "after_write", "mid_compensation"})
+
+
+class _Drive:
+    """A saga this coordinator owns: its engine, last written state and revision, and its inbox."""
+
+    def __init__(self, engine: Engine, state: SagaState, revision: int, lease_until: float) -> None:
+        self.engine = engine
+        self.state = state
+        self.revision = revision
+        self.lease_until = lease_until
+        self.lock = anyio.Lock()  # one write at a time: transitions and lease renewals
+        self.send, self.receive = anyio.create_memory_object_stream[Event](1000)
+
+
+class Coordinator:
+    """Runs sagas for one ActorSystem. Several coordinators (systems) share a namespace's log."""
+
+    def __init__(self, system: ActorSystem, saga_log: SagaLog, *, lease: float, scan_interval: float) -> None:
+        self.system = system
+        self.log = saga_log
+        self.node = system.node
+        self.lease = lease
+        self.scan_interval = scan_interval
+        self.definitions: dict[str, type[Saga[Any]]] = {}
+        self._engines: dict[str, Engine] = {}
+        self._drives: dict[str, _Drive] = {}
+        self._finished: dict[str, anyio.Event] = {}
+        self.crash_points: set[str] = set()
+        """Switched-on crash points (tests): see CRASH_POINTS."""
+        self.dead = False
+        self.crashed = anyio.Event()
+        """Set when the coordinator has stopped (a crash point, or its system closed)."""
+        self._tg: anyio.abc.TaskGroup | None = None
+        self.write_seconds = 0.0
+        """Time spent writing the saga log (for the bench's share-of-time figure)."""
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Serve until cancelled: resume orphaned sagas, renew leases."""
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                tg.start_soon(self._scan_loop)
+                tg.start_soon(self._renew_loop)
+                task_status.started()
+        finally:
+            self.dead = True
+            self.crashed.set()
+
+    def register(self, saga: type[Saga[Any]]) -> Engine:
+        """Make ``saga`` known, so this coordinator can start and resume its sagas."""
+        engine = self._engines.get(saga.saga_name)
+        if engine is None or engine.saga is not saga:
+            engine = self._engines[saga.saga_name] = Engine(saga)
+            self.definitions[saga.saga_name] = saga
+        return engine
+
+    def crash(self) -> None:
+        """Die now, as if the process was killed: stop every task, write nothing more.
+
+        Raises:
+            the cancellation exception: the calling task ends like every other task here.
+        """
+        self.dead = True
+        if self._tg is not None:
+            self._tg.cancel_scope.cancel()
+        raise anyio.get_cancelled_exc_class()
+
+    def _hook(self, point: str) -> None:
+        if point in self.crash_points:
+            log.warning("coordinator %s crashing at %s (test hook)", self.node, point)
+            self.crash()
+
+    # -- starting -------------------------------------------------------------------------
+
+    async def start(self, saga: type[Saga[Any]], input: Message, saga_id: str | None) -> str:
+        """Start a saga (idempotent by id) and return its id once its first transition is logged."""
+        engine = self.register(saga)
+        saga_id = check_saga_id(saga_id or uuid.uuid4().hex)
+        if not isinstance(input, saga.input_type):
+            raise TypeError(f"{saga.__name__} takes {saga.input_type.__name__}, not {type(input).__name__}")
+        if self.dead or self._tg is None:
+            raise SagaStoreUnavailable("the coordinator is not running")
+        now = time.time()
+        state, commands = engine.advance(None, Started.of(saga_id, input, now))
+        record = SagaRecord(state=state, owner=self.node, lease_until=now + self.lease)
+        revision = await self.log.create(record)
+        if revision is None:
+            return saga_id  # started before: the same id gives the same saga
+        self._own(engine, state, revision, record.lease_until, commands)
+        return saga_id
+
+    def _own(self, engine: Engine, state: SagaState, revision: int, lease_until: float,
+             commands: list[Command]) -> None:
+        assert self._tg is not None
+        drive = _Drive(engine, state, revision, lease_until)
+        self._drives[state.saga_id] = drive
+        self._finished.setdefault(state.saga_id, anyio.Event())
+        self._tg.start_soon(self._drive, state.saga_id, drive, commands)
+
+    # -- driving one saga -----------------------------------------------------------------
+
+    async def _drive(self, saga_id: str, d: _Drive, commands: list[Command]) -> None:
+        try:
+            self._execute(saga_id, d, commands)
+            async with d.receive:
+                while not d.state.status.terminal:
+                    event = await d.receive.receive()
+                    new, commands = d.engine.advance(d.state, event)
+                    if new is d.state:
+                        continue  # stale or duplicate: nothing to write, nothing to do
+                    if not await self._persist(saga_id, d, new):
+                        return
+                    self._hook("after_write")
+                    self._execute(saga_id, d, commands)
+        finally:
+            d.send.close()  # late outcomes of in-flight asks are dropped by _post, by design
+            d.receive.close()
+            if self._drives.get(saga_id) is d:
+                del self._drives[saga_id]
+
+    async def _persist(self, saga_id: str, d: _Drive, new: SagaState) -> bool:
+        """CAS-write ``new``; False if the saga was lost to another coordinator. Fails closed:
+        while the store is unavailable, it retries and nothing is sent."""
+        delay = 0.05
+        async with d.lock:
+            while True:
+                record = SagaRecord(state=new, owner="" if new.status.terminal else self.node,
+                                    lease_until=time.time() + self.lease)
+                started = time.perf_counter()
+                try:
+                    d.revision = await self.log.write(record, d.revision)
+                    d.state, d.lease_until = new, record.lease_until
+                    return True
+                except Stale:
+                    if await self._landed(saga_id, d, record):
+                        return True
+                    log.warning("saga %s: lost to another coordinator; %s stops driving it", saga_id, self.node)
+                    return False
+                except SagaStoreUnavailable as exc:
+                    log.warning("saga %s: log write failed, retrying (nothing is sent meanwhile): %s", saga_id, exc)
+                    await anyio.sleep(delay)
+                    delay = min(delay * 2, STORE_RETRY_MAX)
+                finally:
+                    self.write_seconds += time.perf_counter() - started
+
+    async def _landed(self, saga_id: str, d: _Drive, record: SagaRecord) -> bool:
+        """After a write that errored then lost the CAS: did our own earlier attempt land?"""
+        try:
+            current, revision = await self.log.read(saga_id)
+        except CorpsError:
+            return False
+        if current.owner == record.owner and current.state == record.state:
+            d.revision, d.state, d.lease_until = revision, record.state, current.lease_until
+            return True
+        return False
+
+    def _execute(self, saga_id: str, d: _Drive, commands: list[Command]) -> None:
+        assert self._tg is not None
+        for cmd in commands:
+            if isinstance(cmd, SendStep | SendUndo):
+                self._tg.start_soon(self._send, saga_id, d, cmd)
+            elif isinstance(cmd, ScheduleRetry):
+                self._tg.start_soon(self._retry_later, d, cmd)
+            elif isinstance(cmd, Finish):
+                self._finish(saga_id, d, cmd)
+
+    async def _send(self, saga_id: str, d: _Drive, cmd: SendStep | SendUndo) -> None:
+        undo = isinstance(cmd, SendUndo)
+        step = d.engine.saga.step_named(cmd.step)
+        ref = self.system.ref(step.to, cmd.actor_id)
+        now = time.time
+        event: Event
+        try:
+            rid, fut = await ref._send_ask(cmd.request, cmd.idempotency_key, saga_id)  # type: ignore[arg-type]
+            self._hook("after_send")
+            reply = await ref._wait(rid, fut, cmd.timeout)
+        except AskTimeout:
+            event = (UndoTimedOut if undo else StepTimedOut)(step=cmd.step, attempt=cmd.attempt, at=now())
+        except CorpsError as exc:
+            # StepRejected from the participant is terminal; anything else may be retried.
+            terminal = isinstance(exc, RemoteError) and exc.type == "StepRejected"
+            error_type = exc.type if isinstance(exc, RemoteError) else type(exc).__name__
+            message = exc.message if isinstance(exc, RemoteError) else str(exc)
+            event = (UndoFailed if undo else StepFailed)(
+                step=cmd.step, attempt=cmd.attempt, error_type=error_type, message=message,
+                terminal=terminal, at=now())
+        else:
+            self._hook("mid_compensation" if undo else "after_reply")
+            if undo:
+                event = UndoSucceeded(step=cmd.step, attempt=cmd.attempt, at=now())
+            else:
+                event = StepSucceeded(step=cmd.step, attempt=cmd.attempt, reply=msgspec.msgpack.encode(reply),
+                                      at=now())
+        await self._post(d, event)
+
+    async def _retry_later(self, d: _Drive, cmd: ScheduleRetry) -> None:
+        await anyio.sleep(max(0.0, cmd.due_at - time.time()))
+        await self._post(d, RetryDue(step=cmd.step, attempt=cmd.attempt, compensation=cmd.compensation,
+                                     at=time.time()))
+
+    @staticmethod
+    async def _post(d: _Drive, event: Event) -> None:
+        # The saga ended or was lost: a late outcome has nowhere to go, by design.
+        with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
+            await d.send.send(event)
+
+    def _finish(self, saga_id: str, d: _Drive, cmd: Finish) -> None:
+        if cmd.status == "FAILED":
+            history = "\n".join(f"  {t.seq:3d} {t.kind:<22} {t.step or '':<12} #{t.attempt} {t.detail}"
+                                for t in d.state.history)
+            log.error("SAGA FAILED %s (%s): %s; needs an operator (corps saga retry %s)\n%s",
+                      saga_id, d.state.saga, cmd.reason, saga_id, history)
+        else:
+            log.info("saga %s %s", saga_id, cmd.status)
+        self._finished.setdefault(saga_id, anyio.Event()).set()
+
+    # -- operator retry -------------------------------------------------------------------
+
+    async def retry(self, saga_id: str) -> None:
+        """Give a FAILED saga a new round of compensation (``corps saga retry``)."""
+        record, revision = await self.log.read(saga_id)
+        engine = self._engine_for(record.state)
+        new, commands = engine.advance(record.state, OperatorRetry(at=time.time()))
+        if new is record.state:
+            return
+        taken = SagaRecord(state=new, owner=self.node, lease_until=time.time() + self.lease)
+        try:
+            revision = await self.log.write(taken, revision)
+        except Stale:
+            return
+        self._finished[saga_id] = anyio.Event()
+        await self.log.create_active(saga_id)
+        self._own(engine, new, revision, taken.lease_until, commands)
+
+    def _engine_for(self, state: SagaState) -> Engine:
+        engine = self._engines.get(state.saga)
+        if engine is None:
+            raise SagaStoreUnavailable(f"saga class {state.saga!r} is not registered with this coordinator")
+        return engine
+
+    # -- ownership: leases and takeover ---------------------------------------------------
+
+    async def _renew_loop(self) -> None:
+        while True:
+            await anyio.sleep(self.lease / 3)
+            for saga_id, d in list(self._drives.items()):
+                if d.lease_until - time.time() < self.lease * 2 / 3:
+                    await self._renew(saga_id, d)
+
+    async def _renew(self, saga_id: str, d: _Drive) -> None:
+        async with d.lock:
+            if d.state.status.terminal:
+                return
+            record = SagaRecord(state=d.state, owner=self.node, lease_until=time.time() + self.lease)
+            try:
+                d.revision = await self.log.write(record, d.revision)
+                d.lease_until = record.lease_until
+            except Stale:
+                log.warning("saga %s: lease lost to another coordinator", saga_id)
+                d.send.close()
+            except SagaStoreUnavailable:
+                pass  # the next round tries again; meanwhile no transition can be written either
+
+    async def _scan_loop(self) -> None:
+        while True:
+            try:
+                await self.scan()
+            except SagaStoreUnavailable as exc:
+                log.warning("saga scan failed: %s", exc)
+            await anyio.sleep(self.scan_interval)
+
+    async def scan(self) -> list[str]:
+        """Take over every active saga whose lease expired and whose class is known; their ids."""
+        taken = []
+        for saga_id in await self.log.active():
+            if saga_id in self._drives:
+                continue
+            try:
+                record, revision = await self.log.read(saga_id)
+            except CorpsError:
+                continue
+            if record.state.status.terminal:
+                await self.log.forget_active(saga_id)
+                continue
+            if record.lease_until > time.time() or record.state.saga not in self._engines:
+                continue
+            if await self._take_over(saga_id, record, revision):
+                taken.append(saga_id)
+        return taken
+
+    async def _take_over(self, saga_id: str, record: SagaRecord, revision: int) -> bool:
+        engine = self._engines[record.state.saga]
+        now = time.time()
+        claim = SagaRecord(state=record.state, owner=self.node, lease_until=now + self.lease)
+        try:
+            revision = await self.log.write(claim, revision)
+        except Stale:
+            return False  # another coordinator was quicker: one owner at a time
+        log.warning("saga %s: taken over by %s from %s (lease expired)", saga_id, self.node, record.owner or "-")
+        state, commands = engine.resume(record.state, now)
+        if state is not record.state:
+            claim = SagaRecord(state=state, owner=self.node, lease_until=now + self.lease)
+            revision = await self.log.write(claim, revision)
+        self._own(engine, state, revision, claim.lease_until, commands)
+        return True
+
+    # -- waiting --------------------------------------------------------------------------
+
+    async def wait_local(self, saga_id: str) -> None:
+        await self._finished.setdefault(saga_id, anyio.Event()).wait()

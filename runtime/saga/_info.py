@@ -1,0 +1,39 @@
+"""What ``saga_status`` and ``wait_saga`` return: a saga's status and its step history."""
+
+from __future__ import annotations
+
+import msgspec
+
+from runtime.saga._log import SagaRecord
+from runtime.saga._state import SagaStatus, StepState, Transition
+
+
+class SagaInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """A saga as its log records it."""
+
+    saga_id: str
+    saga: str
+    """The saga class's ``saga_name``."""
+    status: SagaStatus
+    reason: str | None
+    """Why it is compensating or FAILED."""
+    owner: str
+    """Node id of the coordinator driving it ("" once terminal)."""
+    lease_until: float
+    steps: tuple[StepState, ...]
+    history: tuple[Transition, ...]
+    """Every transition, with its time (``at``): the timings of each step."""
+
+    @classmethod
+    def of(cls, record: SagaRecord) -> SagaInfo:
+        s = record.state
+        return cls(saga_id=s.saga_id, saga=s.saga, status=s.status, reason=s.reason, owner=record.owner,
+                   lease_until=record.lease_until, steps=s.steps, history=s.history)
+
+    @property
+    def terminal(self) -> bool:
+        return self.status.terminal
+
+    def step_outcomes(self) -> list[tuple[str, str, str]]:
+        """(step, forward status, compensation status) per step, in definition order."""
+        return [(s.name, s.status.value, s.undo_status.value) for s in self.steps]

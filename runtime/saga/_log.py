@@ -1,0 +1,183 @@
+"""The durable saga log: one JetStream KV entry per saga, written with compare-and-set.
+
+Bucket ``{namespace}-sagas`` holds, per saga, ``s.{saga_id}``: a :class:`SagaRecord` (the
+engine's state, the owning coordinator and its lease), and while the saga is not terminal,
+``a.{saga_id}``: the active index that coordinators scan for sagas to resume. Every write of a
+record names the revision it read (CAS), so a coordinator that lost its lease cannot overwrite
+newer state: its write fails and it stops driving that saga.
+
+Failure of the store is never guessed around: every error becomes SagaStoreUnavailable and the
+coordinator sends nothing whose transition it could not write (fail closed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from typing import Final
+
+import anyio
+import msgspec
+import nats.errors
+import nats.js.errors
+from nats.js import JetStreamContext
+from nats.js.api import KeyValueConfig, StorageType
+from nats.js.kv import KeyValue
+
+from runtime.errors import SagaNotFound, SagaStoreUnavailable
+from runtime.saga._state import SagaState
+
+SAGA_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,128}")
+"""Saga ids become KV keys and parts of idempotency keys ("{saga_id}:{step}")."""
+
+KV_TIMEOUT: Final = 5.0
+
+
+class SagaRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """What the log holds per saga."""
+
+    state: SagaState
+    owner: str
+    """The node id of the coordinator that drives the saga ("" once terminal)."""
+    lease_until: float
+    """Wall-clock time until which the owner holds the saga; others may take it over after."""
+
+
+class Stale(Exception):  # a signal between log and coordinator, never seen by users
+    """A CAS write lost: someone else wrote the saga since we read it."""
+
+
+_encode = msgspec.msgpack.Encoder().encode
+_decode = msgspec.msgpack.Decoder(SagaRecord).decode
+
+
+def check_saga_id(saga_id: str) -> str:
+    """Return ``saga_id`` if it can be a saga id.
+
+    Raises:
+        ValueError: not 1-128 characters of letters, digits, '-' and '_'.
+    """
+    if not isinstance(saga_id, str) or not SAGA_ID.fullmatch(saga_id):
+        raise ValueError(f"invalid saga id {saga_id!r}: use 1-128 letters, digits, '-' or '_'")
+    return saga_id
+
+
+class SagaLog:
+    """Reads and CAS-writes saga records in JetStream KV."""
+
+    def __init__(self, kv: KeyValue) -> None:
+        self._kv = kv
+
+    @classmethod
+    async def open(cls, js: JetStreamContext, namespace: str, *, replicas: int = 1) -> SagaLog:
+        """Open (creating if needed, idempotently) the namespace's saga bucket.
+
+        Raises:
+            SagaStoreUnavailable: JetStream is not enabled or does not answer.
+        """
+        bucket = f"{namespace}-sagas"
+        try:
+            try:
+                return cls(await js.key_value(bucket))
+            except nats.js.errors.BucketNotFoundError:
+                cfg = KeyValueConfig(bucket=bucket, history=1, storage=StorageType.FILE, replicas=replicas,
+                                     description="corps saga log")
+                return cls(await js.create_key_value(cfg))
+        except (nats.errors.Error, TimeoutError) as exc:
+            raise SagaStoreUnavailable(f"cannot open KV bucket {bucket!r}: {exc!r}") from exc
+
+    async def read(self, saga_id: str) -> tuple[SagaRecord, int]:
+        """The record and its revision.
+
+        Raises:
+            SagaNotFound: no such saga.
+            SagaStoreUnavailable: the store did not answer.
+        """
+        try:
+            entry = await self._kv.get(f"s.{saga_id}")
+        except nats.js.errors.KeyNotFoundError as exc:
+            raise SagaNotFound(saga_id) from exc
+        except (nats.errors.Error, TimeoutError) as exc:
+            raise SagaStoreUnavailable(f"read {saga_id}: {exc!r}") from exc
+        assert entry.value is not None
+        assert entry.revision is not None
+        return _decode(entry.value), entry.revision
+
+    async def create(self, record: SagaRecord) -> int | None:
+        """Write a new saga; None if a saga with that id exists (starting is idempotent).
+
+        The active index is written first: a crash between the two leaves an index entry
+        without a record, which the scanner drops, never a record nobody resumes.
+
+        Raises:
+            SagaStoreUnavailable: the store did not answer.
+        """
+        saga_id = record.state.saga_id
+        try:
+            await self._kv.put(f"a.{saga_id}", b"")
+            return await self._kv.create(f"s.{saga_id}", _encode(record))
+        except nats.js.errors.KeyWrongLastSequenceError:
+            return None
+        except (nats.errors.Error, TimeoutError) as exc:
+            raise SagaStoreUnavailable(f"create {saga_id}: {exc!r}") from exc
+
+    async def write(self, record: SagaRecord, revision: int) -> int:
+        """CAS-write ``record`` over ``revision``; the new revision.
+
+        Raises:
+            Stale: the record changed since ``revision`` (another coordinator owns it now).
+            SagaStoreUnavailable: the store did not answer (the write may or may not have landed).
+        """
+        saga_id = record.state.saga_id
+        try:
+            rev = await self._kv.update(f"s.{saga_id}", _encode(record), last=revision)
+        except nats.js.errors.KeyWrongLastSequenceError as exc:
+            raise Stale(saga_id) from exc
+        except (nats.errors.Error, TimeoutError) as exc:
+            raise SagaStoreUnavailable(f"write {saga_id}: {exc!r}") from exc
+        if record.state.status.terminal:
+            await self.forget_active(saga_id)
+        return rev
+
+    async def create_active(self, saga_id: str) -> None:
+        """Put a saga back in the active index (an operator retry of a FAILED saga)."""
+        try:
+            await self._kv.put(f"a.{saga_id}", b"")
+        except (nats.errors.Error, TimeoutError) as exc:
+            raise SagaStoreUnavailable(f"index {saga_id}: {exc!r}") from exc
+
+    async def forget_active(self, saga_id: str) -> None:
+        # A stale index entry is harmless: the scanner drops it when it reads a terminal saga.
+        with contextlib.suppress(nats.errors.Error, TimeoutError):
+            await self._kv.delete(f"a.{saga_id}")
+
+    async def active(self) -> list[str]:
+        """Ids of sagas not known to be terminal.
+
+        Raises:
+            SagaStoreUnavailable: the store did not answer.
+        """
+        return await self._ids("a")
+
+    async def all(self) -> list[str]:
+        """Ids of every saga in the log."""
+        return await self._ids("s")
+
+    async def _ids(self, prefix: str) -> list[str]:
+        # Not KeyValue.keys(filters=...): nats-py 2.16 watches every key and keeps those whose
+        # name *contains* the filter string, so "a.>" matches nothing. A watch on the subject
+        # filters on the server.
+        keys: list[str] = []
+        try:
+            with anyio.fail_after(KV_TIMEOUT):
+                watcher = await self._kv.watch(f"{prefix}.>", ignore_deletes=True, meta_only=True)
+                try:
+                    async for entry in watcher:
+                        if entry is None:  # the end of what is stored now
+                            break
+                        keys.append(entry.key)
+                finally:
+                    await watcher.stop()  # type: ignore[no-untyped-call]
+        except (nats.errors.Error, TimeoutError) as exc:
+            raise SagaStoreUnavailable(f"list sagas: {exc!r}") from exc
+        return sorted(k[len(prefix) + 1 :] for k in keys)

@@ -1,0 +1,203 @@
+"""Idempotent saga participants: their records live in JetStream KV, not in process memory.
+
+Every step request carries an idempotency key (``{saga_id}:{step}``; its compensation
+``{saga_id}:{step}:undo``). Two decorators, placed under ``@handler``, use it::
+
+    @handler
+    @idempotent
+    async def reserve(self, msg: ReserveStock) -> StockReserved: ...
+
+    @handler
+    @compensation(noop=lambda msg: StockReleased(msg.order_id, msg.sku, 0))
+    async def release(self, msg: ReleaseStock) -> StockReleased: ...
+
+* ``@idempotent``: a repeated key gets the first reply without running the handler again; a
+  forward request that arrives after its compensation (the fence below) is refused with
+  StepRejected, so a late retry can never apply after the undo.
+* ``@compensation``: compensating a step that never ran is a recorded no-op: the decorator
+  fences the forward key and answers ``noop(msg)`` without calling the handler. A repeated
+  compensation gets the first reply.
+
+What it cannot do: make the handler's effect and the record one atomic write. A participant
+that crashes after its effect and before the record is written applies the effect again on the
+retry. Entity actors handle one message at a time, so a forward and its compensation never race
+on one instance; service actors (queue groups) can, and should keep their own effects idempotent.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import typing
+import weakref
+from collections.abc import Awaitable, Callable
+from typing import Any, Final, TypeVar
+
+import anyio
+import msgspec
+import nats.errors
+import nats.js.errors
+from nats.js.api import KeyValueConfig, StorageType
+from nats.js.kv import KeyValue
+
+from runtime._context import current_idempotency_key
+from runtime._messages import Message
+from runtime.errors import SagaStoreUnavailable, StepRejected
+
+if typing.TYPE_CHECKING:
+    from runtime._actor import Actor
+    from runtime._system import ActorSystem
+
+M = TypeVar("M", bound=Message)
+R = TypeVar("R")
+Handler = Callable[[Any, M], Awaitable[R]]
+
+RECORD_TTL: Final = 7 * 24 * 3600.0
+"""Seconds a participant remembers a key: longer than any saga's retries and redeliveries."""
+UNDO_SUFFIX: Final = ":undo"
+
+
+class _Record(msgspec.Struct, frozen=True):
+    done: bool
+    """True: the handler ran and ``reply`` is its answer. False: a fence (compensated first)."""
+    reply: bytes = b""
+
+
+_encode = msgspec.msgpack.Encoder().encode
+_decode_record = msgspec.msgpack.Decoder(_Record).decode
+
+
+class _Store:
+    def __init__(self, kv: KeyValue) -> None:
+        self.kv = kv
+
+    @staticmethod
+    def key(idempotency_key: str) -> str:
+        # KV keys allow [-/_=.a-zA-Z0-9]: base64url keeps any key (':' included) valid and unique.
+        return "k." + base64.urlsafe_b64encode(idempotency_key.encode()).decode()
+
+    async def get(self, key: str) -> _Record | None:
+        try:
+            entry = await self.kv.get(self.key(key))
+        except nats.js.errors.KeyNotFoundError:
+            return None
+        except (nats.errors.Error, TimeoutError) as exc:
+            raise SagaStoreUnavailable(f"idempotency record {key!r}: {exc!r}") from exc
+        return _decode_record(entry.value) if entry.value else None
+
+    async def create(self, key: str, record: _Record) -> bool:
+        """Write a record unless one exists; False if one did."""
+        try:
+            await self.kv.create(self.key(key), _encode(record))
+        except nats.js.errors.KeyWrongLastSequenceError:
+            return False
+        except (nats.errors.Error, TimeoutError) as exc:
+            raise SagaStoreUnavailable(f"idempotency record {key!r}: {exc!r}") from exc
+        return True
+
+
+_stores: weakref.WeakKeyDictionary[ActorSystem, _Store] = weakref.WeakKeyDictionary()
+_store_lock = anyio.Lock()
+
+
+async def _store(system: ActorSystem) -> _Store:
+    store = _stores.get(system)
+    if store is None:
+        async with _store_lock:
+            store = _stores.get(system)
+            if store is None:
+                js = system._nc.jetstream()
+                bucket = f"{system.namespace}-idempotency"
+                try:
+                    try:
+                        kv = await js.key_value(bucket)
+                    except nats.js.errors.BucketNotFoundError:
+                        kv = await js.create_key_value(KeyValueConfig(
+                            bucket=bucket, history=1, ttl=RECORD_TTL, storage=StorageType.FILE,
+                            description="corps participant idempotency records"))
+                except (nats.errors.Error, TimeoutError) as exc:
+                    raise SagaStoreUnavailable(f"cannot open KV bucket {bucket!r}: {exc!r}") from exc
+                store = _stores[system] = _Store(kv)
+    return store
+
+
+def _reply_decoder(fn: Callable[..., Any]) -> Callable[[bytes], Any]:
+    decoder: msgspec.msgpack.Decoder[Any] | None = None
+
+    def decode(data: bytes) -> Any:
+        nonlocal decoder
+        if decoder is None:  # resolved on first use: the reply class may be defined after the actor
+            decoder = msgspec.msgpack.Decoder(typing.get_type_hints(fn)["return"])
+        return decoder.decode(data)
+
+    return decode
+
+
+def idempotent(fn: Handler[M, R]) -> Handler[M, R]:
+    """Make a forward step handler idempotent by the request's idempotency key (see module doc).
+
+    Requests without a key run the handler as usual.
+
+    Raises:
+        StepRejected: the step was compensated before this request arrived (fenced).
+        SagaStoreUnavailable: the records cannot be read or written (the handler did not run,
+            or ran and its record could not be written: the asker sees an error and retries).
+    """
+    decode = _reply_decoder(fn)
+
+    @functools.wraps(fn)
+    async def wrapper(self: Actor, msg: M) -> R:
+        key = current_idempotency_key()
+        if key is None:
+            return await fn(self, msg)
+        store = await _store(self.system)
+        seen = await store.get(key)
+        if seen is not None:
+            if not seen.done:
+                raise StepRejected(f"{key} was compensated before it ran; refusing the late request")
+            result: R = decode(seen.reply)
+            return result
+        reply = await fn(self, msg)
+        await store.create(key, _Record(True, _encode(reply)))
+        return reply
+
+    return wrapper
+
+
+def compensation(*, noop: Callable[[Any], Any]) -> Callable[[Handler[M, R]], Handler[M, R]]:
+    """Make a compensation handler idempotent, and a no-op for a step that never ran.
+
+    Args:
+        noop: builds the reply for a compensation whose step never applied (the handler is
+            not called then); it gets the compensation message.
+    """
+
+    def decorate(fn: Handler[M, R]) -> Handler[M, R]:
+        decode = _reply_decoder(fn)
+
+        @functools.wraps(fn)
+        async def wrapper(self: Actor, msg: M) -> R:
+            key = current_idempotency_key()
+            if key is None:
+                return await fn(self, msg)
+            store = await _store(self.system)
+            seen = await store.get(key)
+            if seen is not None:
+                result: R = decode(seen.reply)
+                return result
+            forward = key.removesuffix(UNDO_SUFFIX)
+            applied = await store.get(forward)
+            # Never ran: fence the forward key so a late forward request is refused, and answer
+            # without undoing anything. If the fence loses the race, the forward just recorded.
+            if applied is None and await store.create(forward, _Record(False)):
+                reply: R = noop(msg)
+            elif applied is not None and not applied.done:
+                reply = noop(msg)
+            else:
+                reply = await fn(self, msg)
+            await store.create(key, _Record(True, _encode(reply)))
+            return reply
+
+        return wrapper
+
+    return decorate
