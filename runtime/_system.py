@@ -26,7 +26,14 @@ from runtime._outbox import Outbox, Tracker
 from runtime._ref import ActorRef, encode_error
 from runtime._subjects import actor_subject, check_token, inbox_subject
 from runtime._transport import connect, flush, max_payload, nats_errors, server_name
-from runtime.errors import NatsUnavailable, NoResponders, SagaNotFound, SagaTimeout, SpawnError
+from runtime.errors import (
+    NatsUnavailable,
+    NoResponders,
+    SagaNotFound,
+    SagaStoreUnavailable,
+    SagaTimeout,
+    SpawnError,
+)
 from runtime.events._component import Events
 from runtime.events._config import EventsConfig
 from runtime.events._wire import PubAck
@@ -162,6 +169,8 @@ class ActorSystem:
         self._tg.start_soon(self._outbox.run, name="corps-outbox")
         await self._nc.subscribe(f"{inbox}.>", cb=self._inbox.on_msg, pending_msgs_limit=-1,
                                  pending_bytes_limit=-1)
+        self._events = Events(self._nc, self.namespace, self.node, self._events_cfg)
+        await self._events.start()  # event streams provisioned (and checked) at start-up
         await flush(self._nc)
         if self._saga_classes:
             await self.coordinator()
@@ -198,6 +207,8 @@ class ActorSystem:
         try:
             if nc is not None and nc.is_connected:
                 with anyio.move_on_after(self.drain_timeout) as scope:
+                    if self._events is not None:
+                        await self._events.stop_intake()
                     for host in self._hosts.values():
                         await host.stop_intake()
                     if self._busy:
@@ -242,6 +253,7 @@ class ActorSystem:
         if not (isinstance(actor_cls, type) and issubclass(actor_cls, Actor)):
             raise SpawnError(subject, f"{actor_cls!r} is not an Actor subclass")
         host = self._hosts.get(actor_cls)
+        first = host is None
         if host is None:
             host = ClassHost(self, actor_cls)
             self._hosts[actor_cls] = host
@@ -251,6 +263,8 @@ class ActorSystem:
                 del self._hosts[actor_cls]
                 raise
         await host.spawn(actor_id, subject)
+        if first and self._events is not None:
+            await self._events.attach(host)  # its durable event consumer, once the first instance runs
         return ActorRef(self, actor_cls, actor_id, subject)
 
     def ref(self, actor_cls: type[A], actor_id: str) -> ActorRef[A]:
@@ -260,6 +274,29 @@ class ActorSystem:
             InvalidActorId: ``actor_id`` would inject subject tokens.
         """
         return ActorRef(self, actor_cls, actor_id, actor_subject(self.namespace, actor_cls.actor_name, actor_id))
+
+    @property
+    def events(self) -> Events:
+        """The JetStream side: ``dead_letters()``, ``redrive(seq)``, ``replay(...)``, consumers."""
+        if self._events is None:
+            raise NatsUnavailable(self.url, "the actor system is not running")
+        return self._events
+
+    async def publish(self, event: Message, *, msg_id: str | None = None) -> PubAck:
+        """Publish ``event`` to the events stream, on ``{namespace}.events.{EventType}``.
+
+        It carries a ``Nats-Msg-Id``: ``msg_id`` if given (a deterministic id makes a repeated
+        publish a no-op within the stream's duplicate window), else a generated one (derived from
+        the event being handled, inside an ``@on_event`` handler). 503s and timeouts are retried
+        with the same id. Correlation and causation ids of the message being handled, if any,
+        travel in headers. Returns the stream's ack (``seq``, ``duplicate``).
+
+        Raises:
+            InvalidMessage: ``event`` is not a Message or cannot be encoded.
+            PublishFailed: no ack after retries (outcome unknown: publish again with the same msg_id).
+            EventError: the server has no JetStream.
+        """
+        return await self.events.publish(event, msg_id=msg_id)
 
     def metrics(self) -> dict[str, dict[str, int]]:
         """Counters per hosted actor class, plus ``system`` totals (dead letters, late replies)."""
@@ -358,17 +395,22 @@ class ActorSystem:
     async def wait_saga(self, saga_id: str, timeout: float = 30.0) -> SagaInfo:
         """Wait until the saga is COMPLETED, COMPENSATED or FAILED; its final status.
 
+        The saga log being unavailable for a while (a nats-server restart) is waited out too.
+
         Raises:
             SagaTimeout: not terminal within ``timeout`` seconds (it goes on running).
-            SagaNotFound, SagaStoreUnavailable: as for saga_status.
+            SagaNotFound: no saga with this id.
         """
         coordinator = await self.coordinator()
         delay = 0.01
         with anyio.move_on_after(timeout):
             while True:
-                info = await self.saga_status(saga_id)
-                if info.terminal:
-                    return info
+                try:
+                    info = await self.saga_status(saga_id)
+                    if info.terminal:
+                        return info
+                except SagaStoreUnavailable as exc:
+                    log.info("waiting for saga %s: %s", saga_id, exc)
                 # Driven here: wake on its end. Driven elsewhere: read the log again, backing off.
                 with anyio.move_on_after(delay):
                     await coordinator.wait_local(saga_id)

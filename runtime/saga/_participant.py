@@ -18,6 +18,12 @@ Every step request carries an idempotency key (``{saga_id}:{step}``; its compens
   fences the forward key and answers ``noop(msg)`` without calling the handler. A repeated
   compensation gets the first reply.
 
+Once the handler has run, its reply is the truth: if the record cannot be written (the store is
+down), the reply is kept on the actor instance, answered from there to duplicates, and written
+in the background until the store is back. A store error *after* an effect never turns into an
+error reply, which the coordinator would retry into a second effect (seen in a server-restart
+test: one reservation applied twice).
+
 What it cannot do: make the handler's effect and the record one atomic write. A participant
 that crashes after its effect and before the record is written applies the effect again on the
 retry. Entity actors handle one message at a time, so a forward and its compensation never race
@@ -121,6 +127,44 @@ async def _store(system: ActorSystem) -> _Store:
     return store
 
 
+RECORD_RETRY_FOR: Final = 30.0
+"""Seconds to keep retrying a record write inline before leaving it to the background."""
+
+
+def _unrecorded(actor: Actor) -> dict[str, bytes]:
+    """Replies this instance gave whose records are not written yet (the store was down)."""
+    found: dict[str, bytes] | None = actor.__dict__.get("_corps_unrecorded")
+    if found is None:
+        found = actor.__dict__["_corps_unrecorded"] = {}
+    return found
+
+
+async def _record(actor: Actor, store: _Store, key: str, reply: Any) -> None:
+    """Write the record of an effect that happened; never raises for an unavailable store."""
+    data = _encode(reply)
+    pending = _unrecorded(actor)
+    pending[key] = data
+    delay = 0.05
+    with anyio.move_on_after(RECORD_RETRY_FOR):
+        while True:
+            try:
+                await store.create(key, _Record(True, data))
+                break
+            except SagaStoreUnavailable:
+                await anyio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+    if key in pending and await _try_create(store, key, data):
+        del pending[key]
+
+
+async def _try_create(store: _Store, key: str, data: bytes) -> bool:
+    try:
+        await store.create(key, _Record(True, data))
+    except SagaStoreUnavailable:
+        return False  # kept in memory: duplicates are still answered from there
+    return True
+
+
 def _reply_decoder(fn: Callable[..., Any]) -> Callable[[bytes], Any]:
     decoder: msgspec.msgpack.Decoder[Any] | None = None
 
@@ -150,15 +194,19 @@ def idempotent(fn: Handler[M, R]) -> Handler[M, R]:
         key = current_idempotency_key()
         if key is None:
             return await fn(self, msg)
+        remembered = _unrecorded(self).get(key)
+        if remembered is not None:
+            result: R = decode(remembered)
+            return result
         store = await _store(self.system)
         seen = await store.get(key)
         if seen is not None:
             if not seen.done:
                 raise StepRejected(f"{key} was compensated before it ran; refusing the late request")
-            result: R = decode(seen.reply)
+            result = decode(seen.reply)
             return result
         reply = await fn(self, msg)
-        await store.create(key, _Record(True, _encode(reply)))
+        await _record(self, store, key, reply)
         return reply
 
     return wrapper
@@ -180,10 +228,14 @@ def compensation(*, noop: Callable[[Any], Any]) -> Callable[[Handler[M, R]], Han
             key = current_idempotency_key()
             if key is None:
                 return await fn(self, msg)
+            remembered = _unrecorded(self).get(key)
+            if remembered is not None:
+                result: R = decode(remembered)
+                return result
             store = await _store(self.system)
             seen = await store.get(key)
             if seen is not None:
-                result: R = decode(seen.reply)
+                result = decode(seen.reply)
                 return result
             forward = key.removesuffix(UNDO_SUFFIX)
             applied = await store.get(forward)
@@ -195,7 +247,7 @@ def compensation(*, noop: Callable[[Any], Any]) -> Callable[[Handler[M, R]], Han
                 reply = noop(msg)
             else:
                 reply = await fn(self, msg)
-            await store.create(key, _Record(True, _encode(reply)))
+            await _record(self, store, key, reply)
             return reply
 
         return wrapper

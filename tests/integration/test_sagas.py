@@ -333,3 +333,25 @@ async def test_wait_saga_times_out_with_a_typed_error(actor_system_factory: Fact
     with pytest.raises(SagaTimeout):
         await actor_system.wait_saga(sid, timeout=0.05)
     assert (await actor_system.wait_saga(sid, timeout=15)).terminal
+
+
+async def test_every_saga_reaches_a_terminal_state_across_a_nats_server_restart(
+    nats_server_factory: Factory, corps_namespace: str
+) -> None:
+    server: EmbeddedServer = nats_server_factory()
+    url, port, store = server.url, server.port, server.store_dir
+    async with ActorSystem(url, namespace=corps_namespace) as parts, \
+            ActorSystem(url, namespace=corps_namespace, sagas=(PlaceOrder,), saga_lease=5.0) as coordinator:
+        await parts.spawn(Inventory, WAREHOUSE)
+        await parts.spawn(Payments, PAYMENTS)
+        await parts.spawn(Shipping, COURIER)
+        ids = [await coordinator.start_saga(PlaceOrder, order(f"o{i}", qty=1, amount=100)) for i in range(10)]
+        server.kill()  # SIGKILL mid-flight: in-flight asks and log writes fail, and are retried
+        nats_server_factory(port=port, store_dir=store)  # the same port and JetStream store
+        infos = [await coordinator.wait_saga(sid, timeout=30) for sid in ids]
+        assert all(info.terminal for info in infos)
+        completed = sum(info.status is SagaStatus.COMPLETED for info in infos)
+        assert completed + sum(info.status is SagaStatus.COMPENSATED for info in infos) == 10
+        # Conservation: whatever mix of outcomes, no step applied twice and none was left undone.
+        assert await stock(parts) == 100 - completed
+        assert sum((await money(parts)).values()) == 100 * completed
