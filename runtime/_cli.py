@@ -20,6 +20,7 @@ import anyio
 import anyio.to_thread
 
 from runtime._actor import Actor
+from runtime._cli_saga import add_saga_parser
 from runtime._embedded import EmbeddedServer
 from runtime._loader import LoadError, load_actor_class
 from runtime._run import run
@@ -131,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     host.add_argument("--namespace", default="corps", metavar="NS",
                       help="first subject token; must match the clients' ActorSystem (default: corps)")
     host.set_defaults(func=cmd_run)
+
+    add_saga_parser(sub, raw)
 
     # Arguments after `bench` go to the benchmark's own parser (bench/__main__.py), --help included.
     sub.add_parser("bench", help=BENCH_HELP, add_help=False).set_defaults(func=None)

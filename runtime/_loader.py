@@ -6,9 +6,11 @@ import importlib
 import os
 import sys
 import traceback
+from typing import Any
 
 from runtime._actor import Actor
 from runtime.errors import ActorDefinitionError
+from runtime.saga._definition import Saga, SagaDefinitionError
 
 
 class LoadError(Exception):
@@ -29,9 +31,36 @@ def load_actor_class(spec: str) -> type[Actor]:
         LoadError: a malformed spec, a missing module or attribute, an import that failed (with
             its traceback in ``detail``), or an object that is not an Actor subclass.
     """
+    obj = load_object(spec, "module:ActorClass (for example actors.demo:Account)")
+    if not (isinstance(obj, type) and issubclass(obj, Actor)):
+        what = f"a {type(obj).__name__}" if not isinstance(obj, type) else f"the class {obj.__qualname__}"
+        raise LoadError(f"{spec} is {what}, not an Actor subclass")
+    if obj is Actor:
+        raise LoadError(f"{spec} is the Actor base class itself; name a subclass with @handler methods")
+    return obj
+
+
+def load_saga_class(spec: str) -> type[Saga[Any]]:
+    """Import ``module:SagaClass`` and check that it is a saga definition.
+
+    Raises:
+        LoadError: as for load_actor_class, or the object is not a Saga subclass with steps.
+    """
+    obj = load_object(spec, "module:SagaClass (for example actors.shop.orchestrated:PlaceOrder)")
+    if not (isinstance(obj, type) and issubclass(obj, Saga) and "stages" in vars(obj)):
+        raise LoadError(f"{spec} is not a Saga subclass with steps")
+    return obj
+
+
+def load_object(spec: str, form: str) -> object:
+    """Import ``module:attr`` (``attr`` may be dotted) with errors a user can act on.
+
+    Raises:
+        LoadError: a malformed spec, a missing module or attribute, or an import that failed.
+    """
     module_name, colon, attr = spec.partition(":")
     if not colon or not module_name or not attr:
-        raise LoadError(f"{spec!r} is not of the form module:ActorClass (for example actors.demo:Account)")
+        raise LoadError(f"{spec!r} is not of the form {form}")
     cwd = os.getcwd()
     if cwd not in sys.path:
         sys.path.insert(0, cwd)
@@ -44,7 +73,7 @@ def load_actor_class(spec: str) -> type[Actor]:
             raise LoadError(f"no module named {exc.name!r} (searched the current directory {cwd} "
                             f"and the Python path)") from exc
         raise LoadError(f"importing {module_name!r} failed: {exc}", traceback.format_exc()) from exc
-    except ActorDefinitionError as exc:  # already lists every problem of the class
+    except (ActorDefinitionError, SagaDefinitionError) as exc:  # already lists every problem of the class
         raise LoadError(str(exc)) from exc
     except Exception as exc:
         raise LoadError(f"importing {module_name!r} failed: {type(exc).__name__}: {exc}",
@@ -55,9 +84,4 @@ def load_actor_class(spec: str) -> type[Actor]:
             obj = getattr(obj, part)
         except AttributeError:
             raise LoadError(f"module {module_name!r} has no attribute {attr!r}") from None
-    if not (isinstance(obj, type) and issubclass(obj, Actor)):
-        what = f"a {type(obj).__name__}" if not isinstance(obj, type) else f"the class {obj.__qualname__}"
-        raise LoadError(f"{spec} is {what}, not an Actor subclass")
-    if obj is Actor:
-        raise LoadError(f"{spec} is the Actor base class itself; name a subclass with @handler methods")
     return obj
