@@ -275,6 +275,26 @@ class ActorSystem:
         """
         return ActorRef(self, actor_cls, actor_id, actor_subject(self.namespace, actor_cls.actor_name, actor_id))
 
+    async def serve_events(self, actor_cls: type[Actor]) -> None:
+        """Start the durable event consumer of an entity class without spawning an instance.
+
+        Its keyed ``@on_event`` handlers then activate instances as events for new ids arrive
+        (``activate=True``). ``spawn`` does this too, for the first instance of a class.
+
+        Raises:
+            EventError: the server has no JetStream. ProvisioningConflict: see ``EventsConfig``.
+        """
+        host = self._hosts.get(actor_cls)
+        if host is None:
+            host = ClassHost(self, actor_cls)
+            self._hosts[actor_cls] = host
+            try:
+                await host.start()
+            except BaseException:
+                del self._hosts[actor_cls]
+                raise
+        await self.events.attach(host)
+
     @property
     def events(self) -> Events:
         """The JetStream side: ``dead_letters()``, ``redrive(seq)``, ``replay(...)``, consumers."""
@@ -404,6 +424,8 @@ class ActorSystem:
         coordinator = await self.coordinator()
         delay = 0.01
         with anyio.move_on_after(timeout):
+            if coordinator.drives(saga_id):  # driven here: its end is an event, no need to poll the log
+                await coordinator.wait_local(saga_id)
             while True:
                 try:
                     info = await self.saga_status(saga_id)

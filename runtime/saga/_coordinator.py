@@ -370,5 +370,9 @@ class Coordinator:
 
     # -- waiting --------------------------------------------------------------------------
 
+    def drives(self, saga_id: str) -> bool:
+        """True if this coordinator owns the saga now."""
+        return saga_id in self._drives
+
     async def wait_local(self, saga_id: str) -> None:
         await self._finished.setdefault(saga_id, anyio.Event()).wait()

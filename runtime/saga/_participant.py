@@ -149,20 +149,13 @@ async def _record(actor: Actor, store: _Store, key: str, reply: Any) -> None:
         while True:
             try:
                 await store.create(key, _Record(True, data))
-                break
             except SagaStoreUnavailable:
                 await anyio.sleep(delay)
                 delay = min(delay * 2, 1.0)
-    if key in pending and await _try_create(store, key, data):
-        del pending[key]
-
-
-async def _try_create(store: _Store, key: str, data: bytes) -> bool:
-    try:
-        await store.create(key, _Record(True, data))
-    except SagaStoreUnavailable:
-        return False  # kept in memory: duplicates are still answered from there
-    return True
+            else:
+                del pending[key]
+                return
+    # Still unwritten: it stays in memory, so duplicates to this instance are answered from there.
 
 
 def _reply_decoder(fn: Callable[..., Any]) -> Callable[[bytes], Any]:
