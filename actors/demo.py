@@ -18,6 +18,7 @@ from typing import ClassVar, Final, TypeVar
 import msgspec
 import nats
 
+from actors.shop.demo_steps import orchestrated_orders
 from runtime import (
     Actor,
     ActorOptions,
@@ -218,6 +219,7 @@ STEPS: list[tuple[str, Step]] = [
     ("garbage from a raw NATS client", garbage_from_raw_client),
     ("a service: 2 instances, 1 queue group", service_instances),
     ("dead letters", dead_letters),
+    ("an orchestrated saga: PlaceOrder", orchestrated_orders),
 ]
 
 
