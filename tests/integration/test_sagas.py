@@ -182,7 +182,7 @@ async def test_timeouts_retry_then_compensate_the_uncertain_step_too(
 
 
 # Variants of PlaceOrder with test participants and short timeouts.
-from runtime.saga import NOTHING_TO_UNDO, Retry, Saga, Step  # noqa: E402
+from runtime.saga import NOTHING_TO_UNDO, Parallel, Retry, Saga, Step  # noqa: E402
 
 _FAST = Retry(max_attempts=3, interval=0.01, backoff_rate=1.0, max_delay=0.05)
 
@@ -355,3 +355,52 @@ async def test_every_saga_reaches_a_terminal_state_across_a_nats_server_restart(
         # Conservation: whatever mix of outcomes, no step applied twice and none was left undone.
         assert await stock(parts) == 100 - completed
         assert sum((await money(parts)).values()) == 100 * completed
+
+
+class ParallelOrder(Saga[OrderRequest]):
+    """Charge and book at once, after the reservation; the courier booking is the pivot."""
+
+    steps = (
+        PlaceOrder.steps[0],
+        Parallel(PlaceOrder.step_named("charge"), PlaceOrder.step_named("ship")),
+    )
+
+
+class PivotOrder(Saga[OrderRequest]):
+    steps = (
+        PlaceOrder.steps[0],
+        Step("charge", to=Payments, key=PAYMENTS, request=PlaceOrder.step_named("charge").request,
+             undo=PlaceOrder.step_named("charge").undo, pivot=True),
+        Step("ship", to=Shipping, key=COURIER, request=PlaceOrder.step_named("ship").request,
+             undo=NOTHING_TO_UNDO, retry=Retry(max_attempts=2, interval=0.01, max_delay=0.02)),
+    )
+
+
+async def test_a_parallel_group_runs_together_and_is_compensated_together(
+    shop: ActorSystem, actor_system: ActorSystem
+) -> None:
+    ok = await actor_system.wait_saga(await actor_system.start_saga(ParallelOrder, order("p1")), timeout=10)
+    assert ok.status is SagaStatus.COMPLETED
+    sent = [step for kind, step in kinds(ok) if kind == "sent"]
+    assert sent[0] == "reserve"
+    assert sorted(sent[1:3]) == ["charge", "ship"]  # both sent before either replied
+    k = kinds(ok)
+    assert max(k.index(("sent", "charge")), k.index(("sent", "ship"))) < min(
+        k.index(("succeeded", "charge")), k.index(("succeeded", "ship")))
+    bad = await actor_system.wait_saga(
+        await actor_system.start_saga(ParallelOrder, order("p2", address=UNDELIVERABLE)), timeout=10)
+    assert bad.status is SagaStatus.COMPENSATED
+    assert [step for kind, step in kinds(bad) if kind == "undone"] == ["charge", "reserve"]
+    assert await stock(shop) == 98
+    assert await money(shop) == {"visa": 500}
+
+
+async def test_after_the_pivot_a_rejection_is_not_compensated_but_fails_loudly(
+    shop: ActorSystem, actor_system: ActorSystem
+) -> None:
+    info = await actor_system.wait_saga(
+        await actor_system.start_saga(PivotOrder, order("v1", address=UNDELIVERABLE)), timeout=10)
+    assert info.status is SagaStatus.FAILED  # committed at the pivot: an operator must decide
+    assert "committed" in [k for k, _ in kinds(info)]
+    assert "undone" not in [k for k, _ in kinds(info)]
+    assert await money(shop) == {"visa": 500}
