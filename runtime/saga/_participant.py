@@ -158,6 +158,15 @@ async def _record(actor: Actor, store: _Store, key: str, reply: Any) -> None:
     # Still unwritten: it stays in memory, so duplicates to this instance are answered from there.
 
 
+async def _earlier(actor: Actor, key: str) -> tuple[_Store, _Record | None]:
+    """The store, and what this key was answered (or fenced) with before, if anything."""
+    remembered = _unrecorded(actor).get(key)
+    store = await _store(actor.system)
+    if remembered is not None:
+        return store, _Record(True, remembered)
+    return store, await store.get(key)
+
+
 def _reply_decoder(fn: Callable[..., Any]) -> Callable[[bytes], Any]:
     decoder: msgspec.msgpack.Decoder[Any] | None = None
 
@@ -187,16 +196,11 @@ def idempotent(fn: Handler[M, R]) -> Handler[M, R]:
         key = current_idempotency_key()
         if key is None:
             return await fn(self, msg)
-        remembered = _unrecorded(self).get(key)
-        if remembered is not None:
-            result: R = decode(remembered)
-            return result
-        store = await _store(self.system)
-        seen = await store.get(key)
+        store, seen = await _earlier(self, key)
         if seen is not None:
             if not seen.done:
                 raise StepRejected(f"{key} was compensated before it ran; refusing the late request")
-            result = decode(seen.reply)
+            result: R = decode(seen.reply)
             return result
         reply = await fn(self, msg)
         await _record(self, store, key, reply)
@@ -221,14 +225,9 @@ def compensation(*, noop: Callable[[Any], Any]) -> Callable[[Handler[M, R]], Han
             key = current_idempotency_key()
             if key is None:
                 return await fn(self, msg)
-            remembered = _unrecorded(self).get(key)
-            if remembered is not None:
-                result: R = decode(remembered)
-                return result
-            store = await _store(self.system)
-            seen = await store.get(key)
+            store, seen = await _earlier(self, key)
             if seen is not None:
-                result = decode(seen.reply)
+                result: R = decode(seen.reply)
                 return result
             forward = key.removesuffix(UNDO_SUFFIX)
             applied = await store.get(forward)
