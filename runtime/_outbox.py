@@ -101,9 +101,10 @@ class Outbox:
             if self._coalesce:
                 self._window = True
                 asyncio.get_running_loop().call_soon(self._close_window)
-            batch = _Batch(track)
-            self._add(batch, part, rid)
-            await self._emit(subject, batch)
+            # A lone message: a one-element frame, without a batch object (the uncoalesced hot path).
+            reply = self._tracker.track(subject, [rid] if rid else [], 0 if rid else 1) if track else ""
+            self.nats_messages += 1
+            await self._publish(subject, (b"[" + part + b"]") if self._is_json else b"\x91" + part, reply)
             return
         found = self._batches.get(subject)
         if found is None:

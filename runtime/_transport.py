@@ -52,6 +52,9 @@ async def connect(servers: list[str], name: str, closing: Callable[[], bool] = l
             # wrong URL forever); unlimited once connected, below.
             max_reconnect_attempts=INITIAL_CONNECT_ATTEMPTS,
             allow_reconnect=True,
+            # Every subject corps publishes to is built (and its tokens checked) in _subjects.py,
+            # or is a reply subject the server handed us: nats-py's per-publish regex is redundant.
+            skip_subject_validation=True,
             error_cb=error_cb,
             disconnected_cb=disconnected_cb,
             reconnected_cb=reconnected_cb,
