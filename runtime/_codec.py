@@ -67,7 +67,7 @@ class ErrorReply(msgspec.Struct, frozen=True, tag="corps.Error", tag_field=TAG_F
     message: str
 
 
-_MSGPACK_ARRAY: Final = frozenset([*range(0x90, 0xA0), 0xDC, 0xDD])
+MSGPACK_ARRAY: Final = frozenset([*range(0x90, 0xA0), 0xDC, 0xDD])
 _MSGPACK_MAP: Final = frozenset([*range(0x80, 0x90), 0xDE, 0xDF])
 _JSON_SPACE: Final = frozenset(b" \t\r\n")
 
@@ -79,7 +79,7 @@ def sniff(data: bytes) -> tuple[int, bool]:
     if not data:
         return BAD, False
     first = data[0]
-    if first in _MSGPACK_ARRAY:
+    if first in MSGPACK_ARRAY:
         return FRAME, False
     if first in _MSGPACK_MAP:
         return BARE, False
