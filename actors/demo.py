@@ -18,6 +18,7 @@ from typing import ClassVar, Final, TypeVar
 import msgspec
 import nats
 
+from actors.shop.choreo_demo import choreography
 from actors.shop.demo_steps import orchestrated_orders
 from runtime import (
     Actor,
@@ -220,6 +221,7 @@ STEPS: list[tuple[str, Step]] = [
     ("a service: 2 instances, 1 queue group", service_instances),
     ("dead letters", dead_letters),
     ("an orchestrated saga: PlaceOrder", orchestrated_orders),
+    ("choreography: the same flow by events", choreography),
 ]
 
 

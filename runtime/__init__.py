@@ -19,11 +19,14 @@ from runtime.errors import AskError as AskError
 from runtime.errors import AskTimeout as AskTimeout
 from runtime.errors import CompensationFailed as CompensationFailed
 from runtime.errors import CorpsError as CorpsError
+from runtime.errors import EventError as EventError
 from runtime.errors import InvalidActorId as InvalidActorId
 from runtime.errors import InvalidMessage as InvalidMessage
 from runtime.errors import MailboxFull as MailboxFull
 from runtime.errors import NatsUnavailable as NatsUnavailable
 from runtime.errors import NoResponders as NoResponders
+from runtime.errors import ProvisioningConflict as ProvisioningConflict
+from runtime.errors import PublishFailed as PublishFailed
 from runtime.errors import RemoteError as RemoteError
 from runtime.errors import SagaError as SagaError
 from runtime.errors import SagaNotFound as SagaNotFound
@@ -31,6 +34,11 @@ from runtime.errors import SagaStoreUnavailable as SagaStoreUnavailable
 from runtime.errors import SagaTimeout as SagaTimeout
 from runtime.errors import SpawnError as SpawnError
 from runtime.errors import StepRejected as StepRejected
+from runtime.events import Backoff as Backoff
+from runtime.events import DeadLetterEvent as DeadLetterEvent
+from runtime.events import EventsConfig as EventsConfig
+from runtime.events import PubAck as PubAck
+from runtime.events import on_event as on_event
 
 __all__ = [
     "Actor",
@@ -40,16 +48,23 @@ __all__ = [
     "ActorSystem",
     "AskError",
     "AskTimeout",
+    "Backoff",
     "CompensationFailed",
     "CorpsError",
     "DeadLetter",
+    "DeadLetterEvent",
     "EmbeddedServer",
+    "EventError",
+    "EventsConfig",
     "InvalidActorId",
     "InvalidMessage",
     "MailboxFull",
     "Message",
     "NatsUnavailable",
     "NoResponders",
+    "ProvisioningConflict",
+    "PubAck",
+    "PublishFailed",
     "RemoteError",
     "Request",
     "Restart",
@@ -63,5 +78,6 @@ __all__ = [
     "Stop",
     "current_correlation_id",
     "handler",
+    "on_event",
     "run",
 ]

@@ -11,12 +11,15 @@ from runtime._messages import Message
 from runtime._options import ActorOptions
 from runtime._subjects import check_token
 from runtime.errors import ActorDefinitionError, InvalidActorId
+from runtime.events._delivery import EventDelivery, run_delivery
+from runtime.events._spec import EventHandlerSpec, collect_event_handlers
 
 if TYPE_CHECKING:
     from typing import Self
 
     from runtime._ref import ActorRef
     from runtime._system import ActorSystem
+    from runtime.events._wire import PubAck
 
 
 class Actor:
@@ -32,6 +35,7 @@ class Actor:
     actor_name: ClassVar[str] = "Actor"
     options: ClassVar[ActorOptions] = ActorOptions()
     _handlers: ClassVar[dict[type[Message], HandlerSpec]] = {}
+    _event_handlers: ClassVar[dict[type[Message], EventHandlerSpec]] = {}
     _dispatch: ClassVar[dict[type[Message], Any]] = {}
     _decoders: ClassVar[Decoders | None] = None
 
@@ -68,10 +72,19 @@ class Actor:
                 decoders.frame_and_bare(False)  # build now: a tag clash must fail at class creation
             except TypeError as exc:
                 problems.append(f"its message types cannot be decoded together: {exc}")
+        event_handlers = collect_event_handlers(cls, problems)
+        if event_handlers:
+            try:
+                Decoders(union_of(list(event_handlers))).frame_and_bare(False)
+            except TypeError as exc:
+                problems.append(f"its event types cannot be decoded together: {exc}")
         if problems:
             raise ActorDefinitionError(cls.__qualname__, problems)
         cls._handlers = handlers
+        cls._event_handlers = event_handlers
         cls._dispatch = {tp: spec.fn for tp, spec in handlers.items()}
+        if event_handlers:  # events reach an instance through its mailbox, like tells
+            cls._dispatch[EventDelivery] = run_delivery  # type: ignore[index]  # not a Message: internal
         cls._decoders = decoders
 
     async def on_start(self) -> None:
@@ -79,6 +92,14 @@ class Actor:
 
     async def on_stop(self) -> None:
         """Called when the instance stops: system shutdown, supervision stop, or before a restart."""
+
+    async def publish(self, event: Message, *, msg_id: str | None = None) -> PubAck:
+        """Publish a domain event from this actor; see ``ActorSystem.publish``.
+
+        Inside an ``@on_event`` handler the default ``msg_id`` is derived from the event being
+        handled, so a retried handler's publishes are deduplicated by the stream.
+        """
+        return await self.system.publish(event, msg_id=msg_id)
 
     @property
     def ref(self) -> ActorRef[Self]:

@@ -14,7 +14,7 @@ import signal
 import socket
 import sys
 from collections.abc import AsyncIterator
-from typing import Final
+from typing import Any, Final
 
 import anyio
 import anyio.to_thread
@@ -135,6 +135,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_saga_parser(sub, raw)
 
+    from runtime.events._cli import add_commands
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--nats", metavar="URL", help="server (default: NATS_URL)")
+        p.add_argument("--namespace", default="corps", metavar="NS", help="the namespace (default: corps)")
+
+    add_commands(sub, raw, common, cmd_dlq, cmd_events)
+
     # Arguments after `bench` go to the benchmark's own parser (bench/__main__.py), --help included.
     sub.add_parser("bench", help=BENCH_HELP, add_help=False).set_defaults(func=None)
     return parser
@@ -184,6 +192,31 @@ def cmd_demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
     run(run_demo, args.nats)
     return 0
+
+
+# -- dlq, events ---------------------------------------------------------------------------
+
+
+def cmd_dlq(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from runtime.events._cli import dlq
+
+    return _with_system(dlq, args)
+
+
+def cmd_events(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from runtime.events._cli import tail
+
+    return _with_system(tail, args)
+
+
+def _with_system(fn: Any, args: argparse.Namespace) -> int:
+    async def go() -> int:
+        async with ActorSystem(args.nats, namespace=args.namespace) as system:
+            code: int = await fn(system, args, say)
+            return code
+
+    code: int = run(go)
+    return code
 
 
 # -- server --------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from runtime._messages import Message, reply_type
+from runtime.events._spec import on_event as on_event  # @on_event lives with the events package
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
@@ -59,7 +60,7 @@ def _check_return(name: str, msg_type: type[Message], hints: dict[str, Any], pro
                 f"Request; make it Request[{_show(actual)}] or return None"
             )
         return None
-    ok = actual == expected or (
+    ok = actual == expected or actual is Any or (
         isinstance(actual, type) and isinstance(expected, type) and issubclass(actual, expected)
     )
     if not ok:
@@ -80,13 +81,11 @@ def collect_handlers(cls: type, problems: list[str]) -> dict[type[Message], Hand
     Every problem is appended to ``problems`` (the caller raises one ActorDefinitionError).
     """
     table: dict[type[Message], HandlerSpec] = {}
-    seen: set[str] = set()
-    for klass in cls.__mro__:
-        for name, fn in vars(klass).items():
-            if name in seen or not getattr(fn, _MARK, False):
-                continue
-            seen.add(name)  # an override in a subclass hides the base's handler of that name
-            _add_handler(cls, name, fn, table, problems)
+    # A name marked @handler anywhere in the MRO is a handler; the most derived definition of that
+    # name is the one that runs, so a subclass overriding a handler needs no second @handler.
+    names = {name for klass in cls.__mro__ for name, fn in vars(klass).items() if getattr(fn, _MARK, False)}
+    for name in sorted(names):
+        _add_handler(cls, name, getattr(cls, name), table, problems)
     return table
 
 

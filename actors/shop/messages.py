@@ -153,3 +153,13 @@ UNDELIVERABLE = "nowhere"
 """An address no courier accepts."""
 
 INITIAL_STOCK: dict[str, int] = {"apple": 100, "pear": 50, "plum": 5}
+
+
+# -- added for the choreographed flow -----------------------------------------------------
+
+
+class ShipmentFailed(Message):
+    """No courier took the order (choreography: triggers the refund, then the stock release)."""
+
+    order_id: str
+    reason: str

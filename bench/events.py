@@ -1,0 +1,143 @@
+"""Events next to raw nats-py, in one run: publish with acks, and consume + decode + ack.
+
+    python -m bench.events [--quick]
+
+raw publish: ``await js.publish(subject, payload)`` per message (each ack awaited).
+corps publish: ``await system.publish(event)`` per message (Nats-Msg-Id and ack awaited), and
+the same with 256 publishes in flight (``asyncio.gather``), which raw js.publish can also do
+but a sequential caller does not.
+raw consume: a durable pull subscription, ``fetch(batch=256)``, msgspec decode, ``await msg.ack()``.
+corps consume: an actor class with an ``@on_event`` handler (durable consumer, batched pulls,
+acks written together), from spawn until the handler saw every event.
+Each repetition alternates which side goes first; figures are medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import secrets
+import statistics
+import time
+from typing import Any
+
+import msgspec
+import nats
+import nats.errors
+
+from runtime import Actor, ActorSystem, EmbeddedServer, Message, on_event, run
+
+
+class Tick(Message):
+    n: int
+    payload: str
+
+
+class Sink(Actor):
+    target = 0
+    seen = 0
+    done: asyncio.Event | None = None
+
+    @on_event(Tick)
+    async def tick(self, event: Tick) -> None:
+        Sink.seen += 1
+        if Sink.seen >= Sink.target and Sink.done is not None:
+            Sink.done.set()
+
+
+DECODER = msgspec.msgpack.Decoder(Tick)
+
+
+async def raw_publish(js: Any, subject: str, payloads: list[bytes]) -> float:
+    t = time.perf_counter()
+    for p in payloads:
+        await js.publish(subject, p)
+    return len(payloads) / (time.perf_counter() - t)
+
+
+async def corps_publish(system: ActorSystem, events: list[Tick], window: int = 1) -> float:
+    t = time.perf_counter()
+    if window == 1:
+        for e in events:
+            await system.publish(e)
+    else:
+        for i in range(0, len(events), window):
+            await asyncio.gather(*(system.publish(e) for e in events[i:i + window]))
+    return len(events) / (time.perf_counter() - t)
+
+
+async def raw_consume(js: Any, subject: str, n: int, durable: str) -> float:
+    t = time.perf_counter()
+    psub = await js.pull_subscribe(subject, durable=durable)
+    got = 0
+    while got < n:
+        try:
+            msgs = await psub.fetch(batch=256, timeout=1.0)
+        except nats.errors.TimeoutError:
+            continue
+        for m in msgs:
+            DECODER.decode(m.data)
+            await m.ack()
+            got += 1
+    rate = n / (time.perf_counter() - t)
+    await psub.unsubscribe()
+    return rate
+
+
+async def corps_consume(url: str, namespace: str, n: int) -> float:
+    Sink.target, Sink.seen, Sink.done = n, 0, asyncio.Event()
+    async with ActorSystem(url, namespace=namespace) as system:
+        t = time.perf_counter()
+        await system.spawn(Sink, "sink")
+        await Sink.done.wait()
+        rate = n / (time.perf_counter() - t)
+    return rate
+
+
+async def main(quick: bool) -> None:
+    n = 3_000 if quick else 10_000
+    repeats = 3 if quick else 5
+    results: dict[str, list[float]] = {k: [] for k in ("raw_pub", "corps_pub", "corps_pub256", "raw_con", "corps_con")}
+    with EmbeddedServer() as server:
+        nc = await nats.connect(server.url)
+        js = nc.jetstream()
+        for r in range(repeats):
+            ns = f"bench{secrets.token_hex(3)}"
+            async with ActorSystem(server.url, namespace=ns) as system:
+                subject = f"{ns}.events.Tick"
+                events = [Tick(i, "x" * 64) for i in range(n)]
+                payloads = [msgspec.msgpack.encode(e) for e in events]
+                order = ("raw", "corps") if r % 2 == 0 else ("corps", "raw")
+                for side in order:
+                    if side == "raw":
+                        results["raw_pub"].append(await raw_publish(js, subject, payloads))
+                    else:
+                        results["corps_pub"].append(await corps_publish(system, events))
+                        results["corps_pub256"].append(await corps_publish(system, events, 256))
+            # the stream now holds 3n events (with and without corps headers); consume n of them each
+            for side in order:
+                if side == "raw":
+                    results["raw_con"].append(await raw_consume(js, subject, n, f"raw{r}"))
+                else:
+                    results["corps_con"].append(await corps_consume(server.url, ns, n))
+        await nc.close()
+    med = {k: statistics.median(v) for k, v in results.items()}
+    print(f"events bench: {n} messages x {repeats} repetitions (medians), nats-server {server.url}")
+    print(f"  publish, ack awaited each   raw js.publish {med['raw_pub']:>9,.0f}/s   corps publish "
+          f"{med['corps_pub']:>9,.0f}/s   {med['corps_pub'] / med['raw_pub']:.2f}x")
+    print(f"  publish, 256 in flight      (corps)                          "
+          f"{med['corps_pub256']:>9,.0f}/s   {med['corps_pub256'] / med['raw_pub']:.2f}x raw sequential")
+    print(f"  consume + decode + ack      raw fetch+ack  {med['raw_con']:>9,.0f}/s   corps on_event "
+          f"{med['corps_con']:>9,.0f}/s   {med['corps_con'] / med['raw_con']:.2f}x")
+
+
+def cli(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.events", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer messages and repetitions")
+    args = parser.parse_args(argv)
+    run(main, args.quick)
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,330 @@
+"""The durable consumer of one actor class: a pull loop with batches, routing, acks, retries.
+
+Why a custom pull loop: nats-py's ``PullSubscription.fetch`` creates a Task and a uuid4 per
+message. Here one pull request asks for a batch, deliveries arrive on one wildcard inbox of
+this consumer, acks are fire-and-forget publishes that nats-py writes out together, and each
+request carries an idle heartbeat: a request that hears nothing for two heartbeats is presumed
+dead (a server restart forgets pull requests: nats.py #504) and a new one is sent, after
+checking that the consumer still exists.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import msgspec
+
+from runtime._codec import union_of
+from runtime.events._delivery import EventDelivery
+from runtime.events._dlq import write_dead_letter
+from runtime.events._wire import REDRIVE_FOR, STATUS, AckBuffer, events_subject, parse_ack_subject
+
+if TYPE_CHECKING:
+    from nats.aio.msg import Msg
+
+    from runtime._host import ClassHost
+    from runtime.events._component import Events
+
+log = logging.getLogger("corps.events")
+
+
+class EventConsumer:
+    """Consumes the events one actor class handles, on this node."""
+
+    def __init__(self, events: Events, host: ClassHost) -> None:
+        self.events = events
+        self.host = host
+        self.cfg = events.cfg
+        self.name = host.name
+        self.handlers = host.cls._event_handlers
+        self.decoder = msgspec.msgpack.Decoder(union_of(list(self.handlers)))
+        self.filters = sorted({events_subject(events.namespace, tp) for tp in self.handlers})
+        self.max_deliver = max(s.max_deliver for s in self.handlers.values())
+        self.outstanding: dict[int, EventDelivery] = {}
+        self.keys: dict[str, deque[EventDelivery]] = {}
+        self.processed = 0
+        self.dead_lettered = 0
+        self.stalls = 0
+        self._prefix = f"{events.namespace}.evin.{events.node}.{self.name}."
+        self._next = f"$JS.API.CONSUMER.MSG.NEXT.{events.stream}.{self.name}"
+        self._rr = itertools.count()
+        self._cells: list[Any] = []
+        self._token = 0
+        self._want = 0
+        self._got = 0
+        self._heard = 0.0
+        self._ended = asyncio.Event()
+        self._room = asyncio.Event()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._timers: dict[int, asyncio.TimerHandle] = {}
+        self._refused = False
+        self._sub: Any = None
+        self._acks = AckBuffer(events.nc)
+        self._stopping = False
+
+    # -- life cycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.events.ensure_consumer(self.name, self.filters, self.max_deliver)
+        if any(s.idempotent for s in self.handlers.values()):
+            await self.events.ensure_kv()
+        nc = self.events.nc
+        self._sub = await nc.subscribe(self._prefix + "*", cb=self._on_msg, pending_msgs_limit=-1,
+                                       pending_bytes_limit=-1)
+        self._spawn(self._pull_loop())
+        self._spawn(self._keep_alive())
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("event consumer %s: task failed", self.name, exc_info=task.exception())
+
+    async def stop(self) -> None:
+        """Stop pulling; deliveries already in mailboxes finish (the system drain waits for them).
+        Held-back and retrying deliveries are left unacked: the server redelivers them."""
+        self._stopping = True
+        for timer in self._timers.values():
+            timer.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._sub is not None:
+            await self._sub.unsubscribe()
+            self._sub = None
+
+    # -- pulling ---------------------------------------------------------------------------
+
+    async def _pull_loop(self) -> None:
+        cfg = self.cfg
+        limit = cfg.max_ack_pending
+        while not self._stopping:
+            room = limit - len(self.outstanding)
+            if room < min(cfg.batch, limit) // 2 + 1:
+                self._room.clear()
+                await self._room.wait()
+                continue
+            self._token += 1
+            self._want, self._got = min(cfg.batch, room), 0
+            self._ended.clear()
+            self._heard = time.monotonic()
+            req = json.dumps({"batch": self._want, "expires": int(cfg.fetch_expires * 1e9),
+                              "idle_heartbeat": int(cfg.heartbeat * 1e9)}).encode()
+            try:
+                await self.events.nc.publish(self._next, req, reply=f"{self._prefix}{self._token}")
+            except Exception as exc:  # noqa: BLE001 -- disconnected: wait and pull again
+                log.warning("event consumer %s: pull request failed: %r", self.name, exc)
+                await anyio.sleep(cfg.heartbeat)
+                continue
+            while not self._ended.is_set():
+                with anyio.move_on_after(cfg.heartbeat):
+                    await self._ended.wait()
+                if not self._ended.is_set() and time.monotonic() - self._heard > 2 * cfg.heartbeat + 0.5:
+                    await self._stalled()
+                    break
+            if self._refused:
+                self._refused = False
+                await anyio.sleep(cfg.heartbeat / 10)
+
+    async def _stalled(self) -> None:
+        """No delivery, heartbeat or status for two heartbeats: the pull request is gone."""
+        self.stalls += 1
+        log.warning("event consumer %s: pull request silent for %.1fs; pulling again",
+                    self.name, time.monotonic() - self._heard)
+        try:  # the consumer may be gone too (a server that lost its store): provision it again
+            await self.events.ensure_consumer(self.name, self.filters, self.max_deliver)
+        except Exception as exc:  # noqa: BLE001 -- server still down: the next round retries
+            log.warning("event consumer %s: cannot check the consumer yet: %r", self.name, exc)
+
+    # -- receiving -------------------------------------------------------------------------
+
+    async def _on_msg(self, msg: Msg) -> None:
+        if not msg.reply:  # a status message: 100 heartbeat, 404/408 request over, 409 refused
+            # Status messages come on the request's own inbox subject; deliveries keep the
+            # subject the event was published on, so they cannot tell which request they answer.
+            current = msg.subject.endswith(f".{self._token}")
+            if current:
+                self._heard = time.monotonic()
+            status = (msg.headers or {}).get(STATUS, "")
+            if current and status in ("404", "408", "409"):
+                if status == "409":
+                    log.info("event consumer %s: pull refused: %s", self.name, (msg.headers or {}).get("Description"))
+                    self._refused = True  # e.g. max_ack_pending reached by other nodes: no spinning
+                self._ended.set()
+            return
+        self._heard = time.monotonic()
+        self._got += 1  # one request at a time: a late delivery of a stale one only ends this one early
+        if self._got >= self._want:
+            self._ended.set()
+        meta = parse_ack_subject(msg.reply)
+        if meta is None:
+            log.warning("event consumer %s: delivery with an unexpected reply subject %r", self.name, msg.reply)
+            return
+        if meta.stream_seq in self.outstanding:
+            return  # redelivered while we still hold it (a late keep-alive): ours will answer
+        headers = msg.headers or {}
+        target = headers.get(REDRIVE_FOR)
+        if target is not None and target != self.name:
+            await self._send(msg.reply, b"+ACK")  # redriven for another consumer
+            return
+        try:
+            event = self.decoder.decode(msg.data)
+        except msgspec.MsgspecError as exc:
+            d = EventDelivery(self, msg, meta, None, None, None)
+            self.outstanding[meta.stream_seq] = d
+            self._spawn(self._dead_letter(d, "undecodable", f"{type(exc).__name__}: {exc}"))
+            return
+        spec = self.handlers[type(event)]
+        try:
+            key = spec.key_of(event)
+        except AttributeError as exc:  # a dotted key through an optional part that is None
+            d = EventDelivery(self, msg, meta, event, spec, None)
+            self.outstanding[meta.stream_seq] = d
+            self._spawn(self._dead_letter(d, "no-key", f"{spec.key}: {exc}"))
+            return
+        d = EventDelivery(self, msg, meta, event, spec, key)
+        self.outstanding[meta.stream_seq] = d
+        if meta.delivered > spec.max_deliver:  # the last attempt's process died before answering
+            self._spawn(self._dead_letter(d, "max-deliver", f"delivered {meta.delivered} times"))
+            return
+        if key is None:
+            self._enqueue(d)
+        elif key in self.keys:
+            self.keys[key].append(d)  # held back: one event at a time per key, in stream order
+        else:
+            self.keys[key] = deque()
+            self._enqueue(d)
+
+    def _enqueue(self, d: EventDelivery) -> None:
+        host = self.host
+        if d.key is not None:
+            cell = host.cells.get(d.key)
+            if cell is None:
+                assert d.spec is not None
+                if d.spec.activate and not self._stopping:
+                    self._spawn(self._activate(d))
+                else:
+                    d.attempts += 1  # an attempt that found no instance
+                    self._spawn(self.failed(d, LookupError(f"no {self.name} instance {d.key!r} on this node")))
+                return
+        else:
+            cells = host.services
+            if not cells:
+                if len(self._cells) != len(host.cells):  # stopped cells leave host.cells
+                    self._cells = list(host.cells.values())
+                cells = self._cells
+            if not cells:
+                self._spawn(self._nak(d, self.cfg.heartbeat))
+                return
+            cell = cells[next(self._rr) % len(cells)]
+            if cell.stopped:  # replaced since the cache was built
+                self._cells = [c for c in host.cells.values() if not c.stopped]
+                if not self._cells:
+                    self._spawn(self._nak(d, self.cfg.heartbeat))
+                    return
+                cell = self._cells[0]
+        host.enqueue_event(cell, d)
+
+    async def _activate(self, d: EventDelivery) -> None:
+        """An event for an entity this node does not run: spawn it (its first event creates it)."""
+        from runtime.errors import SpawnError
+
+        assert d.key is not None
+        try:
+            if d.key not in self.host.cells:
+                await self.host.system.spawn(self.host.cls, d.key)
+        except SpawnError as exc:
+            if d.key not in self.host.cells:
+                await self.failed(d, exc)
+                return
+        self.host.enqueue_event(self.host.cells[d.key], d)
+
+    # -- outcomes --------------------------------------------------------------------------
+
+    async def _send(self, reply: str, what: bytes) -> None:
+        self._acks.add(reply, what)  # written with the others of this loop iteration
+
+    async def complete(self, d: EventDelivery, how: bytes) -> None:
+        """Answer the server (ack, nak, term) and let the next event of the same key go."""
+        await self._send(d.msg.reply, how)
+        self._release(d)
+
+    def _release(self, d: EventDelivery) -> None:
+        if self.outstanding.pop(d.meta.stream_seq, None) is None:
+            return
+        if d.key is not None:
+            waiting = self.keys.get(d.key)
+            if waiting:
+                self._enqueue(waiting.popleft())
+            elif waiting is not None:
+                del self.keys[d.key]
+        self._room.set()
+
+    async def _nak(self, d: EventDelivery, delay: float) -> None:
+        await self.complete(d, b'-NAK {"delay": %d}' % int(delay * 1e9))
+
+    async def failed(self, d: EventDelivery, exc: BaseException) -> None:
+        """A handler attempt failed: retry after the backoff, or dead-letter after the last one."""
+        spec = d.spec
+        assert spec is not None
+        if self._stopping:
+            await self.complete(d, b"-NAK")
+            return
+        attempt = max(d.attempt, 1)
+        if attempt >= spec.max_deliver:
+            self._spawn(self._dead_letter(d, "handler-error", f"{type(exc).__name__}: {exc}"))
+            return
+        delay = spec.backoff.delay(attempt)
+        if d.key is None:
+            await self._nak(d, delay)  # frees the instance; later events may overtake this one
+            return
+        # Keyed: retry in place so no later event of this key overtakes it. Keep the delivery
+        # alive meanwhile (the keep-alive task sends +WPI), and count the attempt here.
+        self._timers[d.meta.stream_seq] = asyncio.get_running_loop().call_later(delay, self._retry, d)
+
+    def _retry(self, d: EventDelivery) -> None:
+        self._timers.pop(d.meta.stream_seq, None)
+        if not self._stopping and d.meta.stream_seq in self.outstanding:
+            self._enqueue(d)
+
+    async def _dead_letter(self, d: EventDelivery, reason: str, error: str) -> None:
+        try:
+            await write_dead_letter(self.events, d, reason, error)
+        except Exception as exc:  # noqa: BLE001 -- not lost: nak'ed, it comes back and tries again
+            log.error("event consumer %s: dead-letter write failed for seq %d: %r", self.name, d.meta.stream_seq, exc)
+            await self._nak(d, self.cfg.heartbeat)
+            return
+        self.dead_lettered += 1
+        log.warning("event consumer %s: seq %d dead-lettered (%s): %s", self.name, d.meta.stream_seq, reason, error)
+        await self.complete(d, b"+TERM")
+
+    async def _keep_alive(self) -> None:
+        """Send +WPI for deliveries held longer than a third of ack_wait (long handlers, held keys)."""
+        period = self.cfg.ack_wait / 3
+        while True:
+            await anyio.sleep(period)
+            now = time.monotonic()
+            for d in list(self.outstanding.values()):
+                if now - d.touched >= period:
+                    d.touched = now
+                    await self._send(d.msg.reply, b"+WPI")
+
+    # -- idempotency -----------------------------------------------------------------------
+
+    async def seen(self, d: EventDelivery) -> bool:
+        return await self.events.seen(self.name, d.event_id)
+
+    async def remember(self, d: EventDelivery) -> None:
+        await self.events.remember(self.name, d.event_id)

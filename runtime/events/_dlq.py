@@ -1,0 +1,141 @@
+"""The dead-letter stream: what goes in (payload, headers, where it came from, why) and back out.
+
+An entry is the original payload, published to ``{ns}.dlq.{consumer}`` in the ``{ns}_dlq``
+stream, with the original headers (its ``Nats-Msg-Id`` kept as ``Corps-Dlq-Msg-Id``) and
+``Corps-Dlq-*`` headers: Subject, Stream, Seq, Consumer, Attempts, Reason (handler-error,
+undecodable, max-deliver, no-instance), Error, At. Its own Nats-Msg-Id is derived from
+(stream, seq, consumer), so a retried dead-letter write is stored once.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+import nats.js.errors
+
+from runtime.events._wire import (
+    CAUSE,
+    CORR,
+    DLQ_PREFIX,
+    EVENT_ID,
+    MSG_ID,
+    REDRIVE_FOR,
+    STATUS,
+    dlq_stream_name,
+    dlq_subject,
+)
+
+if TYPE_CHECKING:
+    from runtime.events._component import Events
+    from runtime.events._delivery import EventDelivery
+
+
+class DeadLetterEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """One entry of the dead-letter stream, as ``corps dlq show`` prints it."""
+
+    dlq_seq: int
+    subject: str
+    stream: str
+    stream_seq: int
+    consumer: str
+    attempts: int
+    reason: str
+    error: str
+    at: float
+    event_type: str
+    data: bytes
+    headers: dict[str, str]
+
+    @property
+    def event_id(self) -> str:
+        return self.headers.get(EVENT_ID) or self.headers.get(DLQ_PREFIX + "Msg-Id", "")
+
+
+async def write_dead_letter(events: Events, d: EventDelivery, reason: str, error: str) -> None:
+    """Store the delivery in the dead-letter stream (retrying like any publish).
+
+    Raises:
+        PublishFailed: the dead-letter stream did not acknowledge it.
+    """
+    meta = d.meta
+    headers = {k: v for k, v in d.headers.items() if k not in (MSG_ID, STATUS, REDRIVE_FOR)}
+    if d.headers.get(MSG_ID):
+        headers[DLQ_PREFIX + "Msg-Id"] = d.headers[MSG_ID]
+    headers.update({
+        DLQ_PREFIX + "Subject": d.msg.subject,
+        DLQ_PREFIX + "Stream": meta.stream,
+        DLQ_PREFIX + "Seq": str(meta.stream_seq),
+        DLQ_PREFIX + "Consumer": meta.consumer,
+        DLQ_PREFIX + "Attempts": str(max(d.attempt, meta.delivered)),
+        DLQ_PREFIX + "Reason": reason,
+        DLQ_PREFIX + "Error": error[:2000],
+        DLQ_PREFIX + "At": f"{time.time():.3f}",
+    })
+    msg_id = f"dlq-{meta.stream}-{meta.stream_seq}-{meta.consumer}"
+    await events.publisher.publish(dlq_subject(events.namespace, meta.consumer), d.msg.data, msg_id, headers)
+
+
+def _type_of(data: bytes) -> str:
+    try:
+        obj = msgspec.msgpack.decode(data)
+    except msgspec.DecodeError:
+        return "?"
+    return str(obj.get("$type", "?")) if isinstance(obj, dict) else "?"
+
+
+def _entry(seq: int, data: bytes, headers: dict[str, str]) -> DeadLetterEvent:
+    h = headers
+    return DeadLetterEvent(
+        dlq_seq=seq, subject=h.get(DLQ_PREFIX + "Subject", ""), stream=h.get(DLQ_PREFIX + "Stream", ""),
+        stream_seq=int(h.get(DLQ_PREFIX + "Seq", 0)), consumer=h.get(DLQ_PREFIX + "Consumer", ""),
+        attempts=int(h.get(DLQ_PREFIX + "Attempts", 0)), reason=h.get(DLQ_PREFIX + "Reason", ""),
+        error=h.get(DLQ_PREFIX + "Error", ""), at=float(h.get(DLQ_PREFIX + "At", 0)),
+        event_type=_type_of(data), data=data, headers=h,
+    )
+
+
+async def dead_letters(events: Events, consumer: str | None = None) -> list[DeadLetterEvent]:
+    """Every entry of the dead-letter stream (optionally for one consumer), oldest first."""
+    js = events.js
+    stream = dlq_stream_name(events.namespace)
+    info = await js.stream_info(stream)
+    out = []
+    for seq in range(max(1, info.state.first_seq), info.state.last_seq + 1):
+        entry = await dead_letter(events, seq)
+        if entry is not None and (consumer is None or entry.consumer == consumer):
+            out.append(entry)
+    return out
+
+
+async def dead_letter(events: Events, seq: int) -> DeadLetterEvent | None:
+    """The entry at ``seq`` of the dead-letter stream, or None (deleted or never written)."""
+    try:
+        raw = await events.js.get_msg(dlq_stream_name(events.namespace), seq)
+    except (nats.js.errors.NotFoundError, nats.js.errors.BadRequestError):
+        return None
+    headers: dict[str, Any] = dict(raw.headers or {})
+    return _entry(seq, raw.data or b"", {k: str(v) for k, v in headers.items()})
+
+
+async def redrive(events: Events, seq: int, *, keep: bool = False) -> DeadLetterEvent | None:
+    """Publish a dead letter again, for a fresh delivery to the consumer that gave up on it.
+
+    It goes back to its original subject under a new Nats-Msg-Id (the stream's dedupe would drop
+    the old one), with ``Corps-Event-Id`` keeping its identity for idempotent handlers and
+    ``Corps-Redrive-For`` naming the consumer (the others skip it). The entry is then deleted,
+    unless ``keep``. Returns the entry, or None if there is none at ``seq``.
+    """
+    entry = await dead_letter(events, seq)
+    if entry is None:
+        return None
+    h = entry.headers
+    headers: dict[str, str] = {k: h[k] for k in (CORR, CAUSE) if k in h}
+    headers[EVENT_ID] = entry.event_id
+    headers[REDRIVE_FOR] = entry.consumer
+    await events.publisher.publish(entry.subject, entry.data, f"redrive-{dlq_stream_name(events.namespace)}-{seq}",
+                                   headers)
+    if not keep:
+        await events.js.delete_msg(dlq_stream_name(events.namespace), seq)
+    return entry

@@ -1,0 +1,164 @@
+"""``@on_event``: declare durable event handlers on actor classes, validated when the class is created."""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Awaitable, Callable
+from typing import Any, Final, TypeVar
+
+import msgspec
+
+from runtime._messages import Message
+
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+
+_MARK: Final = "__corps_on_event__"
+
+DEFAULT_MAX_DELIVER: Final = 5
+
+
+class Backoff(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The delay before attempt n+1 after attempt n failed: ``initial * factor**(n-1)``, capped.
+
+    The runtime applies it itself (a ``nak`` with a delay, or a timed retry for keyed handlers):
+    JetStream's consumer ``BackOff`` does not apply to ``nak``.
+    """
+
+    initial: float = 0.2
+    factor: float = 2.0
+    max: float = 30.0
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
+        return float(min(self.max, self.initial * self.factor ** max(0, attempt - 1)))
+
+
+class EventHandlerSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """One ``@on_event`` method, as the consumer sees it."""
+
+    def key_of(self, event: Any) -> str | None:
+        if self.key is None:
+            return None
+        value = event
+        for part in self.key.split("."):
+            value = getattr(value, part)
+        return str(value)
+
+    name: str
+    event_type: type[Message]
+    fn: Callable[[Any, Any], Awaitable[None]]
+    key: str | None
+    max_deliver: int
+    backoff: Backoff
+    idempotent: bool
+    activate: bool
+
+
+class _Declared(msgspec.Struct, frozen=True):
+    types: tuple[Any, ...]
+    key: str | None
+    max_deliver: int
+    backoff: Backoff
+    idempotent: bool
+    activate: bool
+
+
+def on_event(
+    *event_types: type[Message],
+    key: str | None = None,
+    max_deliver: int = DEFAULT_MAX_DELIVER,
+    backoff: Backoff | None = None,
+    idempotent: bool = False,
+    activate: bool = True,
+) -> Callable[[F], F]:
+    """Make an async method a durable, at-least-once handler of the given event types.
+
+    The class gets one durable JetStream consumer, named after the class. The method is acked only
+    after it returns; if it raises, the event is retried after ``backoff`` until ``max_deliver``
+    attempts, then copied to the dead-letter stream with the error and terminated.
+
+    Args:
+        event_types: the Message classes handled; none means the method's parameter annotation.
+        key: a field of the event (or a dotted path into it, ``"order.order_id"``) naming the
+            actor instance that handles it (entity routing): one event at a time per key, in
+            stream order per key, different keys concurrently. A failed keyed event holds back
+            later events of its key until it succeeds or is dead-lettered.
+            None: any instance this node runs takes it (round robin), and a failure is nak'ed with
+            a delay, so later events may overtake it.
+        max_deliver: attempts before the dead-letter stream (at least 1; always finite).
+        backoff: delays between attempts (default ``Backoff()``: 0.2 s doubling, at most 30 s).
+        idempotent: remember processed event ids (a KV bucket with a TTL) and skip an event seen
+            before, so a redelivery after a crash between the effect and the ack has no second effect.
+        activate: with ``key``, an event for an id this node does not run spawns that instance
+            (its first event creates the entity). False: such an event is retried, then dead-lettered.
+    """
+
+    def mark(fn: F) -> F:
+        setattr(fn, _MARK, _Declared(tuple(event_types), key, max_deliver, backoff or Backoff(),
+                                     idempotent, activate))
+        return fn
+
+    return mark
+
+
+def collect_event_handlers(cls: type, problems: list[str]) -> dict[type[Message], EventHandlerSpec]:
+    """Build ``{event type: spec}`` from the ``@on_event`` methods of ``cls`` and its bases."""
+    table: dict[type[Message], EventHandlerSpec] = {}
+    seen: set[str] = set()
+    for klass in cls.__mro__:
+        for name, fn in vars(klass).items():
+            declared = getattr(fn, _MARK, None)
+            if name in seen or not isinstance(declared, _Declared):
+                continue
+            seen.add(name)
+            _add(name, fn, declared, table, problems)
+    return table
+
+
+def _add(name: str, fn: Any, d: _Declared, table: dict[type[Message], EventHandlerSpec], problems: list[str]) -> None:
+    where = f"event handler {name!r}"
+    if getattr(fn, "__corps_handler__", False):
+        problems.append(f"{where} is also a @handler; an event handler is not called by tell or ask")
+        return
+    if not inspect.iscoroutinefunction(fn):
+        problems.append(f"{where} must be async")
+        return
+    params = list(inspect.signature(fn).parameters.values())
+    if len(params) != 2:
+        problems.append(f"{where} must take exactly one event parameter after self")
+        return
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception as exc:  # noqa: BLE001 -- any failure to resolve annotations is a definition problem
+        problems.append(f"{where} has annotations that cannot be resolved: {exc}")
+        return
+    types = list(d.types) or [hints.get(params[1].name)]
+    ok = True
+    for tp in types:
+        if not (isinstance(tp, type) and issubclass(tp, Message)):
+            problems.append(f"{where}: {getattr(tp, '__name__', tp)!r} is not a Message subclass")
+            ok = False
+    if hints.get("return", None) not in (None, type(None)):
+        problems.append(f"{where} must return None (an event has no reply; publish instead)")
+        ok = False
+    if not isinstance(d.max_deliver, int) or d.max_deliver < 1:
+        problems.append(f"{where}: max_deliver must be an int >= 1, not {d.max_deliver!r}")
+        ok = False
+    if not isinstance(d.backoff, Backoff):
+        problems.append(f"{where}: backoff must be a Backoff, not {type(d.backoff).__name__}")  # type: ignore[unreachable,unused-ignore]
+        ok = False
+    for tp in types:
+        if not ok:
+            break
+        if d.key is not None and d.key.split(".")[0] not in getattr(tp, "__struct_fields__", ()):
+            problems.append(f"{where}: key {d.key!r} is not a field of {tp.__name__}")
+            ok = False
+        elif tp in table:
+            problems.append(f"event {tp.__name__} is handled by both {table[tp].name!r} and {name!r}")
+            ok = False
+    if not ok:
+        return
+    for tp in types:
+        table[tp] = EventHandlerSpec(name=name, event_type=tp, fn=fn, key=d.key, max_deliver=d.max_deliver,
+                                     backoff=d.backoff, idempotent=d.idempotent, activate=d.activate)

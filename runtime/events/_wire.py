@@ -1,0 +1,167 @@
+"""Event wire details: stream and subject names, headers, PubAck, delivery metadata, HPUB.
+
+Events travel as the msgpack of the tagged Message (no envelope), on ``{ns}.events.{Tag}``, with
+NATS headers: ``Nats-Msg-Id`` (JetStream dedupe), ``Corps-Corr`` and ``Corps-Cause``
+(correlation and causation ids). Header bytes are built here, once per publish, instead of by
+nats-py's per-key loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any, Final
+
+import msgspec
+from nats.aio.client import Client
+from nats.protocol import command as prot
+
+from runtime._messages import Message
+
+MSG_ID: Final = "Nats-Msg-Id"
+CORR: Final = "Corps-Corr"
+CAUSE: Final = "Corps-Cause"
+EVENT_ID: Final = "Corps-Event-Id"
+"""Set when an event is published again under a new Nats-Msg-Id (redrive): its original id."""
+REDRIVE_FOR: Final = "Corps-Redrive-For"
+"""A redriven event is for one consumer only; the others ack it and skip it."""
+STATUS: Final = "Status"
+
+DLQ_PREFIX: Final = "Corps-Dlq-"
+
+_NAME_BAD = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def stream_name(namespace: str) -> str:
+    return _NAME_BAD.sub("_", namespace) + "_events"
+
+
+def dlq_stream_name(namespace: str) -> str:
+    return _NAME_BAD.sub("_", namespace) + "_dlq"
+
+
+def kv_bucket_name(namespace: str) -> str:
+    return _NAME_BAD.sub("_", namespace) + "_processed"
+
+
+def event_tag(tp: type[Message]) -> str:
+    tag = tp.__struct_config__.tag
+    return str(tag) if tag is not None else tp.__name__
+
+
+def events_subject(namespace: str, tp: type[Message] | str) -> str:
+    return f"{namespace}.events.{tp if isinstance(tp, str) else event_tag(tp)}"
+
+
+def dlq_subject(namespace: str, consumer: str) -> str:
+    return f"{namespace}.dlq.{consumer}"
+
+
+def build_headers(pairs: dict[str, str]) -> bytes:
+    out = ["NATS/1.0\r\n"]
+    for k, v in pairs.items():
+        if v:
+            out.append(f"{k}: {v.replace(chr(13), ' ').replace(chr(10), ' ')}\r\n")
+    out.append("\r\n")
+    return "".join(out).encode()
+
+
+async def hpub(nc: Client, subject: str, reply: str, headers: bytes, payload: bytes) -> None:
+    """Publish with pre-built header bytes (what ``nc.publish(headers=...)`` does, minus its loop).
+
+    Raises:
+        nats.errors.ConnectionClosedError / OutboundBufferLimitError / MaxPayloadError, as publish.
+    """
+    import nats.errors
+
+    if nc.is_closed:
+        raise nats.errors.ConnectionClosedError
+    size = len(payload)
+    if not nc.is_connected and (nc._max_pending_size <= 0 or size + nc._pending_data_size > nc._max_pending_size):
+        raise nats.errors.OutboundBufferLimitError
+    if size + len(headers) > nc._max_payload:
+        raise nats.errors.MaxPayloadError
+    nc.stats["out_msgs"] += 1
+    nc.stats["out_bytes"] += size
+    await nc._send_command(prot.hpub_cmd(subject, reply, headers, payload))
+    if nc._flush_queue is not None and nc._flush_queue.empty():
+        await nc._flush_pending()
+
+
+class AckBuffer:
+    """Acks (and naks, terms) of one loop iteration, written to the connection as one command.
+
+    ``nc.publish`` costs a Future and a flusher wake-up per call; a batch of 256 deliveries
+    answered in one iteration becomes one write here. Only while connected: otherwise a lost
+    ack is a redelivery (at-least-once), as with any ack.
+    """
+
+    __slots__ = ("_buf", "_nc", "written")
+
+    def __init__(self, nc: Client) -> None:
+        self._nc = nc
+        self._buf: list[bytes] = []
+        self.written = 0
+
+    def add(self, reply: str, what: bytes) -> None:
+        if not self._buf:
+            asyncio.get_running_loop().call_soon(self._write)
+        self._buf.append(b"PUB %b %d\r\n%b\r\n" % (reply.encode(), len(what), what))
+
+    def _write(self) -> None:
+        data, self._buf = b"".join(self._buf), []
+        nc = self._nc
+        if not nc.is_connected:
+            return
+        nc._pending.append(data)
+        nc._pending_data_size += len(data)
+        self.written += 1
+        queue = nc._flush_queue
+        if queue is not None and queue.empty():
+            queue.put_nowait(asyncio.get_running_loop().create_future())  # wake nats-py's flusher
+
+
+class PubAckError(msgspec.Struct, frozen=True):
+    code: int = 0
+    err_code: int = 0
+    description: str = ""
+
+
+class PubAck(msgspec.Struct, frozen=True):
+    """The stream's acknowledgement of a publish."""
+
+    stream: str = ""
+    seq: int = 0
+    duplicate: bool = False
+    error: PubAckError | None = None
+
+
+PUBACK_DECODER: Final = msgspec.json.Decoder(PubAck)
+
+
+class Delivery(msgspec.Struct):
+    """Where a delivered message came from, parsed from its ``$JS.ACK`` reply subject."""
+
+    stream: str
+    consumer: str
+    delivered: int
+    stream_seq: int
+    timestamp_ns: int
+
+
+def parse_ack_subject(reply: str) -> Delivery | None:
+    """``$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<dseq>.<ts>.<pending>`` (v1) or the v2
+    form with domain and account hash first; None for anything else."""
+    t = reply.split(".")
+    if len(t) < 9 or t[0] != "$JS" or t[1] != "ACK":
+        return None
+    if len(t) >= 12:  # v2: $JS.ACK.<domain>.<account hash>.<stream>.<consumer>.<delivered>.<sseq>...
+        t = t[2:]
+    try:
+        return Delivery(t[2], t[3], int(t[4]), int(t[5]), int(t[7]))
+    except ValueError:
+        return None
+
+
+def redacted(headers: dict[str, Any] | None) -> dict[str, str]:
+    return {k: str(v) for k, v in (headers or {}).items()}

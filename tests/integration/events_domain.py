@@ -1,0 +1,113 @@
+"""Actors and events for the event tests (a module of its own: classes are created once)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import anyio
+
+from runtime import Actor, ActorOptions, Backoff, Message, on_event
+
+
+class Noted(Message):
+    key: str
+    n: int
+    fail_times: int = 0
+    """The handler raises on this many attempts before it succeeds."""
+
+
+class Poison(Message):
+    n: int
+
+
+class Log:
+    """What handlers saw, shared by a test and its actors (one per test, set on the class)."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, int]] = []
+        self.attempts: dict[tuple[str, int], int] = {}
+        self.changed = anyio.Event()
+
+    def add(self, key: str, n: int) -> None:
+        self.seen.append((key, n))
+        self.changed.set()
+        self.changed = anyio.Event()
+
+    async def wait_for(self, count: int, timeout: float = 10.0) -> None:
+        with anyio.fail_after(timeout):
+            while len(self.seen) < count:
+                await self.changed.wait()
+
+
+async def until(check: Callable[[], Awaitable[bool]], timeout: float = 10.0, what: str = "condition") -> None:
+    """Poll server-side state (a stream, another process) until ``check()`` holds, bounded.
+
+    Only for state with no event to wait on; in-process progress uses ``Log.wait_for``.
+    """
+    with anyio.fail_after(timeout):
+        while not await check():  # noqa: ASYNC110 -- polling a server's state: no event exists
+            await anyio.sleep(0.02)
+
+
+FAST = Backoff(initial=0.02, factor=2.0, max=0.1)
+
+
+class Recorder(Actor):
+    log: Log = Log()
+
+    @on_event(Noted, max_deliver=3, backoff=FAST)
+    async def noted(self, event: Noted) -> None:
+        k = (event.key, event.n)
+        self.log.attempts[k] = self.log.attempts.get(k, 0) + 1
+        if self.log.attempts[k] <= event.fail_times:
+            raise RuntimeError(f"attempt {self.log.attempts[k]} of {k} fails")
+        self.log.add(event.key, event.n)
+
+    @on_event(Poison, max_deliver=3, backoff=FAST)
+    async def poison(self, event: Poison) -> None:
+        k = ("poison", event.n)
+        self.log.attempts[k] = self.log.attempts.get(k, 0) + 1
+        raise ValueError(f"poison {event.n} can never be handled")
+
+
+class Idempotent(Actor):
+    log: Log = Log()
+
+    @on_event(Noted, idempotent=True)
+    async def noted(self, event: Noted) -> None:
+        self.log.add(event.key, event.n)
+
+
+class PerKey(Actor):
+    """Entity per key: one event at a time per key, in stream order; a slow key sleeps."""
+
+    log: Log = Log()
+    slow_key = "slow"
+    release = anyio.Event()
+
+    def __init__(self) -> None:
+        self.busy = False
+
+    @on_event(Noted, key="key", backoff=FAST)
+    async def noted(self, event: Noted) -> None:
+        assert not self.busy, "two events at once for one key"
+        self.busy = True
+        try:
+            if event.key == self.slow_key and event.n == 0:
+                await self.release.wait()
+            k = (event.key, event.n)
+            self.log.attempts[k] = self.log.attempts.get(k, 0) + 1
+            if self.log.attempts[k] <= event.fail_times:
+                raise RuntimeError("fails once")
+            await anyio.lowlevel.checkpoint()
+            self.log.add(event.key, event.n)
+        finally:
+            self.busy = False
+
+
+class Service(Actor, options=ActorOptions(service=True)):
+    log: Log = Log()
+
+    @on_event(Noted)
+    async def noted(self, event: Noted) -> None:
+        self.log.add(event.key, event.n)
