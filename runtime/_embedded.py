@@ -14,6 +14,7 @@ import sysconfig
 import tempfile
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Final
@@ -50,6 +51,10 @@ def find_nats_server() -> str:
     raise NatsUnavailable("embedded", _INSTALL_HINT)
 
 
+def _port_of(url: str) -> int:
+    return int(url.rsplit(":", 1)[1])
+
+
 def _die_with_parent() -> None:  # pragma: no cover -- runs in the child before exec
     # Linux: if the Python process is killed (even with SIGKILL), the server gets SIGTERM
     # instead of living on as an orphan holding a port and a store.
@@ -67,6 +72,16 @@ class EmbeddedServer:
         port: a fixed port, or -1 (default) for one the server picks, read back from its ports file.
         store_dir: keep the store here (e.g. to restart a server on the same data); default: temp.
         config: an optional nats-server config file (cluster tests use the files in deploy/).
+            The flags this class passes (address, ports, server_name, store dir, cluster) take
+            precedence over the file; the file must not set ``store_dir`` (nats-server refuses
+            it twice).
+        name: the server_name (default: ``corps-<random>``); check it after connecting.
+        cluster_name: join a cluster of this name (``--cluster_name``); needs ``cluster_port``.
+        cluster_port: listen for routes from other nodes on this loopback port (a fixed one:
+            the other nodes' ``routes`` name it before it starts).
+        routes: route URLs of the other nodes (``nats://127.0.0.1:<their cluster_port>``).
+        monitor_port: serve the HTTP monitoring endpoints (/varz, /jsz, /healthz) on this
+            loopback port; -1 for one the server picks (read back, see ``monitor_url``).
     """
 
     def __init__(
@@ -77,6 +92,10 @@ class EmbeddedServer:
         store_dir: str | None = None,
         config: str | None = None,
         name: str | None = None,
+        cluster_name: str | None = None,
+        cluster_port: int | None = None,
+        routes: Sequence[str] = (),
+        monitor_port: int | None = None,
     ) -> None:
         self.server_name = name or f"corps-{uuid.uuid4().hex[:12]}"
         self.jetstream = jetstream
@@ -84,12 +103,21 @@ class EmbeddedServer:
         self._tmp = tempfile.mkdtemp(prefix="corps-nats-")
         self.store_dir = store_dir or os.path.join(self._tmp, "store")
         self.config = config
+        self.cluster_name = cluster_name
+        self.cluster_port = cluster_port
+        self.routes = list(routes)
+        self.monitor_port = monitor_port
         self._proc: subprocess.Popen[bytes] | None = None
         self._log = os.path.join(self._tmp, "server.log")
 
     @property
     def url(self) -> str:
         return f"nats://127.0.0.1:{self.port}"
+
+    @property
+    def monitor_url(self) -> str | None:
+        """``http://127.0.0.1:<port>`` of the monitoring endpoints, if enabled (known once started)."""
+        return None if self.monitor_port is None else f"http://127.0.0.1:{self.monitor_port}"
 
     @property
     def running(self) -> bool:
@@ -111,6 +139,15 @@ class EmbeddedServer:
             args += ["-c", self.config]
         if self.jetstream:
             args += ["-js", "-sd", self.store_dir]
+        if self.cluster_port is not None:
+            args += ["--cluster", f"nats://127.0.0.1:{self.cluster_port}"]
+            if self.cluster_name:
+                args += ["--cluster_name", self.cluster_name]
+            # Always passed, even empty-handed (a route to itself is ignored): else the config
+            # file's routes (docker-compose hostnames) would be dialled.
+            args += ["--routes", ",".join(self.routes or [f"nats://127.0.0.1:{self.cluster_port}"])]
+        if self.monitor_port is not None:
+            args += ["-m", str(self.monitor_port)]
         self._proc = subprocess.Popen(
             args,
             stdin=subprocess.DEVNULL,
@@ -130,9 +167,14 @@ class EmbeddedServer:
             for entry in os.listdir(ports_dir):
                 with open(os.path.join(ports_dir, entry), encoding="utf-8") as f:
                     text = f.read()
-                if text.strip():
-                    client = json.loads(text)["nats"][0]
-                    self.port = int(client.rsplit(":", 1)[1])
+                try:
+                    ports = json.loads(text) if text.strip() else None
+                except ValueError:  # caught mid-write
+                    ports = None
+                if ports:
+                    self.port = _port_of(ports["nats"][0])
+                    if self.monitor_port is not None:
+                        self.monitor_port = _port_of(ports["monitoring"][0])
                     return self
             time.sleep(0.005)
         self.stop()

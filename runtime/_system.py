@@ -94,7 +94,9 @@ class ActorSystem:
     ) -> None:
         if url is None:
             url = os.environ.get("NATS_URL") or None  # the only place the environment is read
-        self._servers = [url] if isinstance(url, str) else list(url) if url else []
+        # A string may list several servers, comma-separated (NATS_URL=nats://a:4222,nats://b:4222).
+        urls = url.split(",") if isinstance(url, str) else list(url or [])
+        self._servers = [u.strip() for u in urls if u.strip()]
         self.namespace = check_token(namespace, "namespace")
         self.codec = WireCodec(codec)
         self.ask_timeout = ask_timeout

@@ -126,3 +126,12 @@ async def test_two_hosts_of_one_class_reach_each_others_ids(actor_system_factory
     with pytest.raises(AskTimeout):
         await a.ref(Account, "nowhere").ask(GetBalance("nowhere"), timeout=0.3)
     assert a.metrics()["Account"]["unrouted"] + b.metrics()["Account"]["unrouted"] >= 1
+
+
+async def test_a_comma_separated_url_list_is_a_server_list(nats_server: EmbeddedServer, corps_namespace: str) -> None:
+    unused = EmbeddedServer().start()  # a real address that is stopped again: only the other answers
+    unused.stop(cleanup=True)
+    async with ActorSystem(f"{nats_server.url}, {unused.url}", namespace=corps_namespace) as system:
+        assert system._servers == [nats_server.url, unused.url]
+        ref = await system.spawn(Account, "listed")
+        assert (await ref.ask(Deposit("listed", 1), timeout=2.0)).amount == 1
