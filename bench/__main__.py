@@ -1,7 +1,9 @@
-"""``python -m bench [--quick] [--json FILE] [--loop uvloop|asyncio] [--nats URL] [SCENARIO...]``.
+"""``corps bench [SCENARIO...] [--quick] [--loop uvloop|asyncio] [--json FILE] [--markdown FILE] [--plot FILE]
+[--nats URL]``, also ``python -m bench``.
 
-Runs every selected scenario, corps next to raw nats-py, in one process against one nats-server
-(embedded unless ``--nats``), prints a table, and with ``--json`` writes every sample.
+Runs every selected scenario, corps next to raw nats-py (and FastStream when installed), in one
+process against one nats-server (embedded unless ``--nats``), prints a table, and writes the JSON
+(every sample), markdown and PNG reports asked for. Progress goes to stderr, the table to stdout.
 """
 
 from __future__ import annotations
@@ -9,56 +11,91 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
 import sys
 from typing import Any
 
-from bench import core, memory
+from bench import _plot
 from bench._model import Scenario
-from bench._report import document, machine_line, table
-from bench._runner import Outcome, log, machine_info, run_scenario
+from bench._report import document, machine_line, markdown, table
+from bench._runner import Outcome, Progress, log, machine_info, run_scenario
+from bench.registry import ALIASES, load
 from runtime import EmbeddedServer, run
 
 LOOPS = ("uvloop", "asyncio")
+EPILOG = """\
+examples:
+  corps bench --quick                       every scenario, small: a smoke run (< 1 min on 2 cores)
+  corps bench                               the full suite, 5 repeats (~5-8 min on 2 cores)
+  corps bench tell ask-latency --repeats 9  only these scenarios, more repeats
+  corps bench --json r.json --markdown r.md --plot r.png
+  corps bench --nats nats://127.0.0.1:4222  an existing server instead of the embedded one
+
+scenarios: {names}.
+Peers: FastStream runs as another column when installed (pip install 'corps[peers]');
+--plot needs matplotlib (pip install 'corps[plot]'). See docs/benchmarks.md."""
 
 
-def all_scenarios(quick: bool) -> list[Scenario]:
-    return [*core.scenarios(quick), *memory.scenarios(quick)]
+def scenarios(quick: bool) -> list[Scenario]:
+    return [factory(quick) for factory in load().values()]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    names = [s.name for s in all_scenarios(False)]
+    names = list(load())
     p = argparse.ArgumentParser(
-        prog="python -m bench",
-        description="Benchmark the corps hot path next to raw nats-py, in one run against one nats-server. "
-                    "Variants alternate and repeat; the table shows median [min-max] and the ratio corps/raw.",
-        epilog="Scenarios: " + ", ".join(names) + ". See bench/README.md.",
+        prog="corps bench",
+        description="Benchmark corps next to raw nats-py (and FastStream, when installed), in one run against one "
+                    "nats-server. Variants alternate and repeat; the table shows median [min-max] and ratios. "
+                    "The same as `python -m bench`.",
+        epilog=EPILOG.format(names=", ".join(names)), formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("scenarios", nargs="*", metavar="SCENARIO", help="scenarios to run (default: all)")
     p.add_argument("--quick", action="store_true", help="small counts and 2 repeats: a smoke run, under a minute")
     p.add_argument("--repeats", type=int, default=None, help="repeats per variant (default 5, --quick 2)")
-    p.add_argument("--json", metavar="FILE", help="write machine info, parameters and every sample here")
     p.add_argument("--loop", choices=LOOPS, default="uvloop", help="event loop (default uvloop, if installed)")
+    p.add_argument("--json", metavar="FILE", help="write machine info, parameters and every sample here")
+    p.add_argument("--markdown", metavar="FILE", help="write the table as markdown here")
+    p.add_argument("--plot", metavar="FILE", help="write a PNG: throughput bars with ratios, ask latency CDF "
+                                                  "(needs matplotlib)")
     p.add_argument("--nats", metavar="URL", help="use this nats-server instead of an embedded one")
+    p.add_argument("--no-peers", action="store_true", help="skip the FastStream column even when installed")
     args = p.parse_args(argv)
+    args.scenarios = [ALIASES.get(s, s) for s in args.scenarios]
     unknown = [s for s in args.scenarios if s not in names]
     if unknown:
         p.error(f"unknown scenario(s) {', '.join(unknown)}; choose from {', '.join(names)}")
     if args.repeats is not None and args.repeats < 1:
         p.error("--repeats must be at least 1")
+    if args.plot and not _plot.available():
+        p.error(_plot.MISSING)
     return args
+
+
+def _without_peers(sc: Scenario) -> Scenario:
+    from dataclasses import replace
+
+    from bench.peers import PEER
+
+    return replace(sc, variants=tuple(v for v in sc.variants if v.name != PEER),
+                   missing={**sc.missing, PEER: "skipped (--no-peers)"} if any(r.peer for r in sc.rows)
+                   else sc.missing)
 
 
 async def bench(args: argparse.Namespace, url: str, embedded: bool) -> tuple[dict[str, Any], list[Outcome]]:
     repeats = args.repeats or (2 if args.quick else 5)
-    chosen = [s for s in all_scenarios(args.quick) if not args.scenarios or s.name in args.scenarios]
+    chosen = [s for s in scenarios(args.quick) if not args.scenarios or s.name in args.scenarios]
+    if args.no_peers:
+        chosen = [_without_peers(s) for s in chosen]
     machine = await machine_info(url, embedded)
-    log(f"corps bench: {len(chosen)} scenario(s), {repeats} repeats, loop {machine['loop']}, "
+    progress = Progress(sum(repeats * len(s.variants) for s in chosen))
+    log(f"corps bench: {len(chosen)} scenario(s), {progress.total} runs ({repeats} repeats), loop {machine['loop']}, "
         f"nats-server {machine['nats_server']} at {url}")
-    outcomes = [await run_scenario(s, url, args.loop, repeats) for s in chosen]
+    outcomes = [await run_scenario(s, url, args.loop, repeats, progress) for s in chosen]
     return machine, outcomes
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     server = None if args.nats else EmbeddedServer().start()
@@ -70,15 +107,28 @@ def main(argv: list[str] | None = None) -> int:
             server.stop(cleanup=True)
     if hasattr(os, "getloadavg"):
         machine["load_average_at_end"] = list(os.getloadavg())
-    print(machine_line(machine))
-    print(table(outcomes))
-    if args.json:
+    command = shlex.join(["corps", "bench", *argv])
+    if args.json:  # the files first: a closed stdout (``| head``) must not lose them
         params = {"quick": args.quick, "repeats": args.repeats or (2 if args.quick else 5), "loop": args.loop,
-                  "scenarios": [o.scenario.name for o in outcomes], "argv": sys.argv[1:]}
-        with open(args.json, "w", encoding="utf-8") as f:
-            f.write(document(machine, params, outcomes) + "\n")
-        log(f"wrote {args.json}")
+                  "scenarios": [o.scenario.name for o in outcomes], "argv": argv, "command": command}
+        _write(args.json, document(machine, params, outcomes) + "\n")
+    if args.markdown:
+        _write(args.markdown, markdown(machine_line(machine), command, outcomes))
+    if args.plot:
+        _plot.plot(outcomes, args.plot, f"{command}\n{machine_line(machine)}")
+        log(f"wrote {args.plot}")
+    try:
+        print(machine_line(machine))
+        print(table(outcomes), flush=True)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 1 if any(o.errors for o in outcomes) else 0
+
+
+def _write(path: str, text: str) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+    log(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -1,14 +1,18 @@
-"""What a benchmark is made of: variants (corps or raw) that produce samples, rows that compare them."""
+"""What a benchmark is made of: variants (corps, raw, a peer) that produce samples, rows that compare them."""
 
 from __future__ import annotations
 
 import operator
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
-Sample = dict[str, float]
-"""One run of one variant: metric name -> value (e.g. ``{"rate": 1.2e6, "seconds": 0.17}``)."""
+Sample = dict[str, Any]
+"""One run of one variant: metric name -> float (e.g. ``{"rate": 1.2e6, "seconds": 0.17}``).
+
+Values that are not numbers are data kept in the JSON, never compared: e.g. ``hist_ns``, the
+latency histogram as ``[[value_ns, count], ...]`` (see ``bench._hist``), which the plot reads.
+"""
 
 
 @dataclass(frozen=True)
@@ -22,7 +26,7 @@ class Context:
 
 @dataclass(frozen=True)
 class Variant:
-    """One way to do a scenario's work: ``corps``, ``corps-nocoalesce``, ``raw``..."""
+    """One way to do a scenario's work: ``corps``, ``corps-nocoalesce``, ``raw``, ``faststream``..."""
 
     name: str
     run: Callable[[Context], Awaitable[Sample]]
@@ -49,9 +53,17 @@ class Target:
         return f"{self.op} {self.value:,.0f} {self.unit}".rstrip()
 
 
+LATENCY_UNITS = frozenset({"µs", "us", "ms", "s", "B"})
+"""Units where lower is better (latencies, sizes); everything else (``msg/s``...) is a rate."""
+
+
 @dataclass(frozen=True)
 class Row:
-    """One line of the table: ``metric`` of variant ``corps`` against the same metric of ``raw``."""
+    """One line of the table: ``metric`` of variant ``corps`` against the same metric of ``raw``.
+
+    ``peer`` names a third variant (``faststream``) shown as another column with its ratio to raw;
+    a peer that is not installed is shown as such. ``lower_is_better`` defaults from the unit.
+    """
 
     label: str
     metric: str
@@ -59,6 +71,12 @@ class Row:
     corps: str
     raw: str | None = None
     target: Target | None = None
+    peer: str | None = None
+    lower_is_better: bool | None = None
+
+    @property
+    def lower(self) -> bool:
+        return self.unit in LATENCY_UNITS if self.lower_is_better is None else self.lower_is_better
 
 
 @dataclass(frozen=True)
@@ -69,3 +87,5 @@ class Scenario:
     variants: tuple[Variant, ...]
     rows: tuple[Row, ...]
     notes: tuple[str, ...] = field(default=())
+    missing: Mapping[str, str] = field(default_factory=dict)
+    """Variants named by rows that cannot run here, and why (``{"faststream": "not installed"}``)."""

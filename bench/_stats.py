@@ -6,6 +6,9 @@ import math
 import statistics
 import time
 from collections.abc import Sequence
+from typing import Any
+
+from bench._hist import LogHistogram
 
 
 def now() -> float:
@@ -21,14 +24,17 @@ def percentile(sorted_values: Sequence[float], q: float) -> float:
     return sorted_values[min(max(rank, 1), len(sorted_values)) - 1]
 
 
-def latency_summary(latencies_s: Sequence[float]) -> dict[str, float]:
-    """p50/p99/p99.9/mean in microseconds of per-operation latencies given in seconds."""
-    us = sorted(x * 1e6 for x in latencies_s)
+def latency_summary(latencies_s: Sequence[float]) -> dict[str, Any]:
+    """p50/p99/p99.9 (from a log-bucketed histogram, HDR-style), mean and max in microseconds of
+    per-operation latencies given in seconds, and the histogram itself (``hist_ns``) for the JSON."""
+    hist = LogHistogram().record_seconds(latencies_s)
     return {
-        "p50_us": percentile(us, 50),
-        "p99_us": percentile(us, 99),
-        "p999_us": percentile(us, 99.9),
-        "mean_us": statistics.fmean(us) if us else math.nan,
+        "p50_us": hist.value_at(50) / 1e3,
+        "p99_us": hist.value_at(99) / 1e3,
+        "p999_us": hist.value_at(99.9) / 1e3,
+        "mean_us": statistics.fmean(latencies_s) * 1e6 if latencies_s else math.nan,
+        "max_us": max(latencies_s) * 1e6 if latencies_s else math.nan,
+        "hist_ns": hist.pairs(),
     }
 
 

@@ -1,9 +1,10 @@
-"""The core hot path: tell throughput, ask latency and 256-way ask throughput, corps next to raw nats-py.
+"""The core hot path: tell throughput, ask latency, ask throughput at 1/16/256 in flight, next to raw nats-py.
 
 Each corps variant and its raw counterpart do the same work with the same msgspec Structs: the
 raw side encodes with ``msgspec.msgpack.Encoder`` and decodes with ``Decoder(Ping)`` (or
 ``Decoder(Echo)``) in its subscription callback. Both sides use one NATS connection for sender
-and receiver. Every variant opens its own system or connection, warms up, then times.
+and receiver. Every variant opens its own system or connection, warms up, then times. The
+FastStream column (bench/peers.py) does the same work through FastStream's NATS broker.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ from typing import Any, ClassVar
 
 import msgspec
 
+from bench import peers
 from bench._model import Context, Row, Sample, Scenario, Target, Variant
 from bench._raw import RAW_SUBJECT, raw_connection
 from bench._stats import latency_summary, now
+from bench.registry import register
 from runtime import Actor, ActorSystem, Message, Request, handler
 
 ASK_TIMEOUT = 30.0
@@ -173,10 +176,10 @@ async def raw_ask_latency(ctx: Context) -> Sample:
     return {**latency_summary(latencies), "rate": n / sum(latencies)}
 
 
-# -- (c) ask-256: many asks in flight ------------------------------------------------------
+# -- (c) ask-1, ask-16, ask-256: asks in flight ------------------------------------------------------
 
 
-async def _in_flight(concurrency: int, per_task: int, ask_one: Any) -> float:
+async def in_flight(concurrency: int, per_task: int, ask_one: Any) -> float:
     """Run ``concurrency`` tasks each doing ``per_task`` sequential asks; return elapsed seconds."""
 
     async def worker() -> None:
@@ -196,9 +199,9 @@ async def corps_ask_concurrent(ctx: Context) -> Sample:
         async def ask_one(i: int) -> None:
             await ref.ask(Echo(i), timeout=ASK_TIMEOUT)
 
-        await _in_flight(c, ctx.params["warmup"] // c or 1, ask_one)
-        seconds = await _in_flight(c, total // c, ask_one)
-    return {"rate": (total // c) * c / seconds, "seconds": seconds}
+        await in_flight(c, max(ctx.params["warmup"] // c, 1), ask_one)
+        seconds = await in_flight(c, max(total // c, 1), ask_one)
+    return {"rate": max(total // c, 1) * c / seconds, "seconds": seconds}
 
 
 async def raw_ask_concurrent(ctx: Context) -> Sample:
@@ -210,49 +213,75 @@ async def raw_ask_concurrent(ctx: Context) -> Sample:
             reply = await nc.request(RAW_SUBJECT, ENCODER.encode(Echo(i)), timeout=ASK_TIMEOUT)
             PONG_DECODER.decode(reply.data)
 
-        await _in_flight(c, ctx.params["warmup"] // c or 1, ask_one)
-        seconds = await _in_flight(c, total // c, ask_one)
-    return {"rate": (total // c) * c / seconds, "seconds": seconds}
+        await in_flight(c, max(ctx.params["warmup"] // c, 1), ask_one)
+        seconds = await in_flight(c, max(total // c, 1), ask_one)
+    return {"rate": max(total // c, 1) * c / seconds, "seconds": seconds}
 
 
 # -- the scenarios -------------------------------------------------------------------------
 
 ONE_CONNECTION = "raw nats-py uses one connection for both sides, as corps does (one per ActorSystem)"
+FS_NOTE = "faststream: same work through NatsBroker (logger off, handler(body: bytes) + msgspec decode, no pydantic)"
 
 
-def scenarios(quick: bool) -> list[Scenario]:
-    def size(full: int, small: int) -> int:
-        return small if quick else full
+def _size(quick: bool, full: int, small: int) -> int:
+    return small if quick else full
 
-    return [
-        Scenario(
-            "tell",
-            "one-way messages to one actor, until its handler has counted them all",
-            {"messages": size(200_000, 20_000), "warmup": size(5_000, 1_000)},
-            (Variant("corps", _corps_tell_coalesced), Variant("corps-nocoalesce", _corps_tell_plain),
-             Variant("raw", raw_tell)),
-            (Row("tell (coalesce)", "rate", "msg/s", "corps", "raw", Target(">=", 3.0)),
-             Row("tell (coalesce=False)", "rate", "msg/s", "corps-nocoalesce", "raw", Target(">=", 1.0))),
-            ("raw: publish per message -> subscribe(cb) with msgspec Decoder(Ping) in the callback",
-             ONE_CONNECTION),
-        ),
-        Scenario(
-            "ask-latency",
-            "sequential asks, one in flight, after a warm-up",
-            {"asks": size(5_000, 500), "warmup": size(500, 100)},
-            (Variant("corps", corps_ask_latency), Variant("raw", raw_ask_latency)),
-            (Row("ask p50", "p50_us", "µs", "corps", "raw", Target("<=", 1.1)),
-             Row("ask p99", "p99_us", "µs", "corps", "raw"),
-             Row("ask p99.9", "p999_us", "µs", "corps", "raw")),
-            ("raw: nc.request -> subscribe(cb) that decodes Echo and responds with an encoded Pong",
-             ONE_CONNECTION, "latency ratios: lower is better"),
-        ),
-        Scenario(
-            "ask-256",
-            "256 asks in flight (256 tasks of sequential asks) to one actor",
-            {"asks": size(20_480, 2_560), "concurrency": 256, "warmup": size(2_560, 512)},
-            (Variant("corps", corps_ask_concurrent), Variant("raw", raw_ask_concurrent)),
-            (Row("ask, 256 in flight", "rate", "req/s", "corps", "raw", Target(">=", 1.0)),),
-            ("raw: the same 256 tasks over nc.request", ONE_CONNECTION),
-        ),
-    ]
+
+@register("tell")
+def tell(quick: bool) -> Scenario:
+    return Scenario(
+        "tell",
+        "one-way messages to one actor, until its handler has counted them all",
+        {"messages": _size(quick, 200_000, 20_000), "warmup": _size(quick, 5_000, 1_000),
+         "peer_messages": _size(quick, 40_000, 4_000)},
+        (Variant("corps", _corps_tell_coalesced), Variant("corps-nocoalesce", _corps_tell_plain),
+         Variant("raw", raw_tell), *peers.variants(peers.fs_tell)),
+        (Row("tell (coalesce)", "rate", "msg/s", "corps", "raw", Target(">=", 3.0), peer=peers.PEER),
+         Row("tell (coalesce=False)", "rate", "msg/s", "corps-nocoalesce", "raw", Target(">=", 1.0),
+             peer=peers.PEER)),
+        ("raw: publish per message -> subscribe(cb) with msgspec Decoder(Ping) in the callback",
+         ONE_CONNECTION, FS_NOTE + "; fewer messages (peer_messages): it is slower, the rate is per second"),
+        peers.missing(),
+    )
+
+
+@register("ask-latency")
+def ask_latency(quick: bool) -> Scenario:
+    return Scenario(
+        "ask-latency",
+        "sequential asks, one in flight, after a warm-up; percentiles from a log-bucketed histogram",
+        {"asks": _size(quick, 5_000, 500), "warmup": _size(quick, 500, 100)},
+        (Variant("corps", corps_ask_latency), Variant("raw", raw_ask_latency), *peers.variants(peers.fs_ask_latency)),
+        (Row("ask p50", "p50_us", "µs", "corps", "raw", Target("<=", 1.1), peer=peers.PEER),
+         Row("ask p99", "p99_us", "µs", "corps", "raw", peer=peers.PEER),
+         Row("ask p99.9", "p999_us", "µs", "corps", "raw", peer=peers.PEER)),
+        ("raw: nc.request -> subscribe(cb) that decodes Echo and responds with an encoded Pong",
+         ONE_CONNECTION, FS_NOTE, "latency ratios: lower is better"),
+        peers.missing(),
+    )
+
+
+def _ask_in_flight(concurrency: int) -> None:
+    name = f"ask-{concurrency}"
+
+    @register(name)
+    def factory(quick: bool) -> Scenario:
+        total = {1: _size(quick, 5_000, 500), 16: _size(quick, 12_800, 1_600)}.get(
+            concurrency, _size(quick, 20_480, 2_560))
+        return Scenario(
+            name,
+            f"{concurrency} ask{'s' if concurrency > 1 else ''} in flight ({concurrency} task(s) of sequential asks) "
+            "to one actor",
+            {"asks": total, "concurrency": concurrency, "warmup": max(total // 8, concurrency)},
+            (Variant("corps", corps_ask_concurrent), Variant("raw", raw_ask_concurrent),
+             *peers.variants(peers.fs_ask_concurrent)),
+            (Row(f"ask, {concurrency} in flight", "rate", "req/s", "corps", "raw",
+                 Target(">=", 1.0) if concurrency == 256 else None, peer=peers.PEER),),
+            (f"raw: the same {concurrency} task(s) over nc.request", ONE_CONNECTION, FS_NOTE),
+            peers.missing(),
+        )
+
+
+for _c in (1, 16, 256):
+    _ask_in_flight(_c)

@@ -25,6 +25,8 @@ import msgspec
 import nats
 import nats.errors
 
+from bench._model import Context, Row, Sample, Scenario, Target, Variant
+from bench.registry import register
 from runtime import Actor, ActorSystem, EmbeddedServer, Message, on_event, run
 
 
@@ -129,6 +131,82 @@ async def main(quick: bool) -> None:
           f"{med['corps_pub256']:>9,.0f}/s   {med['corps_pub256'] / med['raw_pub']:.2f}x raw sequential")
     print(f"  consume + decode + ack      raw fetch+ack  {med['raw_con']:>9,.0f}/s   corps on_event "
           f"{med['corps_con']:>9,.0f}/s   {med['corps_con'] / med['raw_con']:.2f}x")
+
+
+# -- the same two measurements as scenarios of the suite (corps bench events-publish events-consume)
+
+
+def _ns() -> str:
+    return f"bench{secrets.token_hex(3)}"
+
+
+async def _suite_corps_publish(ctx: Context) -> Sample:
+    async with ActorSystem(ctx.url, namespace=_ns()) as system:
+        return _sample(ctx, await corps_publish(system, [Tick(i, "x" * 64) for i in range(ctx.params["events"])]))
+
+
+async def _suite_raw_publish(ctx: Context) -> Sample:
+    ns = _ns()
+    nc = await nats.connect(ctx.url)
+    try:
+        js = nc.jetstream()
+        await js.add_stream(name=f"{ns}_raw", subjects=[f"{ns}.raw"])
+        payloads = [msgspec.msgpack.encode(Tick(i, "x" * 64)) for i in range(ctx.params["events"])]
+        rate = await raw_publish(js, f"{ns}.raw", payloads)
+        await js.delete_stream(f"{ns}_raw")
+    finally:
+        await nc.close()
+    return _sample(ctx, rate)
+
+
+async def _suite_corps_consume(ctx: Context) -> Sample:
+    ns, n = _ns(), ctx.params["events"]
+    async with ActorSystem(ctx.url, namespace=ns) as system:  # publish first (untimed)
+        await corps_publish(system, [Tick(i, "x" * 64) for i in range(n)], 256)
+    return _sample(ctx, await corps_consume(ctx.url, ns, n))
+
+
+async def _suite_raw_consume(ctx: Context) -> Sample:
+    ns, n = _ns(), ctx.params["events"]
+    nc = await nats.connect(ctx.url)
+    try:
+        js = nc.jetstream()
+        await js.add_stream(name=f"{ns}_raw", subjects=[f"{ns}.raw"])
+        payload = msgspec.msgpack.encode(Tick(0, "x" * 64))
+        await asyncio.gather(*(js.publish(f"{ns}.raw", payload) for _ in range(n)))
+        rate = await raw_consume(js, f"{ns}.raw", n, "raw")
+        await js.delete_stream(f"{ns}_raw")
+    finally:
+        await nc.close()
+    return _sample(ctx, rate)
+
+
+def _sample(ctx: Context, rate: float) -> Sample:
+    return {"rate": rate, "seconds": ctx.params["events"] / rate}
+
+
+@register("events-publish")
+def events_publish(quick: bool) -> Scenario:
+    return Scenario(
+        "events-publish", "JetStream publish, each ack awaited before the next",
+        {"events": 1_000 if quick else 10_000},
+        (Variant("corps", _suite_corps_publish), Variant("raw", _suite_raw_publish)),
+        (Row("event publish (acked)", "rate", "msg/s", "corps", "raw", Target(">=", 1.0)),),
+        ("raw: await js.publish(subject, payload) per event; corps: await system.publish(event) "
+         "(Nats-Msg-Id, correlation headers, retry on 503)",),
+    )
+
+
+@register("events-consume")
+def events_consume(quick: bool) -> Scenario:
+    return Scenario(
+        "events-consume", "JetStream consume + decode + ack of events already in the stream",
+        {"events": 2_000 if quick else 10_000},
+        (Variant("corps", _suite_corps_consume), Variant("raw", _suite_raw_consume)),
+        (Row("event consume+ack", "rate", "msg/s", "corps", "raw", Target(">=", 2.0)),),
+        ("raw: pull_subscribe + fetch(batch=256) + decode + await msg.ack() per message; corps: an @on_event "
+         "actor (batched pulls, acks written together), timed from spawn to the last event handled",),
+    )
 
 
 def cli(argv: list[str] | None = None) -> None:

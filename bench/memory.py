@@ -17,15 +17,14 @@ import os
 import resource
 import sys
 import tracemalloc
-from pathlib import Path
 
+from bench._child import run_child
 from bench._model import Context, Row, Sample, Scenario, Target, Variant
 from bench.core import Ping
+from bench.registry import register
 from runtime import Actor, ActorSystem, handler, run
 
 CHILD_TIMEOUT = 600.0
-REPO_ROOT = str(Path(__file__).resolve().parent.parent)
-"""Put on the child's PYTHONPATH, so ``-m bench.memory`` works from any working directory."""
 
 
 class Idle(Actor):
@@ -68,22 +67,8 @@ async def measure(url: str, n: int, traced: bool) -> dict[str, float]:
 
 
 async def _child(ctx: Context, traced: bool) -> dict[str, float]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [REPO_ROOT, os.environ.get("PYTHONPATH")]))}
-    args = ["-m", "bench.memory", "--url", ctx.url, "--n", str(ctx.params["instances"]), "--loop", ctx.loop]
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, *args, *(["--traced"] if traced else []),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
-    )
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), CHILD_TIMEOUT)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise RuntimeError(f"memory child did not finish in {CHILD_TIMEOUT:.0f}s") from None
-    if proc.returncode != 0:
-        raise RuntimeError(f"memory child exited with {proc.returncode}:\n{err.decode(errors='replace')}")
-    result: dict[str, float] = json.loads(out.decode().strip().splitlines()[-1])
-    return result
+    args = ["--url", ctx.url, "--n", str(ctx.params["instances"]), "--loop", ctx.loop]
+    return await run_child("bench.memory", [*args, *(["--traced"] if traced else [])], CHILD_TIMEOUT)
 
 
 async def corps_memory(ctx: Context) -> Sample:
@@ -92,20 +77,19 @@ async def corps_memory(ctx: Context) -> Sample:
     return {**rss, "traced_bytes_per_instance": traced["traced_bytes_per_instance"]}
 
 
-def scenarios(quick: bool) -> list[Scenario]:
-    return [
-        Scenario(
-            "memory",
-            "idle instances of a stateless actor class in one system",
-            {"instances": 10_000 if quick else 100_000},
-            (Variant("corps", corps_memory),),
-            (Row("memory/instance (tracemalloc)", "traced_bytes_per_instance", "B", "corps",
-                 target=Target("<", 1024, on="value", unit="B")),
-             Row("memory/instance (RSS delta)", "rss_bytes_per_instance", "B", "corps"),
-             Row("spawn rate (no tracemalloc)", "spawn_rate", "spawn/s", "corps")),
-            ("no raw counterpart; each sample runs in fresh child processes",),
-        ),
-    ]
+@register("memory")
+def memory(quick: bool) -> Scenario:
+    return Scenario(
+        "memory",
+        "idle instances of a stateless actor class in one system",
+        {"instances": 10_000 if quick else 100_000},
+        (Variant("corps", corps_memory),),
+        (Row("memory/instance (tracemalloc)", "traced_bytes_per_instance", "B", "corps",
+             target=Target("<", 1024, on="value", unit="B")),
+         Row("memory/instance (RSS delta)", "rss_bytes_per_instance", "B", "corps"),
+         Row("spawn rate (no tracemalloc)", "spawn_rate", "spawn/s", "corps")),
+        ("no raw counterpart; each sample runs in fresh child processes",),
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
