@@ -319,3 +319,13 @@ async def actor_system(actor_system_factory: Callable[..., Any]) -> ActorSystem:
     """An ActorSystem on the session server, in this test's own namespace."""
     system: ActorSystem = await actor_system_factory()
     return system
+
+
+# -- property testing of sagas (runtime/_testing; docs/testing.md) -----------------------------
+from runtime._testing import *  # noqa: E402,F403 -- the public names listed in runtime._testing.__all__
+from runtime._testing._profiles import register_profiles as _register_profiles  # noqa: E402
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Offer the ``ci`` / ``dev`` / ``soak`` hypothesis profiles unless the run defines its own."""
+    _register_profiles()

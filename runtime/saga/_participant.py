@@ -65,8 +65,10 @@ UNDO_SUFFIX: Final = ":undo"
 
 class _Record(msgspec.Struct, frozen=True):
     done: bool
-    """True: the handler ran and ``reply`` is its answer. False: a fence (compensated first)."""
+    """True: the handler ran and ``reply`` is its answer. False: it did not apply: a fence
+    (compensated first) or, with ``refusal``, the handler refused (StepRejected)."""
     reply: bytes = b""
+    refusal: str = ""
 
 
 _encode = msgspec.msgpack.Encoder().encode
@@ -198,11 +200,19 @@ def idempotent(fn: Handler[M, R]) -> Handler[M, R]:
             return await fn(self, msg)
         store, seen = await _earlier(self, key)
         if seen is not None:
+            if seen.refusal:
+                raise StepRejected(seen.refusal)  # refused before: a late copy is refused the same way
             if not seen.done:
                 raise StepRejected(f"{key} was compensated before it ran; refusing the late request")
             result: R = decode(seen.reply)
             return result
-        reply = await fn(self, msg)
+        try:
+            reply = await fn(self, msg)
+        except StepRejected as refusal:
+            # A refusal is an outcome too: recorded, so a late duplicate of this request cannot
+            # apply once conditions change (say, stock came back) under a saga that compensated.
+            await store.create(key, _Record(False, refusal=str(refusal) or "refused"))
+            raise
         await _record(self, store, key, reply)
         return reply
 

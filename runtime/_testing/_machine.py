@@ -1,0 +1,139 @@
+"""``SagaMachine``: a hypothesis ``RuleBasedStateMachine`` base that tests *your* saga end to end.
+
+Subclass it, name your saga, its participants and an input strategy; hypothesis then starts
+sagas under random fault plans, crashes and restarts the coordinator, redelivers step requests,
+checks the safety invariants after every step, and at teardown heals every fault, drains, and
+checks everything (termination, exact compensation, one owner, lost/unexpected, your domain).
+
+Hypothesis state machines are synchronous; corps is async. Each example opens an anyio
+*blocking portal* (``anyio.from_thread.start_blocking_portal``: an event loop, uvloop where
+installed, in a thread of its own) and runs the :class:`SagaWorld` there; every rule is one
+``portal.call(...)``. The loop, the world and its namespace live for one example and are closed
+in ``teardown``. Run it with :func:`run_saga_machine`, which hands it the plugin's server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, ClassVar, TypeVar
+
+import anyio.from_thread
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
+
+from runtime._actor import Actor
+from runtime._embedded import EmbeddedServer
+from runtime._run import uvloop_available
+from runtime._testing._checks import DomainCheck, InvariantViolation, check_saga_invariants, saga_shape
+from runtime._testing._history import History
+from runtime._testing._plans import CoordinatorCrash, FaultPlan
+from runtime._testing._strategies import crash_points, fault_plans, step_names
+from runtime._testing._world import SagaWorld
+from runtime.saga import Saga
+
+T = TypeVar("T")
+
+
+class SagaMachine(RuleBasedStateMachine):
+    """Subclass and set ``saga``, ``participants``, ``inputs`` (and maybe ``plans``, timings).
+
+    Override :meth:`check_domain` for conservation-style checks (it runs on the world's loop,
+    after the drain, and returns violations).
+    """
+
+    saga: ClassVar[type[Saga[Any]]]
+    participants: ClassVar[Sequence[tuple[type[Actor], str]]] = ()
+    inputs: ClassVar[st.SearchStrategy[Any]]
+    plans: ClassVar[st.SearchStrategy[FaultPlan] | None] = None
+    """Default: ``fault_plans(step names, crashes=False)`` (crashes come from the crash rule)."""
+    step_timeout: ClassVar[float] = 0.3
+    """Your saga's step timeout (keep it short: timeout faults wait 1.5x it)."""
+    lease: ClassVar[float] = 0.5
+    drain_timeout: ClassVar[float] = 20.0
+    server: ClassVar[EmbeddedServer | None] = None
+    """Set by :func:`run_saga_machine` (or yourself): the nats-server to run on."""
+
+    sagas = Bundle("sagas")
+
+    def __init__(self) -> None:
+        super().__init__()
+        if self.server is None:
+            raise RuntimeError("no server: run the machine with run_saga_machine(Machine, nats_server)")
+        self.history = History()
+        self._stack = contextlib.ExitStack()
+        backend_options = {"use_uvloop": uvloop_available()}
+        self.portal = self._stack.enter_context(
+            anyio.from_thread.start_blocking_portal("asyncio", backend_options=backend_options))
+        self.world = SagaWorld(self.server.url, self.server.server_name, [self.saga], self.participants,
+                               step_timeout=self.step_timeout, lease=self.lease, history=self.history)
+        self._stack.enter_context(self.portal.wrap_async_context_manager(self.world))
+        self._stages, self._undoable = saga_shape(self.saga)
+
+    def call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """Run ``await fn(*args)`` on the world's loop and return its result."""
+        return self.portal.call(fn, *args)
+
+    # -- rules ------------------------------------------------------------------------------
+
+    @rule(target=sagas, data=st.data())
+    def start_saga(self, data: st.DataObject) -> str:
+        plans = self.plans if self.plans is not None else fault_plans(step_names(self.saga), crashes=False)
+        saga_input = data.draw(self.inputs, label="input")
+        plan = data.draw(plans, label="plan")
+        return self.call(self.world.start, self.saga, saga_input, plan)
+
+    @precondition(lambda self: self.world.live)
+    @rule(crash=crash_points(max_skip=2))
+    def crash_coordinator(self, crash: CoordinatorCrash) -> None:
+        self.call(self.world.arm, crash)
+
+    @precondition(lambda self: not self.world.live)
+    @rule()
+    def restart_coordinator(self) -> None:
+        self.call(self.world.restart)
+
+    @rule(saga_id=sagas, step=st.integers(0, 16))
+    def redeliver(self, saga_id: str, step: int) -> None:
+        names = step_names(self.saga)
+        self.call(self.world.redeliver, f"{saga_id}:{names[step % len(names)]}")
+
+    @rule(seconds=st.sampled_from([0.05, 0.2]))
+    def let_time_pass(self, seconds: float) -> None:
+        self.call(anyio.sleep, seconds)
+
+    # -- checks -----------------------------------------------------------------------------
+
+    @invariant()
+    def safety(self) -> None:
+        self.call(self.world.observe)
+        self._check(final=False)
+
+    def teardown(self) -> None:
+        try:
+            self.call(self.world.drain, self.drain_timeout)
+            domain = self.call(self.check_domain, self.world)
+            self._check(final=True, domain=[lambda _h: domain])
+        finally:
+            self._stack.close()
+
+    def _check(self, *, final: bool, domain: Sequence[DomainCheck] = ()) -> None:
+        problems = check_saga_invariants(self.history, stages=self._stages, compensatable=self._undoable,
+                                         domain=domain, final=final)
+        if problems:
+            raise InvariantViolation([*problems, "history:\n" + self.history.format()], self.history)
+
+    async def check_domain(self, world: SagaWorld) -> list[str]:
+        """Your domain invariants after the drain (conservation...): violations, empty if fine."""
+        return []
+
+
+def run_saga_machine(machine: type[SagaMachine], server: EmbeddedServer, *,
+                     settings: settings | None = None) -> None:
+    """Run ``machine`` as a test on ``server`` (the plugin's ``nats_server`` fixture)."""
+    machine.server = server
+    try:
+        run_state_machine_as_test(machine, settings=settings)
+    finally:
+        machine.server = None
