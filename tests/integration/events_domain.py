@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any, ClassVar
 
 import anyio
 
-from runtime import Actor, ActorOptions, Backoff, Message, on_event
+from actors.shop.messages import OrderCancelled, OrderCompleted
+from runtime import Actor, ActorOptions, ActorSystem, Backoff, Message, on_event
+from runtime._transport import flush
 
 
 class Noted(Message):
@@ -34,9 +37,74 @@ class Log:
         self.changed = anyio.Event()
 
     async def wait_for(self, count: int, timeout: float = 10.0) -> None:
+        await self.wait_until(lambda: len(self.seen) >= count, timeout)
+
+    async def wait_until(self, condition: Callable[[], bool], timeout: float = 10.0) -> None:
+        """Wait, woken by each handler call, until ``condition()`` holds (it may only grow true)."""
         with anyio.fail_after(timeout):
-            while len(self.seen) < count:
+            while not condition():
                 await self.changed.wait()
+
+
+class DeadLetterWatch:
+    """Counts dead-letter entries as they are written: a core subscription on the DLQ subjects,
+    so a test waits on the writes themselves instead of polling the stream."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._changed = anyio.Event()
+        self._sub: Any = None
+
+    async def start(self, system: ActorSystem) -> DeadLetterWatch:
+        async def on_entry(_msg: Any) -> None:
+            self.count += 1
+            self._changed.set()
+            self._changed = anyio.Event()
+
+        self._sub = await system._nc.subscribe(f"{system.namespace}.dlq.>", cb=on_entry)
+        await flush(system._nc)  # subscribed before anything can be dead-lettered
+        return self
+
+    async def wait_until(self, condition: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
+        """Wait until ``condition()`` (which reads the stream) holds, re-checking after each new entry."""
+        with anyio.fail_after(timeout):
+            while True:
+                changed = self._changed  # taken before the check: an entry written during it wakes us
+                if await condition():
+                    return
+                await changed.wait()
+
+    async def stop(self) -> None:
+        if self._sub is not None:
+            await self._sub.unsubscribe()
+
+
+class OutcomeWatcher(Actor, options=ActorOptions(name="OutcomeWatcher")):
+    """Hears every order's end in the choreographed shop (the Order entity publishes it)."""
+
+    ended: ClassVar[dict[str, dict[str, str]]] = {}
+    """namespace -> order id -> completed | cancelled"""
+    changed: ClassVar[anyio.Event] = anyio.Event()
+
+    @on_event(OrderCompleted)
+    async def completed(self, event: OrderCompleted) -> None:
+        self._ended(event.order_id, "completed")
+
+    @on_event(OrderCancelled)
+    async def cancelled(self, event: OrderCancelled) -> None:
+        self._ended(event.order_id, "cancelled")
+
+    def _ended(self, order_id: str, status: str) -> None:
+        type(self).ended.setdefault(self.system.namespace, {}).setdefault(order_id, status)
+        type(self).changed.set()
+        type(self).changed = anyio.Event()
+
+    @classmethod
+    async def wait_for(cls, namespace: str, order_ids: set[str], timeout: float = 20.0) -> dict[str, str]:
+        with anyio.fail_after(timeout):
+            while not order_ids <= set(cls.ended.get(namespace, {})):
+                await cls.changed.wait()
+        return cls.ended[namespace]
 
 
 async def until(check: Callable[[], Awaitable[bool]], timeout: float = 10.0, what: str = "condition") -> None:

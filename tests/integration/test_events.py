@@ -11,14 +11,27 @@ import nats
 import pytest
 
 from runtime import ActorSystem, EventsConfig, ProvisioningConflict
-from tests.integration.events_domain import Idempotent, Log, Noted, PerKey, Poison, Recorder, Service, until
+from tests.integration.events_domain import (
+    DeadLetterWatch,
+    Idempotent,
+    Log,
+    Noted,
+    PerKey,
+    Poison,
+    Recorder,
+    Service,
+)
 
 
 async def dead_letters_of(system: ActorSystem, count: int, timeout: float = 10.0) -> list[Any]:
     async def enough() -> bool:
         return len(await system.events.dead_letters()) >= count
 
-    await until(enough, timeout)
+    watch = await DeadLetterWatch().start(system)
+    try:
+        await watch.wait_until(enough, timeout)
+    finally:
+        await watch.stop()
     return await system.events.dead_letters()
 
 

@@ -8,7 +8,7 @@ import sys
 import anyio
 
 from runtime import ActorSystem
-from tests.integration.events_domain import Log, Noted, Poison, Recorder, until
+from tests.integration.events_domain import DeadLetterWatch, Log, Noted, Poison, Recorder
 
 
 def corps(*args: str) -> subprocess.CompletedProcess[str]:
@@ -23,7 +23,8 @@ async def test_dlq_list_show_redrive_and_events_tail(actor_system: ActorSystem) 
     async def dead_lettered() -> bool:
         return bool(await actor_system.events.dead_letters())
 
-    await until(dead_lettered)
+    watch = await DeadLetterWatch().start(actor_system)
+    await watch.wait_until(dead_lettered)
     where = ["--nats", actor_system.url, "--namespace", actor_system.namespace]
     listed = await anyio.to_thread.run_sync(lambda: corps("dlq", "list", *where))
     assert listed.returncode == 0, listed.stderr
@@ -43,5 +44,6 @@ async def test_dlq_list_show_redrive_and_events_tail(actor_system: ActorSystem) 
     async def dead_lettered_again() -> bool:  # fails 3 more times, then is dead-lettered again
         return any(e.dlq_seq > 1 for e in await actor_system.events.dead_letters())
 
-    await until(dead_lettered_again)
+    await watch.wait_until(dead_lettered_again)
+    await watch.stop()
     assert Recorder.log.attempts[("poison", 3)] == 6

@@ -5,14 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import anyio
 import msgspec
 import nats
 
 from actors.shop import choreographed as choreo
 from actors.shop.messages import INITIAL_STOCK, GetLedger, GetStock, OrderPlaced, OrderRequest
-from runtime import ActorSystem, AskError
-from tests.integration.events_domain import until
+from runtime import ActorSystem
+from tests.integration.events_domain import OutcomeWatcher, until
 
 ORDERS = [
     OrderRequest("o1", "apple", 3, "4242", 300, "1 Main St"),         # completes
@@ -28,6 +27,7 @@ EXPECTED_STATUS = {"o1": "completed", "o2": "cancelled", "o3": "cancelled", "o4"
 
 async def choreographed_outcome(system: ActorSystem) -> tuple[dict[str, int], dict[str, int], dict[str, str]]:
     await choreo.start(system)
+    await system.spawn(OutcomeWatcher, "watcher")
     for order in ORDERS:
         await system.publish(OrderPlaced(order), msg_id=f"order-placed-{order.order_id}")
     # A duplicate that escapes the stream's dedupe (new Nats-Msg-Id): no second effect.
@@ -38,18 +38,8 @@ async def choreographed_outcome(system: ActorSystem) -> tuple[dict[str, int], di
                                      headers={"Nats-Msg-Id": "a-republish-of-o1"})
     finally:
         await nc.close()
-    statuses: dict[str, str] = {}
-    with anyio.fail_after(20):
-        for order in ORDERS:
-            while True:
-                try:
-                    state = await system.ref(choreo.Order, order.order_id).ask(choreo.GetOrder(), timeout=1.0)
-                except AskError:
-                    state = None  # not activated yet by its OrderPlaced
-                if state is not None and state.status != "placed":
-                    statuses[order.order_id] = state.status
-                    break
-                await anyio.sleep(0.02)  # bounded by fail_after: the flow is asynchronous by design
+    # Each Order entity publishes its end (OrderCompleted / OrderCancelled): wait on those events.
+    statuses = dict(await OutcomeWatcher.wait_for(system.namespace, {o.order_id for o in ORDERS}))
     inventory = system.ref(choreo.Inventory, choreo.INVENTORY)
     stock = {sku: (await inventory.ask(GetStock(sku))).available for sku in INITIAL_STOCK}
     money = (await system.ref(choreo.Payments, choreo.PAYMENTS).ask(GetLedger())).captured

@@ -29,62 +29,34 @@ from actors.shop.messages import (
     INITIAL_STOCK,
     GetLedger,
     GetStock,
-    OrderCancelled,
-    OrderCompleted,
     OrderPlaced,
     OrderRequest,
     ReserveStock,
 )
 from actors.shop.orchestrated import COURIER, PAYMENTS, WAREHOUSE, Inventory, Payments, PlaceOrder, Shipping
-from runtime import Actor, ActorOptions, ActorSystem, RemoteError, on_event
+from runtime import ActorSystem, RemoteError
 from runtime._embedded import EmbeddedServer
 from runtime.saga import SagaStatus
 from runtime.testing import shop_orders
+from tests.integration.events_domain import OutcomeWatcher
 
 Outcome = tuple[dict[str, int], dict[str, int], dict[str, str]]
 """(stock per sku, money taken per card, status per order id)"""
 
-_ENDED: dict[str, tuple[str, anyio.Event, dict[str, str]]] = {}
-"""namespace -> (order id awaited, its event, statuses seen): what OutcomeWatcher reports to."""
-
-
-class OutcomeWatcher(Actor, options=ActorOptions(name="OutcomeWatcher")):
-    """Hears every order's end (the choreographed Order entity publishes it)."""
-
-    @on_event(OrderCompleted)
-    async def completed(self, event: OrderCompleted) -> None:
-        self._ended(event.order_id, "completed")
-
-    @on_event(OrderCancelled)
-    async def cancelled(self, event: OrderCancelled) -> None:
-        self._ended(event.order_id, "cancelled")
-
-    def _ended(self, order_id: str, status: str) -> None:
-        awaited, event, seen = _ENDED[self.system.namespace]
-        seen.setdefault(order_id, status)
-        if order_id == awaited:
-            event.set()
-
-
 async def choreographed(url: str, orders: list[OrderRequest], duplicates: list[bool]) -> Outcome:
     namespace = f"c{secrets.token_hex(4)}"
-    seen: dict[str, str] = {}
     async with ActorSystem(url, namespace=namespace) as system:
         await choreo.start(system)
         await system.spawn(OutcomeWatcher, "watcher")
         for order, duplicate in zip(orders, duplicates, strict=True):
-            ended = anyio.Event()
-            _ENDED[namespace] = (order.order_id, ended, seen)
             await system.publish(OrderPlaced(order), msg_id=f"placed-{order.order_id}")
             if duplicate:
                 await system.publish(OrderPlaced(order), msg_id=f"again-{order.order_id}")
-            with anyio.fail_after(20):
-                await ended.wait()
+            seen = await OutcomeWatcher.wait_for(namespace, {order.order_id})  # one order at a time
         inventory = system.ref(choreo.Inventory, choreo.INVENTORY)
         stock = {sku: (await inventory.ask(GetStock(sku))).available for sku in INITIAL_STOCK}
         money = (await system.ref(choreo.Payments, choreo.PAYMENTS).ask(GetLedger())).captured
-    _ENDED.pop(namespace, None)
-    return stock, {card: v for card, v in money.items() if v}, seen
+    return stock, {card: v for card, v in money.items() if v}, dict(seen)
 
 
 async def orchestrated(url: str, orders: list[OrderRequest], duplicates: list[bool]) -> Outcome:
