@@ -89,10 +89,17 @@ class Coordinator:
         self._finished: dict[str, anyio.Event] = {}
         self.crash_points: set[str] = set()
         """Switched-on crash points (tests): see CRASH_POINTS."""
+        self.renewing = True
+        """False (tests) stops lease renewals while the coordinator goes on: a paused process, or one
+        cut off from the store, whose leases expire under it; its next write must lose the CAS."""
         self.dead = False
         self.crashed = anyio.Event()
         """Set when the coordinator has stopped (a crash point, or its system closed)."""
         self._tg: anyio.abc.TaskGroup | None = None
+        self.taken: dict[str, anyio.Event] = {}
+        """Sagas this coordinator took over from another (after its lease expired), as events."""
+        self.lost: dict[str, anyio.Event] = {}
+        """Sagas whose CAS write this coordinator lost (another one owns them now), as events."""
         self.write_seconds = 0.0
         """Time spent writing the saga log (for the bench's share-of-time figure)."""
 
@@ -199,6 +206,7 @@ class Coordinator:
                     if await self._landed(saga_id, d, record):
                         return True
                     log.warning("saga %s: lost to another coordinator; %s stops driving it", saga_id, self.node)
+                    self.lost.setdefault(saga_id, anyio.Event()).set()
                     return False
                 except SagaStoreUnavailable as exc:
                     log.warning("saga %s: log write failed, retrying (nothing is sent meanwhile): %s", saga_id, exc)
@@ -307,6 +315,8 @@ class Coordinator:
     async def _renew_loop(self) -> None:
         while True:
             await anyio.sleep(self.lease / 3)
+            if not self.renewing:
+                continue
             for saga_id, d in list(self._drives.items()):
                 if d.lease_until - time.time() < self.lease * 2 / 3:
                     await self._renew(saga_id, d)
@@ -366,6 +376,7 @@ class Coordinator:
             claim = SagaRecord(state=state, owner=self.node, lease_until=now + self.lease)
             revision = await self.log.write(claim, revision)
         self._own(engine, state, revision, claim.lease_until, commands)
+        self.taken.setdefault(saga_id, anyio.Event()).set()
         return True
 
     # -- waiting --------------------------------------------------------------------------

@@ -218,8 +218,9 @@ async def coordinators(nats_server: EmbeddedServer, corps_namespace: str) -> Asy
         async def make(**kwargs: Any) -> ActorSystem:
             kwargs.setdefault("saga_lease", 0.6)
             kwargs.setdefault("saga_scan_interval", 0.1)
+            kwargs.setdefault("sagas", (PlaceOrder,))
             return await stack.enter_async_context(
-                ActorSystem(nats_server.url, namespace=corps_namespace, sagas=(PlaceOrder,), **kwargs))
+                ActorSystem(nats_server.url, namespace=corps_namespace, **kwargs))
 
         yield make
 
@@ -404,3 +405,50 @@ async def test_after_the_pivot_a_rejection_is_not_compensated_but_fails_loudly(
     assert "committed" in [k for k, _ in kinds(info)]
     assert "undone" not in [k for k, _ in kinds(info)]
     assert await money(shop) == {"visa": 500}
+
+
+class GatedShipping(Shipping):
+    """Holds every booking until the test opens the gate."""
+
+    gate: anyio.Event = anyio.Event()
+    arrived: list[str] = []
+
+    async def book(self, msg: BookCourier) -> Any:  # type: ignore[override]
+        type(self).arrived.append(msg.order_id)
+        await type(self).gate.wait()
+        return await super().book(msg)
+
+
+class GatedOrder(Saga[OrderRequest]):
+    steps = (
+        PlaceOrder.steps[0],
+        PlaceOrder.steps[1],
+        Step("ship", to=GatedShipping, key=COURIER, request=PlaceOrder.step_named("ship").request,
+             undo=NOTHING_TO_UNDO, timeout=10.0),
+    )
+
+
+async def test_a_paused_coordinator_that_lost_its_lease_cannot_write(
+    actor_system_factory: Factory, coordinators: Factory
+) -> None:
+    parts: ActorSystem = await actor_system_factory()
+    await parts.spawn(Inventory, WAREHOUSE)
+    await parts.spawn(Payments, PAYMENTS)
+    await parts.spawn(GatedShipping, COURIER)
+    GatedShipping.gate, GatedShipping.arrived = anyio.Event(), []
+    stale: ActorSystem = await coordinators(sagas=(GatedOrder,))
+    c1 = await stale.coordinator()
+    c1.renewing = False  # paused: its lease runs out while its ship request is still out
+    sid = await stale.start_saga(GatedOrder, order("g1"))
+    fresh: ActorSystem = await coordinators(sagas=(GatedOrder,))
+    with anyio.fail_after(10):  # the fresh coordinator takes the saga over and re-sends the step
+        await (await fresh.coordinator()).taken.setdefault(sid, anyio.Event()).wait()
+    GatedShipping.gate.set()  # both copies (one idempotency key) go through: one effect
+    info = await fresh.wait_saga(sid, timeout=10)
+    with anyio.fail_after(10):  # the stale coordinator's late reply must lose the CAS
+        await c1.lost.setdefault(sid, anyio.Event()).wait()
+    assert info.status is SagaStatus.COMPLETED
+    assert not c1.drives(sid)
+    assert GatedShipping.arrived == ["g1", "g1"]  # the handler ran twice; @idempotent applied it once
+    assert await stock(parts) == 98
+    assert await money(parts) == {"visa": 500}
