@@ -29,30 +29,25 @@ from runtime._transport import connect, flush, max_payload, nats_errors, server_
 from runtime.errors import (
     NatsUnavailable,
     NoResponders,
-    SagaNotFound,
-    SagaStoreUnavailable,
-    SagaTimeout,
     SpawnError,
 )
 from runtime.events._component import Events
 from runtime.events._config import EventsConfig
 from runtime.events._wire import PubAck
+from runtime.saga._api import SagaAPI
 from runtime.saga._coordinator import DEFAULT_LEASE, DEFAULT_SCAN_INTERVAL, Coordinator
 from runtime.saga._definition import Saga
-from runtime.saga._info import SagaInfo
-from runtime.saga._log import SagaLog
 
 log = logging.getLogger("corps.system")
 
 A = TypeVar("A", bound=Actor)
-I = TypeVar("I", bound=Message)  # noqa: E741 -- a saga's input
 
 DEFAULT_ASK_TIMEOUT: Final = 5.0
 DEFAULT_DRAIN_TIMEOUT: Final = 10.0
 
 
 @final
-class ActorSystem:
+class ActorSystem(SagaAPI):
     """Hosts actors on one NATS connection. Use as ``async with ActorSystem() as system:``.
 
     Args:
@@ -254,16 +249,8 @@ class ActorSystem:
             raise SpawnError(subject, "the actor system is not running")
         if not (isinstance(actor_cls, type) and issubclass(actor_cls, Actor)):
             raise SpawnError(subject, f"{actor_cls!r} is not an Actor subclass")
-        host = self._hosts.get(actor_cls)
-        first = host is None
-        if host is None:
-            host = ClassHost(self, actor_cls)
-            self._hosts[actor_cls] = host
-            try:
-                await host.start()
-            except BaseException:
-                del self._hosts[actor_cls]
-                raise
+        first = actor_cls not in self._hosts
+        host = await self._host_for(actor_cls)
         await host.spawn(actor_id, subject)
         if first and self._events is not None:
             await self._events.attach(host)  # its durable event consumer, once the first instance runs
@@ -286,6 +273,10 @@ class ActorSystem:
         Raises:
             EventError: the server has no JetStream. ProvisioningConflict: see ``EventsConfig``.
         """
+        await self.events.attach(await self._host_for(actor_cls))
+
+    async def _host_for(self, actor_cls: type[Actor]) -> ClassHost:
+        """This node's host of ``actor_cls``, started (subscribed) on first use."""
         host = self._hosts.get(actor_cls)
         if host is None:
             host = ClassHost(self, actor_cls)
@@ -295,7 +286,7 @@ class ActorSystem:
             except BaseException:
                 del self._hosts[actor_cls]
                 raise
-        await self.events.attach(host)
+        return host
 
     @property
     def events(self) -> Events:
@@ -369,97 +360,3 @@ class ActorSystem:
             log.error("mailbox task failed", exc_info=task.exception())
         if self._busy == 0 and self._closing:
             self._idle.set()
-
-    # -- sagas ---------------------------------------------------------------------------
-
-    async def coordinator(self) -> Coordinator:
-        """This system's saga coordinator, started on first use (it opens the saga log).
-
-        Raises:
-            SagaStoreUnavailable: JetStream is not available.
-        """
-        async with self._coordinator_lock:
-            if self._coordinator is None or self._coordinator.dead:
-                assert self._tg is not None
-                saga_log = await SagaLog.open(self._nc.jetstream(), self.namespace)
-                coordinator = Coordinator(self, saga_log, lease=self._saga_lease,
-                                          scan_interval=self._saga_scan_interval)
-                for saga in self._saga_classes:
-                    coordinator.register(saga)
-                await self._tg.start(coordinator.run)
-                self._coordinator = coordinator
-            return self._coordinator
-
-    async def start_saga(self, saga: type[Saga[I]], input: I, saga_id: str | None = None) -> str:
-        """Start a saga and return its id once its first transition is in the saga log.
-
-        Idempotent by id: starting the same ``saga_id`` again returns it without a second saga.
-
-        Raises:
-            ValueError: ``saga_id`` is not 1-128 letters, digits, '-' or '_'.
-            TypeError: ``input`` is not the saga's input type.
-            SagaStoreUnavailable: the saga log cannot be written.
-        """
-        coordinator = await self.coordinator()
-        return await coordinator.start(saga, input, saga_id)
-
-    async def saga_status(self, saga_id: str) -> SagaInfo:
-        """The saga's status and its step history with timings, as the saga log has it.
-
-        Raises:
-            SagaNotFound: no saga with this id.
-            SagaStoreUnavailable: the saga log cannot be read.
-        """
-        coordinator = await self.coordinator()
-        record, _ = await coordinator.log.read(saga_id)
-        return SagaInfo.of(record)
-
-    async def wait_saga(self, saga_id: str, timeout: float = 30.0) -> SagaInfo:
-        """Wait until the saga is COMPLETED, COMPENSATED or FAILED; its final status.
-
-        The saga log being unavailable for a while (a nats-server restart) is waited out too.
-
-        Raises:
-            SagaTimeout: not terminal within ``timeout`` seconds (it goes on running).
-            SagaNotFound: no saga with this id.
-        """
-        coordinator = await self.coordinator()
-        delay = 0.01
-        with anyio.move_on_after(timeout):
-            if coordinator.drives(saga_id):  # driven here: its end is an event, no need to poll the log
-                await coordinator.wait_local(saga_id)
-            while True:
-                try:
-                    info = await self.saga_status(saga_id)
-                    if info.terminal:
-                        return info
-                except SagaStoreUnavailable as exc:
-                    log.info("waiting for saga %s: %s", saga_id, exc)
-                # Driven here: wake on its end. Driven elsewhere: read the log again, backing off.
-                with anyio.move_on_after(delay):
-                    await coordinator.wait_local(saga_id)
-                delay = min(delay * 2, 0.5)
-        raise SagaTimeout(saga_id, timeout)
-
-    async def retry_saga(self, saga_id: str) -> None:
-        """Give a FAILED saga's failed compensations a new round (an operator's decision).
-
-        Raises:
-            SagaNotFound, SagaStoreUnavailable: as for saga_status.
-        """
-        coordinator = await self.coordinator()
-        await coordinator.retry(saga_id)
-
-    async def list_sagas(self, *, active_only: bool = False) -> list[SagaInfo]:
-        """Every saga in the log (or only those not terminal), oldest id first."""
-        coordinator = await self.coordinator()
-        ids = await (coordinator.log.active() if active_only else coordinator.log.all())
-        infos = []
-        for saga_id in ids:
-            try:
-                record, _ = await coordinator.log.read(saga_id)
-            except SagaNotFound:
-                continue
-            infos.append(SagaInfo.of(record))
-        return infos
-

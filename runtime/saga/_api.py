@@ -1,0 +1,130 @@
+"""The saga face of ActorSystem: start, watch and retry sagas through this system's coordinator."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+import anyio
+import anyio.abc
+
+from runtime._messages import Message
+from runtime.errors import SagaNotFound, SagaStoreUnavailable, SagaTimeout
+from runtime.saga._coordinator import Coordinator
+from runtime.saga._definition import Saga
+from runtime.saga._info import SagaInfo
+from runtime.saga._log import SagaLog
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client
+
+    from runtime._system import ActorSystem
+
+log = logging.getLogger("corps.saga")
+
+I = TypeVar("I", bound=Message)  # noqa: E741 -- a saga's input
+
+
+class SagaAPI:
+    """Mixed into ActorSystem, which sets the attributes below."""
+
+    namespace: str
+    _nc: Client
+    _tg: anyio.abc.TaskGroup | None
+    _saga_classes: tuple[type[Saga[Any]], ...]
+    _saga_lease: float
+    _saga_scan_interval: float
+    _coordinator: Coordinator | None
+    _coordinator_lock: anyio.Lock
+
+    async def coordinator(self) -> Coordinator:
+        """This system's saga coordinator, started on first use (it opens the saga log).
+
+        Raises:
+            SagaStoreUnavailable: JetStream is not available.
+        """
+        async with self._coordinator_lock:
+            if self._coordinator is None or self._coordinator.dead:
+                assert self._tg is not None
+                saga_log = await SagaLog.open(self._nc.jetstream(), self.namespace)
+                coordinator = Coordinator(cast("ActorSystem", self), saga_log, lease=self._saga_lease,
+                                          scan_interval=self._saga_scan_interval)
+                for saga in self._saga_classes:
+                    coordinator.register(saga)
+                await self._tg.start(coordinator.run)
+                self._coordinator = coordinator
+            return self._coordinator
+
+    async def start_saga(self, saga: type[Saga[I]], input: I, saga_id: str | None = None) -> str:
+        """Start a saga and return its id once its first transition is in the saga log.
+
+        Idempotent by id: starting the same ``saga_id`` again returns it without a second saga.
+
+        Raises:
+            ValueError: ``saga_id`` is not 1-128 letters, digits, '-' or '_'.
+            TypeError: ``input`` is not the saga's input type.
+            SagaStoreUnavailable: the saga log cannot be written.
+        """
+        coordinator = await self.coordinator()
+        return await coordinator.start(saga, input, saga_id)
+
+    async def saga_status(self, saga_id: str) -> SagaInfo:
+        """The saga's status and its step history with timings, as the saga log has it.
+
+        Raises:
+            SagaNotFound: no saga with this id.
+            SagaStoreUnavailable: the saga log cannot be read.
+        """
+        coordinator = await self.coordinator()
+        record, _ = await coordinator.log.read(saga_id)
+        return SagaInfo.of(record)
+
+    async def wait_saga(self, saga_id: str, timeout: float = 30.0) -> SagaInfo:
+        """Wait until the saga is COMPLETED, COMPENSATED or FAILED; its final status.
+
+        The saga log being unavailable for a while (a nats-server restart) is waited out too.
+
+        Raises:
+            SagaTimeout: not terminal within ``timeout`` seconds (it goes on running).
+            SagaNotFound: no saga with this id.
+        """
+        coordinator = await self.coordinator()
+        delay = 0.01
+        with anyio.move_on_after(timeout):
+            if coordinator.drives(saga_id):  # driven here: its end is an event, no need to poll the log
+                await coordinator.wait_local(saga_id)
+            while True:
+                try:
+                    info = await self.saga_status(saga_id)
+                    if info.terminal:
+                        return info
+                except SagaStoreUnavailable as exc:
+                    log.info("waiting for saga %s: %s", saga_id, exc)
+                # Driven here: wake on its end. Driven elsewhere: read the log again, backing off.
+                with anyio.move_on_after(delay):
+                    await coordinator.wait_local(saga_id)
+                delay = min(delay * 2, 0.5)
+        raise SagaTimeout(saga_id, timeout)
+
+    async def retry_saga(self, saga_id: str) -> None:
+        """Give a FAILED saga's failed compensations a new round (an operator's decision).
+
+        Raises:
+            SagaNotFound, SagaStoreUnavailable: as for saga_status.
+        """
+        coordinator = await self.coordinator()
+        await coordinator.retry(saga_id)
+
+    async def list_sagas(self, *, active_only: bool = False) -> list[SagaInfo]:
+        """Every saga in the log (or only those not terminal), oldest id first."""
+        coordinator = await self.coordinator()
+        ids = await (coordinator.log.active() if active_only else coordinator.log.all())
+        infos = []
+        for saga_id in ids:
+            try:
+                record, _ = await coordinator.log.read(saga_id)
+            except SagaNotFound:
+                continue
+            infos.append(SagaInfo.of(record))
+        return infos
+
