@@ -105,14 +105,17 @@ def on_event(
 def collect_event_handlers(cls: type, problems: list[str]) -> dict[type[Message], EventHandlerSpec]:
     """Build ``{event type: spec}`` from the ``@on_event`` methods of ``cls`` and its bases."""
     table: dict[type[Message], EventHandlerSpec] = {}
-    seen: set[str] = set()
+    # As for @handler: a name declared @on_event anywhere in the MRO is an event handler (the most
+    # derived declaration counts), and the most derived definition of that name is what runs, so a
+    # subclass overriding it needs no second decorator.
+    declared: dict[str, _Declared] = {}
     for klass in cls.__mro__:
         for name, fn in vars(klass).items():
-            declared = getattr(fn, _MARK, None)
-            if name in seen or not isinstance(declared, _Declared):
-                continue
-            seen.add(name)
-            _add(name, fn, declared, table, problems)
+            mark = getattr(fn, _MARK, None)
+            if isinstance(mark, _Declared) and name not in declared:
+                declared[name] = mark
+    for name in sorted(declared):
+        _add(name, getattr(cls, name), declared[name], table, problems)
     return table
 
 
