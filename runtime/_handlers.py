@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import inspect
-import typing
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from runtime._messages import Message, reply_type
+from runtime._signature import check_signature
 from runtime.events._spec import on_event as on_event  # @on_event lives with the events package
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
@@ -92,21 +91,13 @@ def collect_handlers(cls: type, problems: list[str]) -> dict[type[Message], Hand
 def _add_handler(
     cls: type, name: str, fn: Any, table: dict[type[Message], HandlerSpec], problems: list[str]
 ) -> None:
-    if not inspect.iscoroutinefunction(fn):
-        problems.append(f"handler {name!r} must be async")
+    checked = check_signature(f"handler {name!r}", "message", fn, problems)
+    if checked is None:
         return
-    params = list(inspect.signature(fn).parameters.values())
-    if len(params) != 2:
-        problems.append(f"handler {name!r} must take exactly one message parameter after self")
-        return
-    try:
-        hints = typing.get_type_hints(fn)
-    except Exception as exc:  # noqa: BLE001 -- any failure to resolve annotations is a definition problem
-        problems.append(f"handler {name!r} has annotations that cannot be resolved: {exc}")
-        return
-    msg_type = hints.get(params[1].name)
+    param, hints = checked
+    msg_type = hints.get(param)
     if not _is_message_class(msg_type):
-        problems.append(f"handler {name!r}: parameter {params[1].name!r} must be annotated with a "
+        problems.append(f"handler {name!r}: parameter {param!r} must be annotated with a "
                         f"Message subclass, not {_show(msg_type)}")
         return
     assert isinstance(msg_type, type)

@@ -265,17 +265,6 @@ class ClassHost:
                                    "the instance has stopped", type(env.msg).__name__)
             return
         size = self.options.mailbox_size
-        q = cell.queue
-        if q is None:
-            q = cell.queue = deque()
-        if len(q) + len(envs) <= size:  # the common case: everything fits
-            if len(envs) == 1:
-                q.append((envs[0], reply, is_json))
-            else:
-                q.extend([(env, reply, is_json) for env in envs])
-            if not cell.busy:
-                self._schedule(cell)
-            return
         start = 0
         while start < len(envs):
             q = cell.queue  # re-read each round: the drain task drops an empty queue when it ends

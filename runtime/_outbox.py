@@ -102,9 +102,8 @@ class Outbox:
                 self._window = True
                 asyncio.get_running_loop().call_soon(self._close_window)
             # A lone message: a one-element frame, without a batch object (the uncoalesced hot path).
-            reply = self._tracker.track(subject, [rid] if rid else [], 0 if rid else 1) if track else ""
-            self.nats_messages += 1
-            await self._publish(subject, (b"[" + part + b"]") if self._is_json else b"\x91" + part, reply)
+            frame = (b"[" + part + b"]") if self._is_json else b"\x91" + part
+            await self._emit_frame(subject, frame, [rid] if rid else [], 0 if rid else 1, track)
             return
         found = self._batches.get(subject)
         if found is None:
@@ -138,9 +137,13 @@ class Outbox:
             self._wake.set()
 
     async def _emit(self, subject: str, batch: _Batch) -> None:
-        reply = self._tracker.track(subject, batch.rids, batch.tells) if batch.tracked else ""
+        await self._emit_frame(subject, join_frame(batch.parts, self._is_json), batch.rids, batch.tells,
+                               batch.tracked)
+
+    async def _emit_frame(self, subject: str, frame: bytes, rids: list[int], tells: int, tracked: bool) -> None:
+        reply = self._tracker.track(subject, rids, tells) if tracked else ""
         self.nats_messages += 1
-        await self._publish(subject, join_frame(batch.parts, self._is_json), reply)
+        await self._publish(subject, frame, reply)
 
     async def send_raw(self, subject: str, payload: bytes) -> None:
         """Publish a payload that is not part of a frame (a bare reply), keeping queue order."""

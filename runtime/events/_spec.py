@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import inspect
-import typing
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, TypeVar
 
 import msgspec
 
 from runtime._messages import Message
+from runtime._signature import check_signature
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
@@ -124,19 +123,11 @@ def _add(name: str, fn: Any, d: _Declared, table: dict[type[Message], EventHandl
     if getattr(fn, "__corps_handler__", False):
         problems.append(f"{where} is also a @handler; an event handler is not called by tell or ask")
         return
-    if not inspect.iscoroutinefunction(fn):
-        problems.append(f"{where} must be async")
+    checked = check_signature(where, "event", fn, problems)
+    if checked is None:
         return
-    params = list(inspect.signature(fn).parameters.values())
-    if len(params) != 2:
-        problems.append(f"{where} must take exactly one event parameter after self")
-        return
-    try:
-        hints = typing.get_type_hints(fn)
-    except Exception as exc:  # noqa: BLE001 -- any failure to resolve annotations is a definition problem
-        problems.append(f"{where} has annotations that cannot be resolved: {exc}")
-        return
-    types = list(d.types) or [hints.get(params[1].name)]
+    param, hints = checked
+    types = list(d.types) or [hints.get(param)]
     ok = True
     for tp in types:
         if not (isinstance(tp, type) and issubclass(tp, Message)):
