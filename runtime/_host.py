@@ -101,7 +101,7 @@ class ClassHost:
             raise SpawnError(subject, f"{type(exc).__name__} in __init__ or on_start: {exc}") from exc
         if self.options.service:
             cell.sub = await self.system._nc.subscribe(
-                subject, queue=subject, cb=functools.partial(self._on_service_msg, cell),
+                subject, queue=subject, cb=functools.partial(self._receive, cell),
                 pending_msgs_limit=-1, pending_bytes_limit=-1,
             )
             self.services.append(cell)
@@ -143,50 +143,52 @@ class ClassHost:
     # -- receive and route ---------------------------------------------------------------
 
     async def _on_entity_msg(self, msg: Msg) -> None:
-        cell = self.cells.get(msg.subject[self._prefix_len :])
-        if cell is not None and self._fast_path(cell, msg):
-            return
-        envs, is_json = await self._decode(msg)
-        if not envs:
-            return
+        await self._receive(self.cells.get(msg.subject[self._prefix_len :]), msg)
+
+    async def _receive(self, cell: _Cell | None, msg: Msg) -> None:
+        """Decode one NATS message and route it to ``cell`` (None: no instance with that id here)."""
+        envs = self._decode_fast(msg)
+        is_json = False
+        if envs is None:
+            envs, is_json = await self._decode(msg)
+            if not envs:
+                return
         if cell is None:
             await self._unknown(msg.subject, msg.reply, envs, is_json)
-        else:
+        elif not self._enqueue_now(cell, msg.reply, envs, is_json):
             await self._deliver(cell, msg.reply, envs, is_json)
 
-    def _fast_path(self, cell: _Cell, msg: Msg) -> bool:
-        """A msgpack frame that decodes in one pass, for a live instance with room: queue it
-        without a coroutine. False sends the message down the general (async) path."""
+    def _decode_fast(self, msg: Msg) -> list[Envelope[Any]] | None:
+        """A msgpack frame within the size limit that decodes in one typed pass (the hot path),
+        without a coroutine. None sends the message down the general path, which answers or
+        records whatever is wrong with it."""
         data: bytes = msg.data
         decoders = self.cls._decoders
-        if not data or data[0] not in MSGPACK_ARRAY or decoders is None or cell.stopped:
-            return False
-        if len(data) > self.options.max_message_bytes:
-            return False
+        if not data or data[0] not in MSGPACK_ARRAY or decoders is None or len(data) > self.options.max_message_bytes:
+            return None
         try:
             envs: list[Envelope[Any]] = decoders.frame_and_bare(False)[0].decode(data)
         except msgspec.MsgspecError:
+            return None
+        return envs
+
+    def _enqueue_now(self, cell: _Cell, reply: str, envs: list[Envelope[Any]], is_json: bool) -> bool:
+        """Queue ``envs`` for a live instance whose mailbox has room for all of them, without
+        awaiting. False: ``_deliver`` must handle them (stopped instance, back-pressure)."""
+        if cell.stopped:
             return False
         q = cell.queue
         if q is None:
             q = cell.queue = deque()
         if len(q) + len(envs) > self.options.mailbox_size:
-            return False  # the general path decodes again; full mailboxes are not the hot path
-        reply = msg.reply
+            return False
         if len(envs) == 1:
-            q.append((envs[0], reply, False))
+            q.append((envs[0], reply, is_json))
         else:
-            q.extend([(env, reply, False) for env in envs])
+            q.extend([(env, reply, is_json) for env in envs])
         if not cell.busy:
             self._schedule(cell)
         return True
-
-    async def _on_service_msg(self, cell: _Cell, msg: Msg) -> None:
-        if self._fast_path(cell, msg):
-            return
-        envs, is_json = await self._decode(msg)
-        if envs:
-            await self._deliver(cell, msg.reply, envs, is_json)
 
     async def _decode(self, msg: Msg) -> tuple[list[Envelope[Any]], bool]:
         """Decode a frame or a bare message. Bad parts are answered and recorded here."""

@@ -199,6 +199,10 @@ class Tracker:
 
     A 503 comes back within one round trip, so a ring of recent batches is enough; a batch
     evicted before its 503 arrives (thousands of batches later) falls back to AskTimeout.
+
+    A lone tell (one message, no ask: every tell when coalescing is off) needs no ring entry:
+    its reply subject is one fixed token per target subject, ``{inbox}.t{k}``, so that the
+    uncoalesced hot path costs a dict lookup instead of a new subject string per message.
     """
 
     RING: Final = 4096
@@ -207,18 +211,40 @@ class Tracker:
         self.prefix = inbox + "."
         self._ring: list[tuple[int, str, list[int], int] | None] = [None] * self.RING
         self._n = 0
+        self._lone: dict[str, str] = {}  # target subject -> its lone-tell reply subject
+        self._lone_targets: dict[int, str] = {}  # k -> target subject, oldest first
+        self._k = 0
 
     def track(self, subject: str, rids: list[int], tells: int) -> str:
+        if tells == 1 and not rids:
+            reply = self._lone.get(subject)
+            if reply is not None:
+                return reply
+            return self._new_lone(subject)
         self._n += 1
         self._ring[self._n % self.RING] = (self._n, subject, rids, tells)
         return f"{self.prefix}{self._n}"
 
+    def _new_lone(self, subject: str) -> str:
+        if len(self._lone_targets) >= self.RING:  # bounded: forget the oldest target
+            oldest = next(iter(self._lone_targets))
+            del self._lone[self._lone_targets.pop(oldest)]
+        self._k += 1
+        reply = self._lone[subject] = f"{self.prefix}t{self._k}"
+        self._lone_targets[self._k] = subject
+        return reply
+
     def lookup(self, reply_subject: str) -> tuple[str, list[int], int] | None:
         """The (subject, asks, tells) of a tracked batch, or None if unknown or evicted."""
+        token = reply_subject[len(self.prefix) :]
+        lone = token.startswith("t")
         try:
-            n = int(reply_subject[len(self.prefix) :])
+            n = int(token[1:] if lone else token)
         except ValueError:
             return None
+        if lone:
+            target = self._lone_targets.get(n)
+            return None if target is None else (target, [], 1)
         entry = self._ring[n % self.RING]
         if entry is None or entry[0] != n:
             return None

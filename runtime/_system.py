@@ -16,7 +16,7 @@ from nats.aio.client import Client
 
 from runtime._actor import Actor
 from runtime._codec import Format, WireCodec
-from runtime._context import current_ids
+from runtime._context import current
 from runtime._embedded import EmbeddedServer
 from runtime._host import ClassHost
 from runtime._inbox import Inbox
@@ -39,6 +39,7 @@ from runtime.saga._coordinator import DEFAULT_LEASE, DEFAULT_SCAN_INTERVAL, Coor
 from runtime.saga._definition import Saga
 
 log = logging.getLogger("corps.system")
+_current_get = current.get
 
 A = TypeVar("A", bound=Actor)
 
@@ -94,6 +95,7 @@ class ActorSystem(SagaAPI):
         self._servers = [u.strip() for u in urls if u.strip()]
         self.namespace = check_token(namespace, "namespace")
         self.codec = WireCodec(codec)
+        self._encode_env = self.codec.encode
         self.ask_timeout = ask_timeout
         self.drain_timeout = drain_timeout
         self.coalesce = coalesce
@@ -326,7 +328,8 @@ class ActorSystem(SagaAPI):
 
     def _encode(self, subject: str, msg: Message, rid: int, corr: str = "", key: str = "") -> bytes:
         self._seq += 1
-        ids = current_ids()
+        cur = _current_get()  # inlined current_ids(): this runs once per tell and ask
+        ids = cur.ids() if cur is not None and cur.item is not None else None
         env: tuple[Any, ...]
         if key or corr:
             env = (msg, rid, self._seq, corr or (ids[0] if ids else ""), ids[1] if ids else "", key)
@@ -334,10 +337,10 @@ class ActorSystem(SagaAPI):
             env = (msg, rid, self._seq)
         else:
             env = (msg, rid, self._seq, ids[0], ids[1])
+        if not isinstance(msg, Message):
+            raise encode_error(subject, msg, TypeError("not a Message"))
         try:
-            if not isinstance(msg, Message):
-                raise TypeError("not a Message")
-            return self.codec.encode(env)
+            return self._encode_env(env)
         except Exception as exc:
             raise encode_error(subject, msg, exc) from exc
 

@@ -88,8 +88,7 @@ def test_the_frame_overhead_bounds_every_array_header() -> None:
 
 def test_a_root_tell_travels_as_three_fields() -> None:
     # Senders encode (msg, rid, mid) outside a handler: no empty correlation fields on the wire.
-    system = ActorSystem("nats://unused")
-    system.codec = WireCodec("json")
+    system = ActorSystem("nats://unused", codec="json")
     assert system._encode("s", Ping(1), 0) == b'[{"$type":"Ping","n":1},0,1]'
     assert system._encode("s", Ping(1), 7) == b'[{"$type":"Ping","n":1},7,2]'
 

@@ -64,7 +64,7 @@ async def test_the_first_send_of_an_idle_iteration_is_published_at_once() -> Non
     sent: Sent = []
     outbox = Outbox(recorder(sent), limit=1024, is_json=False, tracker=Tracker(INBOX))
     await outbox.send("a", enc(1))
-    assert sent == [("a", b"\x91\x01", f"{INBOX}.1")]
+    assert sent == [("a", b"\x91\x01", f"{INBOX}.t1")]
 
 
 async def test_sends_in_one_iteration_to_one_subject_travel_as_one_frame_in_order() -> None:
@@ -272,15 +272,38 @@ def test_the_tracker_forgets_entries_evicted_from_its_ring() -> None:
     tracker = Tracker(INBOX)
     first = tracker.track("a", [1], 0)
     for _ in range(Tracker.RING - 1):
-        last = tracker.track("b", [], 1)
+        last = tracker.track("b", [], 2)
     assert tracker.lookup(first) == ("a", [1], 0)  # RING entries: still held
-    newest = tracker.track("c", [], 2)
+    newest = tracker.track("c", [], 3)
     assert tracker.lookup(first) is None
-    assert tracker.lookup(last) == ("b", [], 1)
-    assert tracker.lookup(newest) == ("c", [], 2)
+    assert tracker.lookup(last) == ("b", [], 2)
+    assert tracker.lookup(newest) == ("c", [], 3)
 
 
-@pytest.mark.parametrize("reply", [f"{INBOX}.x", f"{INBOX}.", f"{INBOX}.99"])
+def test_a_lone_tell_reuses_one_reply_subject_per_target_and_maps_back_to_one_tell() -> None:
+    tracker = Tracker(INBOX)
+    a1, b1, a2 = tracker.track("a", [], 1), tracker.track("b", [], 1), tracker.track("a", [], 1)
+    assert a1 == a2 != b1
+    assert tracker.lookup(a1) == ("a", [], 1)
+    assert tracker.lookup(b1) == ("b", [], 1)
+    batch = tracker.track("a", [], 2)  # more than one tell: a ring entry of its own
+    assert batch != a1
+    assert tracker.lookup(batch) == ("a", [], 2)
+
+
+def test_the_tracker_forgets_the_oldest_lone_tell_target_past_its_bound() -> None:
+    tracker = Tracker(INBOX)
+    first = tracker.track("t0", [], 1)
+    for i in range(1, Tracker.RING):
+        tracker.track(f"t{i}", [], 1)
+    assert tracker.lookup(first) == ("t0", [], 1)
+    tracker.track("one-more", [], 1)
+    assert tracker.lookup(first) is None
+    assert tracker.lookup(tracker.track("t1", [], 1)) == ("t1", [], 1)
+    assert tracker.track("t0", [], 1) != first  # a forgotten target gets a fresh token
+
+
+@pytest.mark.parametrize("reply", [f"{INBOX}.x", f"{INBOX}.", f"{INBOX}.99", f"{INBOX}.t", f"{INBOX}.t7"])
 def test_the_tracker_does_not_know_foreign_or_future_reply_subjects(reply: str) -> None:
     tracker = Tracker(INBOX)
     tracker.track("a", [1], 0)
