@@ -10,6 +10,17 @@ from contextvars import ContextVar
 from typing import Any
 
 
+class Carrier:
+    """A mailbox item that is not a message (an event delivery): it knows its own ids, which
+    are worked out only if the handler sends something."""
+
+    __slots__ = ()
+
+    def ids(self) -> tuple[str, str]:
+        """(correlation id, id of this item as the cause of what the handler sends)."""
+        raise NotImplementedError
+
+
 class Current:
     """The mailbox item being handled: (envelope, reply subject, reply as JSON)."""
 
@@ -21,6 +32,8 @@ class Current:
     def ids(self) -> tuple[str, str]:
         """(correlation id, message id) of the message being handled."""
         env, reply, _ = self.item
+        if isinstance(env.msg, Carrier):
+            return env.msg.ids()
         # Corps frames carry the sender's inbox as NATS reply subject: {ns}.inbox.{node}.{n}
         parts: list[str] = reply.split(".") if reply else []
         sender = parts[-2] if len(parts) >= 4 and parts[-3] == "inbox" else "ext"

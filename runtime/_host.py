@@ -24,7 +24,7 @@ from runtime._metrics import ClassMetrics
 from runtime._presence import Presence
 from runtime._subjects import actor_class_wildcard
 from runtime._supervision import Restart, Resume, Stop, restart_delay
-from runtime._transport import flush
+from runtime._transport import Route, flush, subscribe_route
 from runtime.errors import StepRejected
 
 if TYPE_CHECKING:
@@ -80,10 +80,9 @@ class ClassHost:
             return
         self._presence = Presence(self.system, self.name)
         await self._presence.join()
-        self._sub = await self.system._nc.subscribe(
-            actor_class_wildcard(self.system.namespace, self.name), cb=self._on_entity_msg,
-            pending_msgs_limit=-1, pending_bytes_limit=-1,
-        )
+        route = Route(self._take_entity, self._on_entity_msg)
+        self._sub = await subscribe_route(self.system._nc, actor_class_wildcard(self.system.namespace, self.name),
+                                          route)
         await flush(self.system._nc)
 
     async def spawn(self, actor_id: str, subject: str) -> None:
@@ -100,10 +99,8 @@ class ClassHost:
             self.cells.pop(actor_id, None)
             raise SpawnError(subject, f"{type(exc).__name__} in __init__ or on_start: {exc}") from exc
         if self.options.service:
-            cell.sub = await self.system._nc.subscribe(
-                subject, queue=subject, cb=functools.partial(self._receive, cell),
-                pending_msgs_limit=-1, pending_bytes_limit=-1,
-            )
+            route = Route(functools.partial(self._take, cell), functools.partial(self._receive, cell))
+            cell.sub = await subscribe_route(self.system._nc, subject, route, queue=subject)
             self.services.append(cell)
             await flush(self.system._nc)
         self._release(cell)
@@ -142,12 +139,22 @@ class ClassHost:
 
     # -- receive and route ---------------------------------------------------------------
 
+    def _take_entity(self, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> bool:
+        """The hot path, straight from nats-py's parser (see ``Route``): a msgpack frame for a
+        live instance here, whose mailbox has room. False: ``_on_entity_msg`` handles it."""
+        cell = self.cells.get(subject[self._prefix_len :].decode())
+        return cell is not None and self._take(cell, subject, reply, data, headers)
+
+    def _take(self, cell: _Cell, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> bool:
+        envs = self._decode_fast(data)
+        return envs is not None and self._enqueue_now(cell, reply.decode(), envs, False)
+
     async def _on_entity_msg(self, msg: Msg) -> None:
         await self._receive(self.cells.get(msg.subject[self._prefix_len :]), msg)
 
     async def _receive(self, cell: _Cell | None, msg: Msg) -> None:
         """Decode one NATS message and route it to ``cell`` (None: no instance with that id here)."""
-        envs = self._decode_fast(msg)
+        envs = self._decode_fast(msg.data)
         is_json = False
         if envs is None:
             envs, is_json = await self._decode(msg)
@@ -158,11 +165,9 @@ class ClassHost:
         elif not self._enqueue_now(cell, msg.reply, envs, is_json):
             await self._deliver(cell, msg.reply, envs, is_json)
 
-    def _decode_fast(self, msg: Msg) -> list[Envelope[Any]] | None:
-        """A msgpack frame within the size limit that decodes in one typed pass (the hot path),
-        without a coroutine. None sends the message down the general path, which answers or
-        records whatever is wrong with it."""
-        data: bytes = msg.data
+    def _decode_fast(self, data: bytes) -> list[Envelope[Any]] | None:
+        """A msgpack frame within the size limit that decodes in one typed pass, or None: the
+        general path (``_decode``) then answers or records whatever is wrong with it."""
         decoders = self.cls._decoders
         if not data or data[0] not in MSGPACK_ARRAY or decoders is None or len(data) > self.options.max_message_bytes:
             return None
@@ -313,7 +318,7 @@ class ClassHost:
         q = cell.queue
         if q is None:
             q = cell.queue = deque()
-        q.append((Envelope(delivery, 0, 0, delivery.correlation_id), "", False))
+        q.append((Envelope(delivery), "", False))  # its ids come from the delivery (Carrier)
         if not cell.busy:
             self._schedule(cell)
 

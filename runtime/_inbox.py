@@ -82,16 +82,26 @@ class Inbox:
         if p is not None and not p.future.done():
             p.future.set_exception(AskTimeout(p.subject, timeout))
 
+    def take(self, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> bool:
+        """The direct route for ``{inbox}.>`` (see ``Route``): reply frames carry no headers."""
+        if headers is not None:
+            return False  # a status (503): on_msg
+        self._replies(data, subject)
+        return True
+
     async def on_msg(self, msg: Any) -> None:
         """nats-py callback for ``{inbox}.>``: reply frames, and 503s for tracked batches."""
         if msg.headers and msg.headers.get("Status") == "503":
             self._no_responders(msg.subject)
             return
-        _, is_json = sniff(msg.data)
+        self._replies(msg.data, msg.subject)
+
+    def _replies(self, data: bytes, subject: str | bytes) -> None:
+        _, is_json = sniff(data)
         try:
-            replies = RAW_REPLIES[is_json].decode(msg.data)
+            replies = RAW_REPLIES[is_json].decode(data)
         except msgspec.MsgspecError as exc:
-            log.warning("undecodable reply frame on %s: %s", msg.subject, exc)
+            log.warning("undecodable reply frame on %r: %s", subject, exc)
             return
         for r in replies:
             p = self._pending.pop(r.rid, None)

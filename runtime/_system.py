@@ -25,7 +25,7 @@ from runtime._metrics import DeadLetters
 from runtime._outbox import Outbox, Tracker
 from runtime._ref import ActorRef, encode_error
 from runtime._subjects import actor_subject, check_token, inbox_subject
-from runtime._transport import connect, flush, max_payload, nats_errors, server_name
+from runtime._transport import Route, connect, flush, max_payload, nats_errors, server_name, subscribe_route
 from runtime.errors import (
     NatsUnavailable,
     NoResponders,
@@ -166,8 +166,7 @@ class ActorSystem(SagaAPI):
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         self._tg.start_soon(self._outbox.run, name="corps-outbox")
-        await self._nc.subscribe(f"{inbox}.>", cb=self._inbox.on_msg, pending_msgs_limit=-1,
-                                 pending_bytes_limit=-1)
+        await subscribe_route(self._nc, f"{inbox}.>", Route(self._inbox.take, self._inbox.on_msg))
         self._events = Events(self._nc, self.namespace, self.node, self._events_cfg)
         await self._events.start()  # event streams provisioned (and checked) at start-up
         await flush(self._nc)

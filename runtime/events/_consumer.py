@@ -22,9 +22,10 @@ import anyio
 import msgspec
 
 from runtime._codec import union_of
+from runtime._transport import Route, subscribe_route
 from runtime.events._delivery import EventDelivery
 from runtime.events._dlq import write_dead_letter
-from runtime.events._wire import REDRIVE_FOR, STATUS, AckBuffer, events_subject, parse_ack_subject
+from runtime.events._wire import REDRIVE_FOR, STATUS, AckBuffer, Inbound, events_subject, parse_ack_subject
 
 if TYPE_CHECKING:
     from nats.aio.msg import Msg
@@ -76,8 +77,7 @@ class EventConsumer:
         if any(s.idempotent for s in self.handlers.values()):
             await self.events.ensure_kv()
         nc = self.events.nc
-        self._sub = await nc.subscribe(self._prefix + "*", cb=self._on_msg, pending_msgs_limit=-1,
-                                       pending_bytes_limit=-1)
+        self._sub = await subscribe_route(nc, self._prefix + "*", Route(self._take, self._on_msg))
         self._spawn(self._pull_loop())
         self._spawn(self._keep_alive())
 
@@ -150,6 +150,13 @@ class EventConsumer:
 
     # -- receiving -------------------------------------------------------------------------
 
+    def _take(self, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> bool:
+        """Deliveries, straight from nats-py's parser (see ``Route``); status messages: _on_msg."""
+        if not reply:
+            return False
+        self._delivered(Inbound(subject, reply.decode(), data, headers))
+        return True
+
     async def _on_msg(self, msg: Msg) -> None:
         if not msg.reply:  # a status message: 100 heartbeat, 404/408 request over, 409 refused
             # Status messages come on the request's own inbox subject; deliveries keep the
@@ -164,6 +171,9 @@ class EventConsumer:
                     self._refused = True  # e.g. max_ack_pending reached by other nodes: no spinning
                 self._ended.set()
             return
+        self._delivered(Inbound(msg.subject, msg.reply, msg.data, headers=msg.headers or {}))
+
+    def _delivered(self, msg: Inbound) -> None:
         self._heard = time.monotonic()
         self._got += 1  # one request at a time: a late delivery of a stale one only ends this one early
         if self._got >= self._want:
@@ -174,10 +184,9 @@ class EventConsumer:
             return
         if meta.stream_seq in self.outstanding:
             return  # redelivered while we still hold it (a late keep-alive): ours will answer
-        headers = msg.headers or {}
-        target = headers.get(REDRIVE_FOR)
+        target = msg.header(REDRIVE_FOR)
         if target is not None and target != self.name:
-            await self._send(msg.reply, b"+ACK")  # redriven for another consumer
+            self._acks.add(msg.reply, b"+ACK")  # redriven for another consumer
             return
         try:
             event = self.decoder.decode(msg.data)
@@ -226,13 +235,13 @@ class EventConsumer:
                     self._cells = list(host.cells.values())
                 cells = self._cells
             if not cells:
-                self._spawn(self._nak(d, self.cfg.heartbeat))
+                self._nak(d, self.cfg.heartbeat)
                 return
             cell = cells[next(self._rr) % len(cells)]
             if cell.stopped:  # replaced since the cache was built
                 self._cells = [c for c in host.cells.values() if not c.stopped]
                 if not self._cells:
-                    self._spawn(self._nak(d, self.cfg.heartbeat))
+                    self._nak(d, self.cfg.heartbeat)
                     return
                 cell = self._cells[0]
         host.enqueue_event(cell, d)
@@ -253,12 +262,10 @@ class EventConsumer:
 
     # -- outcomes --------------------------------------------------------------------------
 
-    async def _send(self, reply: str, what: bytes) -> None:
-        self._acks.add(reply, what)  # written with the others of this loop iteration
-
-    async def complete(self, d: EventDelivery, how: bytes) -> None:
-        """Answer the server (ack, nak, term) and let the next event of the same key go."""
-        await self._send(d.msg.reply, how)
+    def complete(self, d: EventDelivery, how: bytes) -> None:
+        """Answer the server (ack, nak, term) and let the next event of the same key go.
+        The answer is written with the others of this loop iteration (``AckBuffer``)."""
+        self._acks.add(d.msg.reply, how)
         self._release(d)
 
     def _release(self, d: EventDelivery) -> None:
@@ -272,15 +279,15 @@ class EventConsumer:
                 del self.keys[d.key]
         self._room.set()
 
-    async def _nak(self, d: EventDelivery, delay: float) -> None:
-        await self.complete(d, b'-NAK {"delay": %d}' % int(delay * 1e9))
+    def _nak(self, d: EventDelivery, delay: float) -> None:
+        self.complete(d, b'-NAK {"delay": %d}' % int(delay * 1e9))
 
     async def failed(self, d: EventDelivery, exc: BaseException) -> None:
         """A handler attempt failed: retry after the backoff, or dead-letter after the last one."""
         spec = d.spec
         assert spec is not None
         if self._stopping:
-            await self.complete(d, b"-NAK")
+            self.complete(d, b"-NAK")
             return
         attempt = max(d.attempt, 1)
         if attempt >= spec.max_deliver:
@@ -288,7 +295,7 @@ class EventConsumer:
             return
         delay = spec.backoff.delay(attempt)
         if d.key is None:
-            await self._nak(d, delay)  # frees the instance; later events may overtake this one
+            self._nak(d, delay)  # frees the instance; later events may overtake this one
             return
         # Keyed: retry in place so no later event of this key overtakes it. Keep the delivery
         # alive meanwhile (the keep-alive task sends +WPI), and count the attempt here.
@@ -304,11 +311,11 @@ class EventConsumer:
             await write_dead_letter(self.events, d, reason, error)
         except Exception as exc:  # noqa: BLE001 -- not lost: nak'ed, it comes back and tries again
             log.error("event consumer %s: dead-letter write failed for seq %d: %r", self.name, d.meta.stream_seq, exc)
-            await self._nak(d, self.cfg.heartbeat)
+            self._nak(d, self.cfg.heartbeat)
             return
         self.dead_lettered += 1
         log.warning("event consumer %s: seq %d dead-lettered (%s): %s", self.name, d.meta.stream_seq, reason, error)
-        await self.complete(d, b"+TERM")
+        self.complete(d, b"+TERM")
 
     async def _keep_alive(self) -> None:
         """Send +WPI for deliveries held longer than a third of ack_wait (long handlers, held keys)."""
@@ -319,7 +326,7 @@ class EventConsumer:
             for d in list(self.outstanding.values()):
                 if now - d.touched >= period:
                     d.touched = now
-                    await self._send(d.msg.reply, b"+WPI")
+                    self._acks.add(d.msg.reply, b"+WPI")
 
     # -- idempotency -----------------------------------------------------------------------
 

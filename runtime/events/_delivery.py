@@ -11,22 +11,21 @@ import time
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
-from runtime.events._wire import CAUSE, CORR, EVENT_ID, MSG_ID, Delivery
+from runtime._context import Carrier
+from runtime.events._wire import CAUSE, CORR, EVENT_ID, MSG_ID, Delivery, Inbound
 
 if TYPE_CHECKING:
-    from nats.aio.msg import Msg
-
     from runtime._actor import Actor
     from runtime.events._consumer import EventConsumer
     from runtime.events._spec import EventHandlerSpec
 
 
-class EventDelivery:
+class EventDelivery(Carrier):
     """A delivered, decoded event held by this node until it is acked, nak'ed or terminated."""
 
     __slots__ = ("attempts", "consumer", "event", "key", "meta", "msg", "publishes", "spec", "touched")
 
-    def __init__(self, consumer: EventConsumer, msg: Msg, meta: Delivery, event: Any,
+    def __init__(self, consumer: EventConsumer, msg: Inbound, meta: Delivery, event: Any,
                  spec: EventHandlerSpec | None, key: str | None) -> None:
         self.consumer = consumer
         self.msg = msg
@@ -41,7 +40,7 @@ class EventDelivery:
 
     @property
     def headers(self) -> dict[str, str]:
-        return self.msg.headers or {}
+        return self.msg.headers
 
     @property
     def event_id(self) -> str:
@@ -55,6 +54,11 @@ class EventDelivery:
     @property
     def causation_id(self) -> str:
         return self.headers.get(CAUSE, "")
+
+    def ids(self) -> tuple[str, str]:
+        """What a tell or ask sent by the handler carries: this event's correlation, and the
+        event as its cause."""
+        return self.correlation_id, self.event_id
 
     @property
     def attempt(self) -> int:
@@ -73,7 +77,7 @@ async def run_delivery(actor: Actor, d: EventDelivery) -> None:
     assert spec is not None
     d.attempts += 1
     if spec.idempotent and await consumer.seen(d):
-        await consumer.complete(d, b"+ACK")
+        consumer.complete(d, b"+ACK")
         return
     token = current_event.set(d)
     try:
@@ -86,4 +90,4 @@ async def run_delivery(actor: Actor, d: EventDelivery) -> None:
     if spec.idempotent:
         await consumer.remember(d)
     consumer.processed += 1
-    await consumer.complete(d, b"+ACK")
+    consumer.complete(d, b"+ACK")

@@ -163,5 +163,47 @@ def parse_ack_subject(reply: str) -> Delivery | None:
         return None
 
 
+def parse_header_block(raw: bytes) -> dict[str, str]:
+    """``NATS/1.0\r\nName: value\r\n...`` -> {name: value}: one decode for the whole block."""
+    out: dict[str, str] = {}
+    for line in raw.decode(errors="replace").split("\r\n")[1:]:
+        name, sep, value = line.partition(":")
+        if sep:
+            out[name.strip()] = value.strip()
+    return out
+
+
+class Inbound:
+    """A delivered JetStream message as the consumer keeps it, from nats-py's parser directly
+    (raw header block, parsed on first use) or from a nats-py ``Msg`` (headers already parsed)."""
+
+    __slots__ = ("_headers", "_raw", "_subject", "data", "reply")
+
+    def __init__(self, subject: bytes | str, reply: str, data: bytes, raw_headers: bytes | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        self._subject = subject
+        self.reply = reply
+        self.data = data
+        self._raw = raw_headers
+        self._headers = headers
+
+    @property
+    def subject(self) -> str:
+        s = self._subject
+        return s.decode() if isinstance(s, bytes) else s
+
+    @property
+    def headers(self) -> dict[str, str]:
+        if self._headers is None:
+            self._headers = parse_header_block(self._raw) if self._raw else {}
+        return self._headers
+
+    def header(self, name: str) -> str | None:
+        """One header's value; without parsing the block when the name is not in it at all."""
+        if self._headers is None and (self._raw is None or name.encode() not in self._raw):
+            return None
+        return self.headers.get(name)
+
+
 def redacted(headers: dict[str, Any] | None) -> dict[str, str]:
     return {k: str(v) for k, v in (headers or {}).items()}

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 import anyio
 
 from actors.shop.messages import OrderCancelled, OrderCompleted
-from runtime import Actor, ActorOptions, ActorSystem, Backoff, Message, on_event
+from runtime import Actor, ActorOptions, ActorSystem, Backoff, Message, current_correlation_id, handler, on_event
 from runtime._transport import flush
 
 
@@ -179,3 +179,25 @@ class Service(Actor, options=ActorOptions(service=True)):
     @on_event(Noted)
     async def noted(self, event: Noted) -> None:
         self.log.add(event.key, event.n)
+
+
+class Pass(Message):
+    n: int
+
+
+class Passer(Actor):
+    """Hands each Noted event on to a Catcher, with a tell from inside the event handler."""
+
+    @on_event(Noted)
+    async def noted(self, event: Noted) -> None:
+        await self.system.ref(Catcher, "c").tell(Pass(event.n))
+
+
+class Catcher(Actor):
+    log: Log = Log()
+    correlations: ClassVar[list[str | None]] = []
+
+    @handler
+    async def caught(self, msg: Pass) -> None:
+        self.correlations.append(current_correlation_id())
+        self.log.add("caught", msg.n)

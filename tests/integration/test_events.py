@@ -12,10 +12,12 @@ import pytest
 
 from runtime import ActorSystem, EventsConfig, ProvisioningConflict
 from tests.integration.events_domain import (
+    Catcher,
     DeadLetterWatch,
     Idempotent,
     Log,
     Noted,
+    Passer,
     PerKey,
     Poison,
     Recorder,
@@ -183,3 +185,12 @@ async def test_a_stream_that_differs_from_the_code_is_reported_field_by_field(
     text = str(caught.value)
     assert "max_age is 604800.0 on the server, 60.0 in the code" in text
     assert "duplicate_window" in text
+
+
+async def test_a_tell_from_an_event_handler_carries_the_events_correlation_id(actor_system: ActorSystem) -> None:
+    Catcher.log, Catcher.correlations = Log(), []
+    await actor_system.spawn(Catcher, "c")
+    await actor_system.spawn(Passer, "p")
+    await actor_system.publish(Noted("k", 1), msg_id="evt-1")  # a root event: its id is its correlation
+    await Catcher.log.wait_for(1)
+    assert Catcher.correlations == ["evt-1"]
