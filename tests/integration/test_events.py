@@ -10,7 +10,7 @@ import msgspec
 import nats
 import pytest
 
-from runtime import ActorSystem, EventsConfig, ProvisioningConflict
+from runtime import ActorSystem, EventsConfig, ProvisioningConflict, PublishFailed
 from tests.integration.events_domain import (
     Catcher,
     DeadLetterWatch,
@@ -194,3 +194,32 @@ async def test_a_tell_from_an_event_handler_carries_the_events_correlation_id(ac
     await actor_system.publish(Noted("k", 1), msg_id="evt-1")  # a root event: its id is its correlation
     await Catcher.log.wait_for(1)
     assert Catcher.correlations == ["evt-1"]
+
+
+async def test_a_publish_nobody_stores_retries_then_fails_with_publish_failed(
+    nats_server: Any, corps_namespace: str
+) -> None:
+    cfg = EventsConfig(publish_timeout=0.6, publish_attempt_timeout=0.2)
+    async with ActorSystem(nats_server.url, namespace=corps_namespace, events=cfg) as system:
+        await system.events.js.delete_stream(system.events.stream)  # the server now answers 503
+        with anyio.fail_after(5), pytest.raises(PublishFailed, match="503"):
+            await system.publish(Noted("k", 1))
+        assert system.events.publisher.retries >= 2
+        assert system.events.publisher.published == 0
+
+
+async def test_a_publish_whose_ack_never_comes_times_out_per_attempt_then_fails(
+    nats_server: Any, corps_namespace: str
+) -> None:
+    cfg = EventsConfig(publish_timeout=0.6, publish_attempt_timeout=0.15)
+    async with ActorSystem(nats_server.url, namespace=corps_namespace, events=cfg) as system:
+        await system.events.js.delete_stream(system.events.stream)
+        silent = await nats.connect(nats_server.url)  # takes the event, never answers: no 503 either
+        try:
+            await silent.subscribe(f"{corps_namespace}.events.>")
+            await silent.flush()
+            with anyio.fail_after(5), pytest.raises(PublishFailed, match=r"no ack within 0\.15s"):
+                await system.publish(Noted("k", 1))
+        finally:
+            await silent.close()
+        assert system.events.publisher.retries >= 2
