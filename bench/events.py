@@ -25,6 +25,7 @@ import msgspec
 import nats
 import nats.errors
 
+from bench import peers
 from bench._model import Context, Row, Sample, Scenario, Target, Variant
 from bench.registry import register
 from runtime import Actor, ActorSystem, EmbeddedServer, Message, on_event, run
@@ -190,10 +191,13 @@ def events_publish(quick: bool) -> Scenario:
     return Scenario(
         "events-publish", "JetStream publish, each ack awaited before the next",
         {"events": 1_000 if quick else 10_000},
-        (Variant("corps", _suite_corps_publish), Variant("raw", _suite_raw_publish)),
-        (Row("event publish (acked)", "rate", "msg/s", "corps", "raw", Target(">=", 1.0)),),
+        (Variant("corps", _suite_corps_publish), Variant("raw", _suite_raw_publish),
+         *peers.variants(peers.fs_events_publish)),
+        (Row("event publish (acked)", "rate", "msg/s", "corps", "raw", Target(">=", 1.0), peer=peers.PEER),),
         ("raw: await js.publish(subject, payload) per event; corps: await system.publish(event) "
-         "(Nats-Msg-Id, correlation headers, retry on 503)",),
+         "(Nats-Msg-Id, correlation headers, retry on 503)",
+         "faststream: await broker.publish(payload, subject, stream=...) per event (PubAck awaited)"),
+        missing=peers.missing(),
     )
 
 
@@ -202,10 +206,14 @@ def events_consume(quick: bool) -> Scenario:
     return Scenario(
         "events-consume", "JetStream consume + decode + ack of events already in the stream",
         {"events": 2_000 if quick else 10_000},
-        (Variant("corps", _suite_corps_consume), Variant("raw", _suite_raw_consume)),
-        (Row("event consume+ack", "rate", "msg/s", "corps", "raw", Target(">=", 2.0)),),
+        (Variant("corps", _suite_corps_consume), Variant("raw", _suite_raw_consume),
+         *peers.variants(peers.fs_events_consume)),
+        (Row("event consume+ack", "rate", "msg/s", "corps", "raw", Target(">=", 2.0), peer=peers.PEER),),
         ("raw: pull_subscribe + fetch(batch=256) + decode + await msg.ack() per message; corps: an @on_event "
-         "actor (batched pulls, acks written together), timed from spawn to the last event handled",),
+         "actor (batched pulls, acks written together), timed from spawn to the last event handled",
+         "faststream: a durable pull subscriber (PullSub(batch_size=256), AckPolicy.ACK) decoding bytes, "
+         "timed from broker.start()"),
+        missing=peers.missing(),
     )
 
 

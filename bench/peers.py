@@ -171,3 +171,74 @@ async def fs_fanin(ctx: Context) -> Sample:
     finally:
         await broker.stop()
     return {"rate": n / elapsed, "seconds": elapsed, "messages": n}
+
+
+async def fs_events_publish(ctx: Context) -> Sample:
+    """``broker.publish(..., stream=...)`` per event: FastStream's JetStream publish awaits the PubAck."""
+    import secrets
+
+    import msgspec
+    import nats
+
+    from bench.events import Tick
+
+    n = ctx.params["events"]
+    ns = f"fs{secrets.token_hex(3)}"
+    payloads = [msgspec.msgpack.encode(Tick(i, "x" * 64)) for i in range(n)]
+    nc = await nats.connect(ctx.url)
+    broker = _broker(ctx.url)
+    try:
+        await nc.jetstream().add_stream(name=f"{ns}_fs", subjects=[f"{ns}.fs"])
+        await broker.start()
+        t0 = now()
+        for p in payloads:
+            await broker.publish(p, f"{ns}.fs", stream=f"{ns}_fs")
+        elapsed = now() - t0
+        await nc.jetstream().delete_stream(f"{ns}_fs")
+    finally:
+        await broker.stop()
+        await nc.close()
+    return {"rate": n / elapsed, "seconds": elapsed}
+
+
+async def fs_events_consume(ctx: Context) -> Sample:
+    """A durable pull subscriber (batches of 256, ack after the handler): FastStream's JetStream
+    consume, timed from ``broker.start()`` to the last event handled, as corps is from spawn."""
+    import asyncio
+    import secrets
+
+    import msgspec
+    import nats
+
+    from bench.core import Tally
+    from bench.events import DECODER, Tick
+
+    nats_mod: Any = importlib.import_module("faststream.nats")
+    ack: Any = importlib.import_module("faststream.middlewares").AckPolicy.ACK  # not nats's AckPolicy
+    n = ctx.params["events"]
+    ns = f"fs{secrets.token_hex(3)}"
+    nc = await nats.connect(ctx.url)
+    js = nc.jetstream()
+    await js.add_stream(name=f"{ns}_fs", subjects=[f"{ns}.fs"])
+    payload = msgspec.msgpack.encode(Tick(0, "x" * 64))
+    await asyncio.gather(*(js.publish(f"{ns}.fs", payload) for _ in range(n)))
+    tally = Tally(n)
+    broker = _broker(ctx.url)
+
+    async def sink(body: bytes) -> None:
+        DECODER.decode(body)
+        tally.hit()
+
+    sink.__annotations__ = {"body": bytes, "return": None}
+    broker.subscriber(f"{ns}.fs", stream=nats_mod.JStream(f"{ns}_fs", declare=False), durable="fs",
+                      pull_sub=nats_mod.PullSub(batch_size=256), ack_policy=ack)(sink)
+    try:
+        t0 = now()
+        await broker.start()
+        await tally.wait(TIMEOUT, "faststream consume")
+        elapsed = now() - t0
+    finally:
+        await broker.stop()
+        await js.delete_stream(f"{ns}_fs")
+        await nc.close()
+    return {"rate": n / elapsed, "seconds": elapsed}
