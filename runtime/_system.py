@@ -12,7 +12,6 @@ from typing import Any, Final, TypeVar, final
 
 import anyio
 from anyio.abc import TaskGroup
-from nats.aio.client import Client
 
 from runtime._actor import Actor
 from runtime._codec import Format, WireCodec
@@ -25,7 +24,16 @@ from runtime._metrics import DeadLetters
 from runtime._outbox import Outbox, Tracker
 from runtime._ref import ActorRef, encode_error
 from runtime._subjects import actor_subject, check_token, inbox_subject
-from runtime._transport import Route, connect, flush, max_payload, nats_errors, server_name, subscribe_route
+from runtime._transport import (
+    CorpsClient,
+    Route,
+    connect,
+    flush,
+    max_payload,
+    nats_errors,
+    server_name,
+    subscribe_route,
+)
 from runtime.errors import (
     NatsUnavailable,
     NoResponders,
@@ -116,7 +124,7 @@ class ActorSystem(SagaAPI):
         self._closing = False
         self._tg: TaskGroup | None = None
         self._drains: set[asyncio.Task[None]] = set()
-        self._nc: Client = None  # type: ignore[assignment]  # set in __aenter__
+        self._nc: CorpsClient = None  # type: ignore[assignment]  # set in __aenter__
         self._outbox: Outbox = None  # type: ignore[assignment]
         self._inbox: Inbox = None  # type: ignore[assignment]
         self._events_cfg = events or EventsConfig()
@@ -175,7 +183,8 @@ class ActorSystem(SagaAPI):
 
     async def _publish(self, subject: str, payload: bytes, reply: str) -> None:
         try:  # a plain try costs nothing on success; a @contextmanager cost a generator per publish
-            await self._nc.publish(subject, payload, reply=reply)
+            if self._nc.publish_now(subject, payload, reply):
+                await self._nc._flush_pending(force_flush=True)
         except Exception as exc:  # mapped by the one translation table, re-raised if unknown
             with nats_errors(subject):
                 raise exc from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterator
@@ -28,7 +29,7 @@ RECONNECT_WAIT: Final = 0.5
 INITIAL_CONNECT_ATTEMPTS: Final = 3
 
 
-async def connect(servers: list[str], name: str, closing: Callable[[], bool] = lambda: False) -> Client:
+async def connect(servers: list[str], name: str, closing: Callable[[], bool] = lambda: False) -> CorpsClient:
     """Connect with runtime-tuned options.
 
     Raises:
@@ -130,6 +131,40 @@ class CorpsClient(Client):
             self.stats["in_bytes"] += len(data)
             return
         await super()._process_msg(sid, subject, reply, data, headers)  # type: ignore[arg-type]  # None: no headers
+
+    def publish_now(self, subject: str, payload: bytes, reply: str = "") -> bool:
+        """``publish`` without its four coroutines and its Future per call: the PUB goes into
+        nats-py's pending buffer and its flusher task is woken once per batch, as publish does.
+
+        Returns True when the pending buffer is over its limit: the caller must then await
+        ``_flush_pending(force_flush=True)``, publish's own back-pressure.
+
+        Raises:
+            nats.errors.ConnectionClosedError / ConnectionDrainingError / OutboundBufferLimitError /
+            MaxPayloadError, as publish.
+        """
+        if self.is_closed:
+            raise nats.errors.ConnectionClosedError
+        if self.is_draining_pubs:
+            raise nats.errors.ConnectionDrainingError
+        size = len(payload)
+        connected = self.is_connected
+        if not connected and (self._max_pending_size <= 0 or size + self._pending_data_size > self._max_pending_size):
+            raise nats.errors.OutboundBufferLimitError
+        if size > self._max_payload:
+            raise nats.errors.MaxPayloadError
+        if reply:
+            cmd = b"PUB %b %b %d\r\n%b\r\n" % (subject.encode(), reply.encode(), size, payload)
+        else:
+            cmd = b"PUB %b %d\r\n%b\r\n" % (subject.encode(), size, payload)
+        self.stats["out_msgs"] += 1
+        self.stats["out_bytes"] += size
+        self._pending.append(cmd)
+        self._pending_data_size += len(cmd)
+        queue = self._flush_queue
+        if connected and queue is not None and queue.empty():
+            queue.put_nowait(asyncio.get_running_loop().create_future())  # wake the flusher
+        return 0 < self._max_pending_size < self._pending_data_size
 
     def _remove_sub(self, sid: int, max_msgs: int = 0) -> None:
         self._routes.pop(sid, None)

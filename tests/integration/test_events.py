@@ -218,7 +218,7 @@ async def test_a_publish_whose_ack_never_comes_times_out_per_attempt_then_fails(
         try:
             await silent.subscribe(f"{corps_namespace}.events.>")
             await silent.flush()
-            with anyio.fail_after(5), pytest.raises(PublishFailed, match=r"no ack within 0\.15s"):
+            with anyio.fail_after(5), pytest.raises(PublishFailed, match=r"no ack within \d\.\d\ds"):
                 await system.publish(Noted("k", 1))
         finally:
             await silent.close()
