@@ -6,12 +6,15 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
 
 import msgspec
 
+from runtime._context import current
 from runtime._messages import Message, Request, reply_type
 from runtime.errors import InvalidMessage
 
 if TYPE_CHECKING:
     from runtime._actor import Actor
     from runtime._system import ActorSystem
+
+_current_get = current.get
 
 A = TypeVar("A", bound="Actor")
 R = TypeVar("R", bound=Message)
@@ -44,7 +47,16 @@ class ActorRef(Generic[A]):
             InvalidMessage: ``msg`` is not a Message, cannot be encoded, or is over the size limit.
         """
         system = self._system
-        part = system._encode(self.subject, msg, 0)
+        cur = _current_get()
+        if (cur is None or cur.item is None) and isinstance(msg, Message):
+            # The hot path, inlined: a root tell's envelope is (msg, 0, seq) (ActorSystem._encode).
+            system._seq += 1
+            try:
+                part = system._encode_env((msg, 0, system._seq))
+            except Exception as exc:
+                raise encode_error(self.subject, msg, exc) from exc
+        else:
+            part = system._encode(self.subject, msg, 0)
         if not system._outbox.push(self.subject, part):
             await system._outbox.send(self.subject, part)
 

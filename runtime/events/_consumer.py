@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("corps.events")
 
+STOP_QUIET = 0.1
+"""Seconds without a delivery after which a stopping consumer stops waiting for its open pull."""
+
 
 class EventConsumer:
     """Consumes the events one actor class handles, on this node."""
@@ -92,18 +95,39 @@ class EventConsumer:
             log.error("event consumer %s: task failed", self.name, exc_info=task.exception())
 
     async def stop(self) -> None:
-        """Stop pulling; deliveries already in mailboxes finish (the system drain waits for them).
-        Held-back and retrying deliveries are left unacked: the server redelivers them."""
+        """Stop pulling, and hand back at once what this node will not handle.
+
+        Deliveries already in mailboxes finish (the system drain waits for them). Deliveries
+        waiting for a retry are nak'ed, and so is every delivery the open pull request still
+        brings until it goes quiet: another node gets them now, not after ``ack_wait``.
+        """
         self._stopping = True
-        for timer in self._timers.values():
+        for seq, timer in list(self._timers.items()):
             timer.cancel()
+            d = self.outstanding.get(seq)
+            if d is not None:
+                self._hand_back(d)
+        self._timers.clear()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        while not self._ended.is_set():  # a request still being filled: let it finish, nak'ing
+            got = self._got
+            with anyio.move_on_after(STOP_QUIET):
+                await self._ended.wait()
+            if self._got == got:
+                break  # quiet: nothing is behind this request (it may wait for new events)
         if self._sub is not None:
             await self._sub.unsubscribe()
             self._sub = None
+
+    def _hand_back(self, d: EventDelivery) -> None:
+        """Nak ``d`` and, for a key, every delivery held back behind it: none may overtake it here."""
+        waiting = self.keys.pop(d.key, None) if d.key is not None else None
+        for x in [d, *(waiting or ())]:
+            self._acks.add(x.msg.reply, b"-NAK")
+            self.outstanding.pop(x.meta.stream_seq, None)
 
     # -- pulling ---------------------------------------------------------------------------
 
@@ -178,6 +202,9 @@ class EventConsumer:
         self._got += 1  # one request at a time: a late delivery of a stale one only ends this one early
         if self._got >= self._want:
             self._ended.set()
+        if self._stopping:
+            self._acks.add(msg.reply, b"-NAK")  # pulled while stopping: straight back to the stream
+            return
         meta = parse_ack_subject(msg.reply)
         if meta is None:
             log.warning("event consumer %s: delivery with an unexpected reply subject %r", self.name, msg.reply)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -223,3 +224,23 @@ async def test_a_publish_whose_ack_never_comes_times_out_per_attempt_then_fails(
         finally:
             await silent.close()
         assert system.events.publisher.retries >= 2
+
+
+async def test_a_stopping_node_hands_its_pulled_backlog_back_at_once(
+    nats_server: Any, corps_namespace: str
+) -> None:
+    # ack_wait stays at its default (30 s): an event left unacked by the stopping node would
+    # reach the next one only after it, far past this test's deadline.
+    cfg = EventsConfig(batch=200, max_ack_pending=400)
+    Recorder.log = log = Log()
+    total = 3000
+    async with ActorSystem(nats_server.url, namespace=corps_namespace, events=cfg) as first:
+        for start in range(0, total, 500):
+            await asyncio.gather(*(first.publish(Noted("b", n)) for n in range(start, start + 500)))
+        await first.spawn(Recorder, "r")
+        await log.wait_for(1)  # stopping now: its open pull request is still being filled
+    handled_by_first = len(log.seen)
+    assert handled_by_first < total, "the first node handled everything: nothing was handed back"
+    async with ActorSystem(nats_server.url, namespace=corps_namespace, events=cfg) as second:
+        await second.spawn(Recorder, "r")
+        await log.wait_until(lambda: {n for _, n in log.seen} == set(range(total)), timeout=10)
