@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 import anyio
 
+from actors.shop import hybrid
 from actors.shop.messages import OrderCancelled, OrderCompleted
 from runtime import Actor, ActorOptions, ActorSystem, Backoff, Message, current_correlation_id, handler, on_event
 from runtime._transport import flush
@@ -107,16 +108,6 @@ class OutcomeWatcher(Actor, options=ActorOptions(name="OutcomeWatcher")):
         return cls.ended[namespace]
 
 
-async def until(check: Callable[[], Awaitable[bool]], timeout: float = 10.0, what: str = "condition") -> None:
-    """Poll server-side state (a stream, another process) until ``check()`` holds, bounded.
-
-    Only for state with no event to wait on; in-process progress uses ``Log.wait_for``.
-    """
-    with anyio.fail_after(timeout):
-        while not await check():  # noqa: ASYNC110 -- polling a server's state: no event exists
-            await anyio.sleep(0.02)
-
-
 FAST = Backoff(initial=0.02, factor=2.0, max=0.1)
 
 
@@ -201,3 +192,27 @@ class Catcher(Actor):
     async def caught(self, msg: Pass) -> None:
         self.correlations.append(current_correlation_id())
         self.log.add("caught", msg.n)
+
+
+class WatchedNotifications(hybrid.Notifications, options=ActorOptions(name="Notifications")):
+    """The hybrid shop's notifications context, with a log a test can wait on."""
+
+    log: ClassVar[Log] = Log()
+
+    async def completed(self, event: OrderCompleted) -> None:
+        await super().completed(event)
+        self.log.add(event.order_id, len(self.sent))
+
+    async def cancelled(self, event: OrderCancelled) -> None:
+        await super().cancelled(event)
+        self.log.add(event.order_id, len(self.sent))
+
+
+class WatchedSales(hybrid.SalesProjection, options=ActorOptions(name="SalesProjection")):
+    """The hybrid shop's sales projection, with a log a test can wait on."""
+
+    log: ClassVar[Log] = Log()
+
+    async def outcome(self, event: OrderCompleted | OrderCancelled) -> None:
+        await super().outcome(event)
+        self.log.add(event.order_id, 0)

@@ -11,7 +11,7 @@ import nats
 from actors.shop import choreographed as choreo
 from actors.shop.messages import INITIAL_STOCK, GetLedger, GetStock, OrderPlaced, OrderRequest
 from runtime import ActorSystem
-from tests.integration.events_domain import OutcomeWatcher, until
+from tests.integration.events_domain import Log, OutcomeWatcher, WatchedNotifications, WatchedSales
 
 ORDERS = [
     OrderRequest("o1", "apple", 3, "4242", 300, "1 Main St"),         # completes
@@ -87,16 +87,17 @@ async def test_the_hybrid_orders_context_publishes_outcomes_that_other_contexts_
 ) -> None:
     from actors.shop import hybrid
 
+    WatchedNotifications.log = notified = Log()
+    WatchedSales.log = counted = Log()
     orders = await actor_system.spawn(hybrid.OrdersContext, "orders")
-    notifications = await actor_system.spawn(hybrid.Notifications, "notify")
-    sales = await actor_system.spawn(hybrid.SalesProjection, "sales")
+    notifications = await actor_system.spawn(WatchedNotifications, "notify")
+    sales = await actor_system.spawn(WatchedSales, "sales")
     for order in ORDERS:
         await orders.ask(hybrid.SubmitOrder(order))
     await orders.ask(hybrid.SubmitOrder(ORDERS[0]))  # submitted twice: one event (same msg id)
-    async def all_notified() -> bool:  # the other contexts follow asynchronously
-        return len((await notifications.ask(hybrid.GetSent())).lines) >= len(ORDERS)
-
-    await until(all_notified)
+    await notified.wait_for(len(ORDERS))  # the other contexts follow asynchronously
+    await counted.wait_for(len(ORDERS))
+    assert len((await notifications.ask(hybrid.GetSent())).lines) == len(ORDERS)
     live = await sales.ask(hybrid.GetSales())
     assert live == hybrid.Sales(4, {"card declined": 1, "undeliverable": 1})
     assert await hybrid.rebuild(actor_system) == live  # the projection rebuilt by replay agrees
