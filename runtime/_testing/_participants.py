@@ -105,8 +105,12 @@ class FaultInjector:
         injector = self
 
         async def effect(actor: Actor, msg: Message) -> Any:
-            reply = await raw(actor, msg)
             saga_id, _, step = (current_idempotency_key() or "").partition(":")
+            if injector.fault(saga_id, step).kind == "reject":
+                # Refused inside @idempotent, as a participant's own refusal is: it is recorded,
+                # and a late copy of the request gets the refusal again, even once healed.
+                raise StepRejected(f"injected: {step} rejected")
+            reply = await raw(actor, msg)
             injector._record("effect", saga_id, step, actor)
             return reply
 
@@ -120,9 +124,6 @@ class FaultInjector:
             key, saga_id, step, d = delivery
             f = injector.fault(saga_id, step)
             late = injector.timeout * 1.5
-            if f.kind == "reject":
-                injector.rejected.add(key)
-                raise StepRejected(f"injected: {step} rejected")
             if f.kind == "transient" and d <= f.times:
                 raise InjectedFault(f"injected: {step} failed (delivery {d})")
             if f.kind == "timeout_before" and d <= f.times:

@@ -189,16 +189,12 @@ class SagaWorld:
         assert self.system is not None
         await self.system.coordinator()
 
-    async def redeliver(self, key: str, *, rejected: bool = False) -> None:
-        """Deliver a step request again (same idempotency key), as a duplicating transport would.
-
-        ``rejected``: also a request that was refused with StepRejected. Off by default: the
-        idempotency records do not remember refusals, so a late copy of a refused request can
-        apply once the refusal's cause is gone (known gap, see docs/testing.md).
-        """
+    async def redeliver(self, key: str) -> None:
+        """Deliver a step request again (same idempotency key), as a duplicating transport would:
+        refused requests too, whose refusal ``@idempotent`` recorded and must repeat."""
         assert self.parts is not None
         found = self.injector.requests.get(key)
-        if found is None or (key in self.injector.rejected and not rejected):
+        if found is None:
             return
         cls, actor_id, msg = found
         with contextlib.suppress(RemoteError, CorpsError):  # a fenced step is refused: fine

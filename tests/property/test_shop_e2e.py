@@ -95,7 +95,7 @@ def test_a_late_copy_of_a_refused_step_request_has_no_effect(nats_server: Embedd
             await world.start(FastPlaceOrder, first, FaultPlan(), saga_id="a")
             await world.start(FastPlaceOrder, second, FaultPlan(), saga_id="b")
             await world.drain()
-            await world.redeliver("b:reserve", rejected=True)   # the copy arrives once stock is back
+            await world.redeliver("b:reserve")   # the copy arrives once stock is back
             return world
 
     with anyio.from_thread.start_blocking_portal() as portal:
