@@ -8,7 +8,12 @@ blocking portal (an event loop in a thread of its own). It opens, in a namespace
 * one ActorSystem whose coordinator runs the sagas, with a short lease so a crashed
   coordinator's sagas are taken over within a second. Every coordinator it starts writes the
   saga log through a recording wrapper (each write, with the revision it read and got, lands in
-  the history: what the one-owner check reads).
+  the history: what the one-owner check reads);
+* with ``standby=True``, a second coordinator system: it takes over what the first one's
+  expired leases leave, so a *paused* first coordinator (``pause``: it stops renewing its
+  leases and its saga-log writes stall, as a process stopped by a long GC or a VM pause does)
+  comes back (``resume``) to sagas that another now drives, and every write it still tries
+  must lose its compare-and-set.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import anyio
@@ -35,10 +40,12 @@ from runtime.saga._log import SagaLog, SagaRecord, Stale
 class _RecordingLog:
     """The saga log, with every create and write recorded (process = the writing coordinator)."""
 
-    def __init__(self, inner: SagaLog, history: History, process: str) -> None:
+    def __init__(self, inner: SagaLog, history: History, process: str,
+                 gate: Callable[[], Awaitable[None]] | None = None) -> None:
         self._inner = inner
         self._history = history
         self._process = process
+        self._gate = gate  # awaited before every write: a paused process's writes stall
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
@@ -49,12 +56,16 @@ class _RecordingLog:
                              value=LogWrite(expected, revision, s.status, record.owner, log_digest(s)))
 
     async def create(self, record: SagaRecord) -> int | None:
+        if self._gate is not None:
+            await self._gate()
         revision = await self._inner.create(record)
         if revision is not None:
             self._record(True, record, 0, revision)
         return revision
 
     async def write(self, record: SagaRecord, revision: int) -> int:
+        if self._gate is not None:
+            await self._gate()
         try:
             new = await self._inner.write(record, revision)
         except Stale:
@@ -92,7 +103,8 @@ class SagaWorld:
 
     def __init__(self, url: str, server_name: str | None, sagas: Sequence[type[Saga[Any]]],
                  participants: Sequence[tuple[type[Actor], str]], *, step_timeout: float,
-                 lease: float = 0.5, scan_interval: float = 0.05, history: History | None = None) -> None:
+                 lease: float = 0.5, scan_interval: float = 0.05, history: History | None = None,
+                 standby: bool = False) -> None:
         self.url, self.server_name = url, server_name
         self.sagas = tuple(sagas)
         self.participants = tuple(participants)
@@ -108,6 +120,12 @@ class SagaWorld:
         self._stack = contextlib.AsyncExitStack()
         self.parts: ActorSystem | None = None
         self.system: ActorSystem | None = None
+        self.standby: ActorSystem | None = None
+        self._want_standby = standby
+        self.paused = False
+        self.pauses = 0
+        self._resumed = anyio.Event()
+        self._resumed.set()
 
     async def __aenter__(self) -> SagaWorld:
         kwargs: dict[str, Any] = {"namespace": self.namespace}
@@ -116,16 +134,28 @@ class SagaWorld:
         self.parts = await self._stack.enter_async_context(ActorSystem(self.url, **kwargs))
         for cls, actor_id in self.participants:
             await self.parts.spawn(self.injector.participant(cls), actor_id)
-        self.system = await self._stack.enter_async_context(ActorSystem(
-            self.url, sagas=self.sagas, saga_lease=self.lease, saga_scan_interval=self.scan_interval, **kwargs))
-        self._instrument(self.system)
-        await self.system.coordinator()
+        self.system = await self._coordinator_system(kwargs, pausable=True)
+        if self._want_standby:
+            self.standby = await self._coordinator_system(kwargs, pausable=False)
         return self
+
+    async def _coordinator_system(self, kwargs: dict[str, Any], *, pausable: bool) -> ActorSystem:
+        system = ActorSystem(self.url, sagas=self.sagas, saga_lease=self.lease,
+                             saga_scan_interval=self.scan_interval, **kwargs)
+        # Before it starts: a system with sagas starts its coordinator at once.
+        self._instrument(system, self._until_resumed if pausable else None)
+        await self._stack.enter_async_context(system)
+        await system.coordinator()
+        return system
 
     async def __aexit__(self, *exc: object) -> None:
         await self._stack.aclose()
 
-    def _instrument(self, system: ActorSystem) -> None:
+    async def _until_resumed(self) -> None:
+        while self.paused:
+            await self._resumed.wait()
+
+    def _instrument(self, system: ActorSystem, gate: Callable[[], Awaitable[None]] | None) -> None:
         """Every coordinator this system starts writes through a recording log, from its first write."""
         world = self
 
@@ -137,7 +167,7 @@ class SagaWorld:
                     world._generation += 1
                     process = f"{system.node[:8]}#{world._generation}"
                     saga_log = await SagaLog.open(system._nc.jetstream(), system.namespace)
-                    recording: Any = _RecordingLog(saga_log, world.history, process)
+                    recording: Any = _RecordingLog(saga_log, world.history, process, gate)
                     current = Coordinator(system, recording, lease=world.lease, scan_interval=world.scan_interval)
                     for saga in system._saga_classes:
                         current.register(saga)
@@ -168,8 +198,10 @@ class SagaWorld:
         self.history.record("invoke", "start", saga_id, value=plan)
         if plan.crash is not None:
             await self.arm(plan.crash)
+        # A paused coordinator cannot start anything: a client's start reaches a live one.
+        system = self.standby if self.paused and self.standby is not None else self.system
         try:
-            await self.system.start_saga(saga, saga_input, saga_id)
+            await system.start_saga(saga, saga_input, saga_id)
         except CorpsError as exc:
             self.history.record("info", "start", saga_id, value=repr(exc))
             return saga_id
@@ -184,10 +216,33 @@ class SagaWorld:
         coordinator.crash_points = _CrashAt(crash)
         self.crashes += 1
 
+    async def pause(self) -> None:
+        """The live coordinator stops renewing its leases and its saga-log writes stall until
+        ``resume``: the standby takes its sagas over once their leases run out, and the writes
+        it makes when resumed must then fail."""
+        assert self.system is not None
+        assert self.standby is not None, "pause needs SagaWorld(standby=True)"
+        coordinator = await self.system.coordinator()
+        coordinator.renewing = False
+        self._resumed = anyio.Event()
+        self.paused = True
+        self.pauses += 1
+        self.history.record("info", "pause", "-")
+
+    async def resume(self) -> None:
+        """The paused coordinator renews its leases again (those it still holds)."""
+        assert self.system is not None
+        c = self.system._coordinator
+        if c is not None:
+            c.renewing = True
+        self.paused = False
+        self._resumed.set()
+        self.history.record("info", "resume", "-")
+
     async def restart(self) -> None:
         """Start a fresh coordinator if the last one died; it takes over once the lease runs out."""
         assert self.system is not None
-        await self.system.coordinator()
+        await self.system.coordinator()  # while paused, a fresh one's writes stall too (resume)
 
     async def redeliver(self, key: str) -> None:
         """Deliver a step request again (same idempotency key), as a duplicating transport would:
@@ -217,6 +272,7 @@ class SagaWorld:
         c = self.system._coordinator
         if c is not None and not c.dead:
             c.crash_points = set()
+        await self.resume()
         await self.restart()
         deadline = time.monotonic() + timeout
         for sid in self.started:

@@ -175,7 +175,10 @@ class Coordinator:
             self._execute(saga_id, d, commands)
             async with d.receive:
                 while not d.state.status.terminal:
-                    event = await d.receive.receive()
+                    try:
+                        event = await d.receive.receive()
+                    except anyio.EndOfStream:
+                        return  # its lease was lost (_renew): another coordinator drives it now
                     new, commands = d.engine.advance(d.state, event)
                     if new is d.state:
                         continue  # stale or duplicate: nothing to write, nothing to do
@@ -330,8 +333,9 @@ class Coordinator:
                 d.revision = await self.log.write(record, d.revision)
                 d.lease_until = record.lease_until
             except Stale:
-                log.warning("saga %s: lease lost to another coordinator", saga_id)
-                d.send.close()
+                log.warning("saga %s: lease lost to another coordinator; %s stops driving it", saga_id, self.node)
+                self.lost.setdefault(saga_id, anyio.Event()).set()
+                d.send.close()  # ends its _drive loop (and only that saga's)
             except SagaStoreUnavailable:
                 pass  # the next round tries again; meanwhile no transition can be written either
 

@@ -452,3 +452,31 @@ async def test_a_paused_coordinator_that_lost_its_lease_cannot_write(
     assert GatedShipping.arrived == ["g1", "g1"]  # the handler ran twice; @idempotent applied it once
     assert await stock(parts) == 98
     assert await money(parts) == {"visa": 500}
+
+
+async def test_a_resumed_coordinator_that_finds_its_lease_taken_drops_only_that_saga(
+    actor_system_factory: Factory, coordinators: Factory
+) -> None:
+    # Found by the state machine's pause rule: a renewal that lost its CAS closed the saga's
+    # event stream, and the EndOfStream in its drive loop killed the whole coordinator.
+    parts: ActorSystem = await actor_system_factory()
+    await parts.spawn(Inventory, WAREHOUSE)
+    await parts.spawn(Payments, PAYMENTS)
+    await parts.spawn(GatedShipping, COURIER)
+    GatedShipping.gate, GatedShipping.arrived = anyio.Event(), []
+    stale: ActorSystem = await coordinators(sagas=(GatedOrder,))
+    c1 = await stale.coordinator()
+    c1.renewing = False  # paused while its ship request is out
+    sid = await stale.start_saga(GatedOrder, order("r1"))
+    fresh: ActorSystem = await coordinators(sagas=(GatedOrder,))
+    with anyio.fail_after(10):
+        await (await fresh.coordinator()).taken.setdefault(sid, anyio.Event()).wait()
+    c1.renewing = True  # resumed: its next renewal finds the saga rewritten by the other one
+    with anyio.fail_after(10):
+        await c1.lost.setdefault(sid, anyio.Event()).wait()
+    assert not c1.dead
+    GatedShipping.gate.set()
+    assert (await fresh.wait_saga(sid, timeout=10)).status is SagaStatus.COMPLETED
+    assert not c1.drives(sid)
+    again = await stale.start_saga(GatedOrder, order("r2"))  # and it goes on driving other sagas
+    assert (await stale.wait_saga(again, timeout=10)).status is SagaStatus.COMPLETED

@@ -47,6 +47,7 @@ class ShopMachine(SagaMachine):
         return await conservation(world)
 
 
+@pytest.mark.timeout(240)  # 25 examples with crashes, pauses past the lease and takeovers: real time
 def test_the_shop_saga_keeps_its_invariants_and_conserves_stock_and_money(nats_server: EmbeddedServer) -> None:
     run_saga_machine(ShopMachine, nats_server, settings=E2E)
 
