@@ -18,13 +18,14 @@ import anyio
 import msgspec
 
 from runtime._actor import Actor, new_instance, overrides
+from runtime._client import Route, subscribe_route
 from runtime._codec import BAD, BARE, MSGPACK_ARRAY, RAW_FRAME, Envelope, ErrorReply, Reply, encode_as, sniff
 from runtime._context import Current, current, current_correlation_id
 from runtime._metrics import ClassMetrics
 from runtime._presence import Presence
 from runtime._subjects import actor_class_wildcard
 from runtime._supervision import Restart, Resume, Stop, restart_delay
-from runtime._transport import Route, flush, subscribe_route
+from runtime._transport import flush
 from runtime.errors import StepRejected
 
 if TYPE_CHECKING:

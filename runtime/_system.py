@@ -14,6 +14,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from runtime._actor import Actor
+from runtime._client import CorpsClient, Route, subscribe_route
 from runtime._codec import Format, WireCodec
 from runtime._context import current
 from runtime._embedded import EmbeddedServer
@@ -24,16 +25,7 @@ from runtime._metrics import DeadLetters
 from runtime._outbox import Outbox, Tracker
 from runtime._ref import ActorRef, encode_error
 from runtime._subjects import actor_subject, check_token, inbox_subject
-from runtime._transport import (
-    CorpsClient,
-    Route,
-    connect,
-    flush,
-    max_payload,
-    nats_errors,
-    server_name,
-    subscribe_route,
-)
+from runtime._transport import connect, flush, max_payload, nats_errors, server_name
 from runtime.errors import (
     NatsUnavailable,
     NoResponders,

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import msgspec
 
+from runtime._client import Route, subscribe_route
 from runtime._codec import union_of
-from runtime._transport import Route, subscribe_route
 from runtime.events._delivery import EventDelivery
 from runtime.events._dlq import write_dead_letter
 from runtime.events._wire import REDRIVE_FOR, STATUS, AckBuffer, Inbound, events_subject, parse_ack_subject

@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import msgspec
 
+from runtime._client import Route, subscribe_route
 from runtime._messages import Message
-from runtime._transport import Route, nats_errors, subscribe_route
+from runtime._transport import nats_errors
 from runtime.errors import InvalidMessage, PublishFailed
 from runtime.events._wire import CAUSE, CORR, MSG_ID, PUBACK_DECODER, STATUS, PubAck, build_headers, hpub
 

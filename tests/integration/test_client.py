@@ -1,4 +1,4 @@
-"""CorpsClient on a real nats-server: direct routes keep per-subscription order, publish_now is publish."""
+"""CorpsClient on a real nats-server: direct routes keep per-subscription order; publish_now is publish."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import pytest
 from nats.aio.msg import Msg
 
 from runtime import EmbeddedServer
-from runtime._transport import CorpsClient, Route, connect, flush
+from runtime._client import CorpsClient, Route
+from runtime._transport import connect, flush
 
 
 async def test_a_route_keeps_arrival_order_across_taken_and_declined_messages(nats_server: EmbeddedServer) -> None:
