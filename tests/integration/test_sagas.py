@@ -26,7 +26,7 @@ from actors.shop.messages import (
 from actors.shop.orchestrated import COURIER, PAYMENTS, WAREHOUSE, Inventory, Payments, PlaceOrder, Shipping
 from runtime import ActorSystem, RemoteError, SagaNotFound, SagaTimeout
 from runtime._embedded import EmbeddedServer
-from runtime.saga import CRASH_POINTS, Kind, SagaStatus
+from runtime.saga import CRASH_POINTS, Coordinator, Kind, SagaStatus
 
 Factory = Callable[..., Any]
 
@@ -428,9 +428,11 @@ class GatedOrder(Saga[OrderRequest]):
     )
 
 
-async def test_a_paused_coordinator_that_lost_its_lease_cannot_write(
-    actor_system_factory: Factory, coordinators: Factory
-) -> None:
+async def taken_over_while_paused(
+    actor_system_factory: Factory, coordinators: Factory, order_id: str
+) -> tuple[ActorSystem, Coordinator, str, ActorSystem, ActorSystem]:
+    """A GatedOrder whose coordinator stopped renewing while its ship request is held, taken
+    over by a fresh coordinator: (stale system, its coordinator, saga id, fresh system, parts)."""
     parts: ActorSystem = await actor_system_factory()
     await parts.spawn(Inventory, WAREHOUSE)
     await parts.spawn(Payments, PAYMENTS)
@@ -439,10 +441,17 @@ async def test_a_paused_coordinator_that_lost_its_lease_cannot_write(
     stale: ActorSystem = await coordinators(sagas=(GatedOrder,))
     c1 = await stale.coordinator()
     c1.renewing = False  # paused: its lease runs out while its ship request is still out
-    sid = await stale.start_saga(GatedOrder, order("g1"))
+    sid = await stale.start_saga(GatedOrder, order(order_id))
     fresh: ActorSystem = await coordinators(sagas=(GatedOrder,))
     with anyio.fail_after(10):  # the fresh coordinator takes the saga over and re-sends the step
         await (await fresh.coordinator()).taken.setdefault(sid, anyio.Event()).wait()
+    return stale, c1, sid, fresh, parts
+
+
+async def test_a_paused_coordinator_that_lost_its_lease_cannot_write(
+    actor_system_factory: Factory, coordinators: Factory
+) -> None:
+    _, c1, sid, fresh, parts = await taken_over_while_paused(actor_system_factory, coordinators, "g1")
     GatedShipping.gate.set()  # both copies (one idempotency key) go through: one effect
     info = await fresh.wait_saga(sid, timeout=10)
     with anyio.fail_after(10):  # the stale coordinator's late reply must lose the CAS
@@ -459,18 +468,7 @@ async def test_a_resumed_coordinator_that_finds_its_lease_taken_drops_only_that_
 ) -> None:
     # Found by the state machine's pause rule: a renewal that lost its CAS closed the saga's
     # event stream, and the EndOfStream in its drive loop killed the whole coordinator.
-    parts: ActorSystem = await actor_system_factory()
-    await parts.spawn(Inventory, WAREHOUSE)
-    await parts.spawn(Payments, PAYMENTS)
-    await parts.spawn(GatedShipping, COURIER)
-    GatedShipping.gate, GatedShipping.arrived = anyio.Event(), []
-    stale: ActorSystem = await coordinators(sagas=(GatedOrder,))
-    c1 = await stale.coordinator()
-    c1.renewing = False  # paused while its ship request is out
-    sid = await stale.start_saga(GatedOrder, order("r1"))
-    fresh: ActorSystem = await coordinators(sagas=(GatedOrder,))
-    with anyio.fail_after(10):
-        await (await fresh.coordinator()).taken.setdefault(sid, anyio.Event()).wait()
+    stale, c1, sid, fresh, _ = await taken_over_while_paused(actor_system_factory, coordinators, "r1")
     c1.renewing = True  # resumed: its next renewal finds the saga rewritten by the other one
     with anyio.fail_after(10):
         await c1.lost.setdefault(sid, anyio.Event()).wait()
