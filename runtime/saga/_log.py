@@ -16,7 +16,6 @@ import contextlib
 import re
 from typing import Final
 
-import anyio
 import msgspec
 import nats.errors
 import nats.js.errors
@@ -24,6 +23,7 @@ from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KeyValue
 
+from runtime._kvkeys import live_keys
 from runtime.errors import SagaNotFound, SagaStoreUnavailable
 from runtime.saga._state import SagaState
 
@@ -65,7 +65,9 @@ def check_saga_id(saga_id: str) -> str:
 class SagaLog:
     """Reads and CAS-writes saga records in JetStream KV."""
 
-    def __init__(self, kv: KeyValue) -> None:
+    def __init__(self, js: JetStreamContext, bucket: str, kv: KeyValue) -> None:
+        self._js = js
+        self._bucket = bucket
         self._kv = kv
 
     @classmethod
@@ -78,11 +80,11 @@ class SagaLog:
         bucket = f"{namespace}-sagas"
         try:
             try:
-                return cls(await js.key_value(bucket))
+                return cls(js, bucket, await js.key_value(bucket))
             except nats.js.errors.BucketNotFoundError:
                 cfg = KeyValueConfig(bucket=bucket, history=1, storage=StorageType.FILE, replicas=replicas,
                                      description="corps saga log")
-                return cls(await js.create_key_value(cfg))
+                return cls(js, bucket, await js.create_key_value(cfg))
         except (nats.errors.Error, TimeoutError) as exc:
             raise SagaStoreUnavailable(f"cannot open KV bucket {bucket!r}: {exc!r}") from exc
 
@@ -164,20 +166,10 @@ class SagaLog:
         return await self._ids("s")
 
     async def _ids(self, prefix: str) -> list[str]:
-        # Not KeyValue.keys(filters=...): nats-py 2.16 watches every key and keeps those whose
-        # name *contains* the filter string, so "a.>" matches nothing. A watch on the subject
-        # filters on the server.
-        keys: list[str] = []
+        # Not KeyValue.keys()/watch(): their end-of-listing marker can come early and drop keys
+        # (see runtime._kvkeys); their filter is also a substring match in nats-py 2.16.
         try:
-            with anyio.fail_after(KV_TIMEOUT):
-                watcher = await self._kv.watch(f"{prefix}.>", ignore_deletes=True, meta_only=True)
-                try:
-                    async for entry in watcher:
-                        if entry is None:  # the end of what is stored now
-                            break
-                        keys.append(entry.key)
-                finally:
-                    await watcher.stop()  # type: ignore[no-untyped-call]
+            keys = await live_keys(self._js, self._bucket, f"{prefix}.>", timeout=KV_TIMEOUT)
         except (nats.errors.Error, TimeoutError) as exc:
             raise SagaStoreUnavailable(f"list sagas: {exc!r}") from exc
-        return sorted(k[len(prefix) + 1 :] for k in keys)
+        return [k[len(prefix) + 1 :] for k in keys]
