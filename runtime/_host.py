@@ -1,4 +1,5 @@
-"""Hosting one actor class on one node: decode, route to instances, run mailboxes, supervise.
+"""Hosting one actor class on one node: route to instances, run mailboxes, supervise (decoding
+is ``runtime._intake``).
 
 Entity actors: one wildcard subscription per class, routed in-process by id. An idle instance
 is a ``_Cell`` in a dict, with no task and no queue of its own; a drain task exists only while
@@ -15,12 +16,12 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 import anyio
-import msgspec
 
 from runtime._actor import Actor, new_instance, overrides
 from runtime._client import Route, subscribe_route
-from runtime._codec import BAD, BARE, MSGPACK_ARRAY, RAW_FRAME, Envelope, ErrorReply, Reply, encode_as, sniff
+from runtime._codec import Envelope, ErrorReply, Reply, encode_as
 from runtime._context import Current, current, current_correlation_id
+from runtime._intake import decode, decode_fast
 from runtime._metrics import ClassMetrics
 from runtime._presence import Presence
 from runtime._subjects import actor_class_wildcard
@@ -147,7 +148,7 @@ class ClassHost:
         return cell is not None and self._take(cell, subject, reply, data, headers)
 
     def _take(self, cell: _Cell, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> bool:
-        envs = self._decode_fast(data)
+        envs = decode_fast(self.cls._decoders, self.options.max_message_bytes, data)
         return envs is not None and self._enqueue_now(cell, reply.decode(), envs, False)
 
     async def _on_entity_msg(self, msg: Msg) -> None:
@@ -155,7 +156,7 @@ class ClassHost:
 
     async def _receive(self, cell: _Cell | None, msg: Msg) -> None:
         """Decode one NATS message and route it to ``cell`` (None: no instance with that id here)."""
-        envs = self._decode_fast(msg.data)
+        envs = decode_fast(self.cls._decoders, self.options.max_message_bytes, msg.data)
         is_json = False
         if envs is None:
             envs, is_json = await self._decode(msg)
@@ -165,18 +166,6 @@ class ClassHost:
             await self._unknown(msg.subject, msg.reply, envs, is_json)
         elif not self._enqueue_now(cell, msg.reply, envs, is_json):
             await self._deliver(cell, msg.reply, envs, is_json)
-
-    def _decode_fast(self, data: bytes) -> list[Envelope[Any]] | None:
-        """A msgpack frame within the size limit that decodes in one typed pass, or None: the
-        general path (``_decode``) then answers or records whatever is wrong with it."""
-        decoders = self.cls._decoders
-        if not data or data[0] not in MSGPACK_ARRAY or decoders is None or len(data) > self.options.max_message_bytes:
-            return None
-        try:
-            envs: list[Envelope[Any]] = decoders.frame_and_bare(False)[0].decode(data)
-        except msgspec.MsgspecError:
-            return None
-        return envs
 
     def _enqueue_now(self, cell: _Cell, reply: str, envs: list[Envelope[Any]], is_json: bool) -> bool:
         """Queue ``envs`` for a live instance whose mailbox has room for all of them, without
@@ -198,53 +187,10 @@ class ClassHost:
 
     async def _decode(self, msg: Msg) -> tuple[list[Envelope[Any]], bool]:
         """Decode a frame or a bare message. Bad parts are answered and recorded here."""
-        data: bytes = msg.data
-        kind, is_json = sniff(data)
-        decoders = self.cls._decoders
-        limit = self.options.max_message_bytes
-        if kind == BAD or decoders is None:
-            why = "no handlers" if decoders is None else "payload is neither a message (map) nor a frame (array)"
-            await self._reject(msg.subject, msg.reply, -1, is_json, "InvalidMessage", why)
-            return [], is_json
-        frame, bare = decoders.frame_and_bare(is_json)
-        if kind == BARE:
-            rid = -1 if msg.reply else 0
-            if len(data) > limit:
-                await self._reject(msg.subject, msg.reply, rid, is_json, "InvalidMessage",
-                                   f"message of {len(data)} bytes is over the {limit}-byte limit")
-                return [], is_json
-            try:
-                return [Envelope(bare.decode(data), rid)], is_json
-            except msgspec.MsgspecError as exc:
-                await self._reject(msg.subject, msg.reply, rid, is_json, "InvalidMessage", str(exc))
-                return [], is_json
-        if len(data) <= limit:
-            try:
-                return frame.decode(data), is_json  # the fast path: one typed decode for the batch
-            except msgspec.MsgspecError:
-                pass
-        return await self._decode_slowly(msg, bare, is_json), is_json
-
-    async def _decode_slowly(self, msg: Msg, bare: Any, is_json: bool) -> list[Envelope[Any]]:
-        """Message by message, so one bad or oversized message costs only itself."""
-        limit = self.options.max_message_bytes
-        try:
-            raw = RAW_FRAME[is_json].decode(msg.data)
-        except msgspec.MsgspecError as exc:
-            await self._reject(msg.subject, msg.reply, -1, is_json, "InvalidMessage", f"malformed frame: {exc}")
-            return []
-        good: list[Envelope[Any]] = []
-        for env in raw:
-            size = len(env.msg)
-            if size > limit:
-                await self._reject(msg.subject, msg.reply, env.rid, is_json, "InvalidMessage",
-                                   f"message of {size} bytes is over the {limit}-byte limit")
-                continue
-            try:
-                good.append(Envelope(bare.decode(env.msg), env.rid, env.mid, env.corr, env.cause))
-            except msgspec.MsgspecError as exc:
-                await self._reject(msg.subject, msg.reply, env.rid, is_json, "InvalidMessage", str(exc))
-        return good
+        intake = decode(self.cls._decoders, self.options.max_message_bytes, msg.data, bool(msg.reply))
+        for problem in intake.problems:
+            await self._reject(msg.subject, msg.reply, problem.rid, intake.is_json, "InvalidMessage", problem.why)
+        return intake.envelopes, intake.is_json
 
     async def _reject(self, subject: str, reply: str, rid: int, is_json: bool, kind: str, why: str,
                       message_type: str = "?") -> None:
