@@ -21,6 +21,7 @@ import anyio.to_thread
 
 from runtime._actor import Actor
 from runtime._cli_saga import add_saga_parser
+from runtime._cli_trace import add_trace_parser
 from runtime._embedded import EmbeddedServer
 from runtime._loader import LoadError, load_actor_class
 from runtime._run import run
@@ -42,6 +43,7 @@ examples:
   corps run actors.demo:Account --id alice   host an actor until Ctrl-C, then drain
   corps run actors.demo:Pricing --id prices --instances 3
                                              3 instances of a service in one queue group
+  corps trace ID                             a saga's or a chain's timeline: steps, events, dead letters
   corps bench --quick                        corps next to raw nats-py (= python -m bench)
 
 environment:
@@ -134,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     host.set_defaults(func=cmd_run)
 
     add_saga_parser(sub, raw)
+    add_trace_parser(sub, raw)
 
     from runtime.events._cli import add_commands
 

@@ -12,7 +12,7 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from runtime._context import Carrier
-from runtime.events._wire import CAUSE, CORR, EVENT_ID, MSG_ID, Delivery, Inbound
+from runtime.events._wire import CAUSE, CORR, Delivery, Inbound, event_id_of
 
 if TYPE_CHECKING:
     from runtime._actor import Actor
@@ -44,8 +44,7 @@ class EventDelivery(Carrier):
 
     @property
     def event_id(self) -> str:
-        h = self.headers
-        return h.get(EVENT_ID) or h.get(MSG_ID) or f"{self.meta.stream}-{self.meta.stream_seq}"
+        return event_id_of(self.headers, self.meta.stream, self.meta.stream_seq)
 
     @property
     def correlation_id(self) -> str:

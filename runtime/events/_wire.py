@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Mapping
 from typing import Any, Final
 
 import msgspec
@@ -55,6 +56,12 @@ def events_subject(namespace: str, tp: type[Message] | str) -> str:
 
 def dlq_subject(namespace: str, consumer: str) -> str:
     return f"{namespace}.dlq.{consumer}"
+
+
+def event_id_of(headers: Mapping[str, str], stream: str, stream_seq: int) -> str:
+    """An event's id: its ``Corps-Event-Id``, else its ``Nats-Msg-Id``, else stream and sequence
+    (an event published by a foreign client). The id its handlers see, and trace finds."""
+    return headers.get(EVENT_ID) or headers.get(MSG_ID) or f"{stream}-{stream_seq}"
 
 
 def build_headers(pairs: dict[str, str]) -> bytes:

@@ -23,7 +23,7 @@ from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KeyValue
 
-from runtime._kvkeys import live_keys
+from runtime._snapshot import live_keys
 from runtime.errors import SagaNotFound, SagaStoreUnavailable
 from runtime.saga._state import SagaState
 
@@ -62,6 +62,11 @@ def check_saga_id(saga_id: str) -> str:
     return saga_id
 
 
+def saga_bucket(namespace: str) -> str:
+    """The KV bucket that holds a namespace's saga log."""
+    return f"{namespace}-sagas"
+
+
 class SagaLog:
     """Reads and CAS-writes saga records in JetStream KV."""
 
@@ -77,7 +82,7 @@ class SagaLog:
         Raises:
             SagaStoreUnavailable: JetStream is not enabled or does not answer.
         """
-        bucket = f"{namespace}-sagas"
+        bucket = saga_bucket(namespace)
         try:
             try:
                 return cls(js, bucket, await js.key_value(bucket))
@@ -167,7 +172,7 @@ class SagaLog:
 
     async def _ids(self, prefix: str) -> list[str]:
         # Not KeyValue.keys()/watch(): their end-of-listing marker can come early and drop keys
-        # (see runtime._kvkeys); their filter is also a substring match in nats-py 2.16.
+        # (see runtime._snapshot); their filter is also a substring match in nats-py 2.16.
         try:
             keys = await live_keys(self._js, self._bucket, f"{prefix}.>", timeout=KV_TIMEOUT)
         except (nats.errors.Error, TimeoutError) as exc:

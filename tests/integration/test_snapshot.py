@@ -1,4 +1,4 @@
-"""live_keys on a real nats-server: every live key, deleted ones gone, and never a partial list."""
+"""runtime._snapshot on a real nats-server: every live key, deleted ones gone, never a partial list."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ import anyio
 from nats.js.api import KeyValueConfig
 
 from runtime import EmbeddedServer
-from runtime._kvkeys import live_keys
+from runtime._snapshot import live_keys
 from runtime._transport import connect
 
 
 async def test_it_lists_live_keys_under_the_pattern_only(nats_server: EmbeddedServer) -> None:
-    nc = await connect([nats_server.url], "kvkeys-test")
+    nc = await connect([nats_server.url], "snapshot-test")
     bucket = f"kk{uuid.uuid4().hex[:8]}"
     try:
         js = nc.jetstream()
@@ -35,7 +35,7 @@ async def test_it_lists_live_keys_under_the_pattern_only(nats_server: EmbeddedSe
 async def test_a_listing_right_after_writes_is_never_partial(nats_server: EmbeddedServer) -> None:
     """nats-py's watch-based ``keys()`` returns part of the keys about once in a hundred such
     rounds (its end marker comes while deliveries are in flight); every round here must be whole."""
-    nc = await connect([nats_server.url], "kvkeys-race")
+    nc = await connect([nats_server.url], "snapshot-race")
     bucket = f"kr{uuid.uuid4().hex[:8]}"
     partial: list[tuple[int, list[str]]] = []
     try:
