@@ -20,6 +20,7 @@ import anyio
 import anyio.to_thread
 
 from runtime._actor import Actor
+from runtime._cli_graph import add_graph_parser
 from runtime._cli_saga import add_saga_parser
 from runtime._cli_trace import add_trace_parser
 from runtime._embedded import EmbeddedServer
@@ -44,6 +45,7 @@ examples:
   corps run actors.demo:Pricing --id prices --instances 3
                                              3 instances of a service in one queue group
   corps trace ID                             a saga's or a chain's timeline: steps, events, dead letters
+  corps graph actors.shop.choreographed      who sends and who listens to what, as a Mermaid flowchart
   corps bench --quick                        corps next to raw nats-py (= python -m bench)
 
 environment:
@@ -137,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_saga_parser(sub, raw)
     add_trace_parser(sub, raw)
+    add_graph_parser(sub, raw)
 
     from runtime.events._cli import add_commands
 
