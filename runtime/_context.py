@@ -24,21 +24,39 @@ class Carrier:
 class Current:
     """The mailbox item being handled: (envelope, reply subject, reply as JSON)."""
 
-    __slots__ = ("item",)
+    __slots__ = ("_counted", "_published", "item")
 
     def __init__(self) -> None:
         self.item: Any = None
+        self._counted: Any = None
+        self._published = 0
 
     def ids(self) -> tuple[str, str]:
-        """(correlation id, message id) of the message being handled."""
+        """(correlation id, message id) of the message being handled.
+
+        A message with an idempotency key (a saga step's ask) has the key as its id: the same on
+        every attempt, and what ``corps trace`` finds in the saga log to nest the step's events.
+        """
         env, reply, _ = self.item
         if isinstance(env.msg, Carrier):
             return env.msg.ids()
+        if env.key:
+            return (env.corr or env.key), env.key
         # Corps frames carry the sender's inbox as NATS reply subject: {ns}.inbox.{node}.{n}
         parts: list[str] = reply.split(".") if reply else []
         sender = parts[-2] if len(parts) >= 4 and parts[-3] == "inbox" else "ext"
         mid = f"{sender}-{env.mid}"
         return (env.corr or mid), mid
+
+    def next_publish(self) -> int:
+        """0, 1, 2... for the events the handler of this item publishes (counted only when it
+        publishes, so the mailbox loop pays nothing for it)."""
+        if self._counted is not self.item:
+            self._counted = self.item
+            self._published = 0
+        else:
+            self._published += 1
+        return self._published
 
 
 current: ContextVar[Current | None] = ContextVar("corps_current", default=None)

@@ -11,8 +11,10 @@ It is recorded in three places, and read from each:
 * the dead-letter stream: events of that correlation a consumer gave up on, with the reason.
 
 ``Corps-Cause`` names the event (or message) that caused an event, so entries form a tree: each
-event sits under the event that caused it, a dead letter under the event it is a copy of. A
-cause that is a message (a step's ask, a tell) is not in any stream: such events are roots.
+event sits under the event that caused it, a dead letter under the event it is a copy of, and an
+event a saga step's participant published under the step's "sent" transition (the cause of what
+a keyed ask's handler sends is the idempotency key, ``{saga_id}:{step}``, ``...:undo`` for its
+compensation). Other messages (tells, plain asks) are in no stream: their events are roots.
 
 The event stream is read headers-only (no payloads cross the wire) by an ephemeral consumer in
 memory, from the start or from ``since`` seconds ago, and ends by count (``runtime._snapshot``):
@@ -121,7 +123,8 @@ async def trace(system: ActorSystem, correlation_id: str, *, since: float | None
             found.append(Entry(at=d.at, source="dead-letter", kind=d.reason, consumer=d.consumer, attempt=d.attempts,
                                detail=d.error, event_id=d.event_id, cause=d.headers.get(CAUSE, ""), seq=d.dlq_seq))
     saga_entries = [Entry(at=t.at, source="saga", kind=t.kind.value, step=t.step, attempt=t.attempt, detail=t.detail,
-                          seq=t.seq) for t in (info.history if info is not None else ())]
+                          seq=t.seq, event_id=_step_key(correlation_id, t.kind.value, t.step))
+                    for t in (info.history if info is not None else ())]
     # Stable sort: transitions sharing a time keep their log order, events their stream order.
     entries = sorted([*saga_entries, *found], key=lambda e: e.at)
     return Trace(correlation_id=correlation_id, namespace=system.namespace, saga=info,
@@ -188,10 +191,19 @@ def _event_entry(stream: str, subject: str, reply: str, headers: dict[str, str],
                  event_id=event_id, cause=headers.get(CAUSE, ""), seq=seq)
 
 
+def _step_key(saga_id: str, kind: str, step: str | None) -> str:
+    """The idempotency key of the ask a "sent" / "undo_sent" transition stands for, else ""."""
+    if step and kind == "sent":
+        return f"{saga_id}:{step}"
+    if step and kind == "undo_sent":
+        return f"{saga_id}:{step}:undo"
+    return ""
+
+
 def nest(entries: list[Entry]) -> list[Entry]:
-    """``entries`` with ``parent`` and ``depth`` set: an event under the event that caused it, a
-    dead letter under the event it is a copy of (else under that event's cause)."""
-    holders = {e.event_id for e in entries if e.source == "event" and e.event_id}
+    """``entries`` with ``parent`` and ``depth`` set: an event under the event (or saga step)
+    that caused it, a dead letter under the event it is a copy of (else under that event's cause)."""
+    holders = {e.event_id for e in entries if e.source in ("event", "saga") and e.event_id}
     parent_of: dict[str, str] = {}
     for e in entries:
         if e.source == "event" and e.cause in holders and e.cause != e.event_id:

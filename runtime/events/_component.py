@@ -15,7 +15,7 @@ import nats.js.errors
 from nats.js.api import DeliverPolicy
 
 from runtime._codec import union_of
-from runtime._context import current_ids
+from runtime._context import current
 from runtime._messages import Message
 from runtime.errors import EventError, InvalidMessage
 from runtime.events import _dlq
@@ -112,10 +112,16 @@ class Events:
             if msg_id is None:
                 msg_id = f"{d.consumer.name}:{d.event_id}:{next(d.publishes)}"
         else:
-            ids = current_ids()
-            corr, cause = ids if ids is not None else ("", "")
+            cur = current.get()
+            corr, cause = cur.ids() if cur is not None and cur.item is not None else ("", "")
             if msg_id is None:
-                msg_id = self.publisher.new_id()
+                key = cur.item[0].key if cur is not None and cur.item is not None else ""
+                # A keyed ask's handler (a saga step): ids stable across the step's attempts, so
+                # a retried step's events are deduplicated by the stream, as a retried event
+                # handler's are. The type is in the id: a retry that takes another path and
+                # publishes another event type is not mistaken for a duplicate.
+                msg_id = (f"{key}:{type(event).__name__}:{cur.next_publish()}" if cur is not None and key
+                          else self.publisher.new_id())
         return await self.publisher.publish(subject, event, msg_id, merge_headers(corr, cause))
 
     # -- idempotency -----------------------------------------------------------------------

@@ -11,7 +11,7 @@ import msgspec
 import nats
 import pytest
 
-from runtime import ActorSystem, EventsConfig, ProvisioningConflict, PublishFailed
+from runtime import Actor, ActorSystem, EventsConfig, Message, ProvisioningConflict, PublishFailed, Request, handler
 from tests.integration.events_domain import (
     Catcher,
     DeadLetterWatch,
@@ -109,6 +109,43 @@ async def test_a_duplicate_publish_is_dropped_by_the_stream(actor_system: ActorS
     await actor_system.publish(Noted("d", 2))  # a barrier: processed after the first
     await log.wait_for(2)
     assert log.seen == [("d", 1), ("d", 2)]
+
+
+class Announce(Request["Announced"]):
+    text: str
+    kind: str = "noted"
+
+
+class Announced(Message):
+    seq: int
+    duplicate: bool
+
+
+class Announcer(Actor):
+    """Publishes on every ask, without @idempotent: what a retried saga step does."""
+
+    @handler
+    async def announce(self, msg: Announce) -> Announced:
+        ack = await self.publish(Noted(msg.text, 1) if msg.kind == "noted" else Poison(1))
+        return Announced(ack.seq, ack.duplicate)
+
+
+async def test_a_keyed_asks_events_are_deduplicated_on_a_retry_and_a_plain_asks_are_not(
+    actor_system: ActorSystem,
+) -> None:
+    """A keyed ask (a saga step's) publishes with ids from its idempotency key: a retried step's
+    events are dropped by the stream, as a retried event handler's are."""
+    ref = await actor_system.spawn(Announcer, "a")
+    first = await ref.ask(Announce("x"), idempotency_key="saga-1:notify")
+    again = await ref.ask(Announce("x"), idempotency_key="saga-1:notify")
+    assert (first.duplicate, again.duplicate, again.seq) == (False, True, first.seq)
+    other_key = await ref.ask(Announce("x"), idempotency_key="saga-2:notify")
+    other_type = await ref.ask(Announce("x", kind="poison"), idempotency_key="saga-1:notify")
+    assert not other_key.duplicate
+    assert not other_type.duplicate  # the retry took another path: not mistaken for a duplicate
+    plain = [await ref.ask(Announce("x")) for _ in range(2)]
+    assert [p.duplicate for p in plain] == [False, False]
+    assert len({first.seq, other_key.seq, other_type.seq, *(p.seq for p in plain)}) == 5
 
 
 async def test_an_idempotent_handler_has_one_effect_for_a_duplicate_delivery(actor_system: ActorSystem) -> None:

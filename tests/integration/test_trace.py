@@ -76,7 +76,8 @@ async def test_a_hybrid_saga_shows_its_transitions_and_the_events_it_published_i
     published = where.index(("event", "OrderCompleted", None))
     replied = where.index(("saga", "succeeded", "announce"))
     assert sent < published < replied
-    assert events(t)[0].depth == 0  # caused by the step's ask, a message: no event above it
+    # Its cause is the step's idempotency key, so it sits under the step's "sent" transition.
+    assert (events(t)[0].cause, events(t)[0].parent, events(t)[0].depth) == (f"{sid}:announce",) * 2 + (1,)
     text = format_trace(t)
     assert f"saga {sid} (HybridOrder): COMPLETED" in text
     assert "OrderCompleted" in text
