@@ -24,6 +24,7 @@ from runtime._testing._plans import FaultPlan as FaultPlan
 from runtime._testing._plans import StepFault as StepFault
 from runtime._testing._profiles import register_profiles as register_profiles
 from runtime._testing._pure import PureRun as PureRun
+from runtime._testing._pure import Turn as Turn
 from runtime._testing._pure import run_pure as run_pure
 from runtime._testing._strategies import benign_fault_plans as benign_fault_plans
 from runtime._testing._strategies import crash_points as crash_points
@@ -37,7 +38,7 @@ from runtime._testing._world import SagaWorld as SagaWorld
 
 __all__ = [
     "CoordinatorCrash", "DomainCheck", "FaultInjector", "FaultPlan", "History", "InjectedFault",
-    "InvariantViolation", "LogWrite", "Op", "PureRun", "SagaMachine", "SagaWorld", "StepFault",
+    "InvariantViolation", "LogWrite", "Op", "PureRun", "SagaMachine", "SagaWorld", "StepFault", "Turn",
     "assert_saga_invariants", "benign_fault_plans", "check_saga_invariants", "crash_points",
     "fault_plans", "register_profiles", "run_pure", "run_saga_machine", "saga_definitions",
     "saga_shape", "sagas_with_plans", "shop_orders", "step_faults", "step_names",

@@ -17,7 +17,6 @@ from collections.abc import Mapping
 from typing import Final, Literal, get_args
 
 from runtime.saga import CRASH_POINTS
-from runtime.saga import Fault as SimFault
 
 FaultKind = Literal["ok", "transient", "reject", "timeout_before", "timeout_after", "duplicate", "delay"]
 """What a step's forward request meets, per delivery of its idempotency key:
@@ -66,13 +65,6 @@ class StepFault:
         """True if a correct runtime reaches the same business outcome as with no fault at all
         (given enough retries): everything but a rejection of the step or of its compensation."""
         return self.kind != "reject" and self.undo != "reject"
-
-    def simulated(self) -> SimFault:
-        """The equivalent ``runtime.saga.Fault`` for ``runtime.saga.simulate``."""
-        kind = {"transient": "fail", "delay": "ok"}.get(self.kind, self.kind)
-        undo = "fail" if self.undo == "transient" else self.undo
-        return SimFault(kind=kind, times=self.times, latency=0.01 + self.delay,  # type: ignore[arg-type]
-                        undo=undo, undo_times=self.undo_times)
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
@@ -125,10 +117,6 @@ class FaultPlan:
     def benign(self) -> bool:
         """No rejection anywhere: the outcome must be the one the inputs alone decide."""
         return all(f.benign for f in self.steps.values())
-
-    def simulated(self) -> dict[str, SimFault]:
-        """The plan for ``runtime.saga.simulate`` (crashes are passed to it separately)."""
-        return {name: f.simulated() for name, f in self.steps.items()}
 
 
 _OK: Final = StepFault()

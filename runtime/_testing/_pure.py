@@ -10,20 +10,24 @@ the commands. Participants are idempotent as ``@idempotent`` / ``@compensation``
 effects keyed by idempotency key, applied once, and a compensation that comes first fences the
 step. A crash loses the dead coordinator's pending replies and timers; a fresh one resumes from
 the log (through msgpack) once the lease has run out.
+
+Besides the history, a :class:`PureRun` keeps what only this level sees: every call of the
+engine (:class:`Turn`) and every command carried out, for tests of the engine itself
+(:meth:`PureRun.problems`, replays through the log, determinism).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import heapq
-from collections.abc import Callable
-from typing import Any, Final
+from collections.abc import Callable, Sequence
+from typing import Any, Final, Literal
 
 import msgspec
 
 from runtime._messages import Message, reply_type
 from runtime._testing._history import History, LogWrite, log_digest
-from runtime._testing._plans import FaultPlan
+from runtime._testing._plans import CoordinatorCrash, FaultPlan
 from runtime.saga import (
     Command,
     Engine,
@@ -32,6 +36,7 @@ from runtime.saga import (
     RetryDue,
     Saga,
     SagaState,
+    SagaStatus,
     ScheduleRetry,
     SendStep,
     SendUndo,
@@ -54,6 +59,20 @@ class _Crashed(Exception):
     """The coordinator died at a crash point (internal to the driver)."""
 
 
+@dataclasses.dataclass(frozen=True)
+class Turn:
+    """One call of the engine by the driver."""
+
+    event: Event | None
+    """What was delivered (Started first); None: a new coordinator resuming from the log."""
+    status: SagaStatus
+    """The saga's status after it."""
+    changed: bool
+    """The engine returned a new state (written to the log at once)."""
+    commands: tuple[Command, ...]
+    """What the engine said to do; a crash may lose some (see :attr:`PureRun.commands`)."""
+
+
 @dataclasses.dataclass
 class PureRun:
     """What :func:`run_pure` returns."""
@@ -62,6 +81,52 @@ class PureRun:
     state: SagaState
     history: History
     events: int
+    turns: list[Turn] = dataclasses.field(default_factory=list)
+    """Every call of the engine, in order: each delivered event (stale ones and the redelivery
+    included) and each resume after a crash."""
+    commands: list[Command] = dataclasses.field(default_factory=list)
+    """Every command carried out, in order: requests to participants, timers, the Finish. Not
+    those a crash lost (after_write: all of a turn's; after_send: the rest)."""
+
+    def effects(self, f: str = "effect") -> list[str]:
+        """The steps of this saga's participant ops ``f``, in order: ``effect`` (a forward effect
+        applied), ``compensate``, ``noop`` (compensated before it ran: fenced) or ``refused`` (a
+        fenced forward request)."""
+        return [op.step for op in self.history.of(self.saga_id)
+                if op.f == f and op.type == "ok" and op.step is not None]
+
+    def problems(self) -> list[str]:
+        """What :func:`check_saga_invariants` cannot see, from the engine's turns and commands:
+
+        * once the saga is terminal, no event changes it or gives a command, nor does a resume
+          change it;
+        * one Finish is given when the saga turns terminal and none before (a new coordinator's
+          resume of a terminal saga gives it again, by design), and one is carried out;
+        * every request carries the idempotency key ``{saga_id}:{step}`` (``...:undo`` for a
+          compensation), whatever its attempt.
+
+        Returns:
+            The violations; empty if all hold.
+        """
+        problems = []
+        ended = False
+        for turn in self.turns:
+            what = type(turn.event).__name__ if turn.event is not None else "a resume"
+            finishes = sum(isinstance(c, Finish) for c in turn.commands)
+            if ended and (turn.changed or (turn.event is not None and turn.commands)):
+                problems.append(f"{what} changed the terminal saga or gave commands {list(turn.commands)}")
+            elif finishes != int(turn.status.terminal and (turn.event is None or not ended)):
+                problems.append(f"{what} gave {finishes} Finish command(s), the saga {turn.status}")
+            ended = ended or turn.status.terminal
+        if not any(isinstance(c, Finish) for c in self.commands):
+            problems.append("no Finish carried out")
+        for c in self.commands:
+            if isinstance(c, SendStep | SendUndo):
+                key = f"{self.saga_id}:{c.step}" + (":undo" if isinstance(c, SendUndo) else "")
+                if c.idempotency_key != key:
+                    problems.append(f"{type(c).__name__} {c.step!r} #{c.attempt}: key {c.idempotency_key!r}, "
+                                    f"expected {key!r}")
+        return problems
 
 
 def run_pure(
@@ -74,6 +139,8 @@ def run_pure(
     reply: Callable[[SendStep], Message] | None = None,
     lease: float = 1.0,
     redeliver: bool = True,
+    crashes: Sequence[CoordinatorCrash] = (),
+    count_faults: Literal["delivery", "attempt"] = "delivery",
 ) -> PureRun:
     """Run one saga to its end under ``plan`` on the pure engine, recording into ``history``.
 
@@ -85,13 +152,20 @@ def run_pure(
         reply: builds a step's reply; by default the request's reply type with no arguments.
         lease: virtual seconds before another coordinator takes over after a crash.
         redeliver: once terminal, deliver every event again (a correct engine ignores them all).
+        crashes: more coordinator crashes: after the plan's crash (if any), the n-th coordinator
+            dies at the n-th one (``skip`` counted within that coordinator's life).
+        count_faults: what a fault's ``times`` / ``undo_times`` count: deliveries of the
+            idempotency key (as end to end), or attempt numbers (an attempt re-sent by a new
+            coordinator meets the same fault: a crash alone cannot change the outcome).
 
     Raises:
         RuntimeError: no terminal state within MAX_EVENTS events.
     """
     clock = _Clock()
     history = history if history is not None else History(clock=clock)
-    world = _World(saga, plan, saga_id, history, clock, reply or _default_reply, lease)
+    deaths = [*([plan.crash] if plan.crash is not None else []), *crashes]
+    world = _World(saga, plan, saga_id, history, clock, reply or _default_reply, lease, deaths,
+                   per_attempt=count_faults == "attempt")
     return world.run(saga_input, redeliver)
 
 
@@ -105,7 +179,8 @@ class _Clock:
 
 class _World:
     def __init__(self, saga: type[Saga[Any]], plan: FaultPlan, saga_id: str, history: History,
-                 clock: _Clock, reply: Callable[[SendStep], Message], lease: float) -> None:
+                 clock: _Clock, reply: Callable[[SendStep], Message], lease: float,
+                 crashes: list[CoordinatorCrash], *, per_attempt: bool) -> None:
         self.saga, self.plan, self.saga_id, self.history = saga, plan, saga_id, history
         self.clock, self.reply, self.lease = clock, reply, lease
         self.queue: list[tuple[float, int, Event]] = []
@@ -113,8 +188,12 @@ class _World:
         self.generation = 1
         self.revision = 0
         self.engine = Engine(saga)
+        self.crashes = crashes  # coordinator n dies at crashes[n - 1]
         self.crash_hits = 0
+        self.per_attempt = per_attempt
         self.deliveries: dict[str, int] = {}
+        self.turns: list[Turn] = []
+        self.commands: list[Command] = []
         self.records: dict[str, bool] = {}  # idempotency key -> done (True) or fenced (False)
 
     @property
@@ -128,9 +207,14 @@ class _World:
 
     # -- the coordinator ----------------------------------------------------------------------
 
+    def advance(self, state: SagaState | None, event: Event) -> tuple[SagaState, list[Command]]:
+        new, commands = self.engine.advance(state, event)
+        self.turns.append(Turn(event, new.status, new is not state, tuple(commands)))
+        return new, commands
+
     def run(self, saga_input: Message, redeliver: bool) -> PureRun:
         self.record("invoke", "start", process="client")
-        state, commands = self.engine.advance(None, Started.of(self.saga_id, saga_input, at=0.0))
+        state, commands = self.advance(None, Started.of(self.saga_id, saga_input, at=0.0))
         self.write(state)
         self.record("ok", "start", process="client")
         state = self.step(state, commands)
@@ -145,23 +229,24 @@ class _World:
                     self.hook("after_reply")
                 elif isinstance(event, UndoSucceeded):
                     self.hook("mid_compensation")
-                new, commands = self.engine.advance(state, event)
-                if new is state:
+                new, commands = self.advance(state, event)
+                if new is state and not commands:
                     continue
-                self.write(new)
-                state = new
-                self.hook("after_write")
+                if new is not state:
+                    self.write(new)
+                    state = new
+                    self.hook("after_write")
                 state = self.step(state, commands)
             except _Crashed:
                 state = self.take_over(state)
         if redeliver:
             for event in delivered:  # all stale now: a change would be written, and caught
-                new, _ = self.engine.advance(state, event)
+                new, _ = self.advance(state, event)
                 if new is not state:
                     self.write(new)
                     state = new
         self.history.observe(state, final=True)
-        return PureRun(self.saga_id, state, self.history, len(delivered))
+        return PureRun(self.saga_id, state, self.history, len(delivered), self.turns, self.commands)
 
     def step(self, state: SagaState, commands: list[Command]) -> SagaState:
         try:
@@ -177,8 +262,8 @@ class _World:
                                                   log_digest(state)))
 
     def hook(self, point: str) -> None:
-        crash = self.plan.crash
-        if crash is None or crash.point != point or self.generation > 1:
+        crash = self.crashes[self.generation - 1] if self.generation <= len(self.crashes) else None
+        if crash is None or crash.point != point:
             return
         self.crash_hits += 1
         if self.crash_hits > crash.skip:
@@ -186,21 +271,29 @@ class _World:
             raise _Crashed(point)
 
     def take_over(self, logged: SagaState) -> SagaState:
-        self.queue.clear()  # replies to the dead coordinator's inbox, and its timers, are gone
-        self.clock.now += self.lease
-        self.generation += 1
-        self.engine = Engine(self.saga)
-        state = decode_state(encode_state(logged))
-        self.record("info", "restart")
-        new, commands = self.engine.resume(state, self.clock.now)
-        if new is not state:
-            self.write(new)
-        self.carry_out(commands)
-        return new
+        while True:
+            self.queue.clear()  # replies to the dead coordinator's inbox, and its timers, are gone
+            self.clock.now += self.lease
+            self.generation += 1
+            self.crash_hits = 0
+            self.engine = Engine(self.saga)
+            state = decode_state(encode_state(logged))
+            self.record("info", "restart")
+            new, commands = self.engine.resume(state, self.clock.now)
+            self.turns.append(Turn(None, new.status, new is not state, tuple(commands)))
+            if new is not state:
+                self.write(new)
+            try:
+                self.carry_out(commands)
+            except _Crashed:  # this one died too (crashes=): the next resumes from what it wrote
+                logged = new
+                continue
+            return new
 
     def carry_out(self, commands: list[Command]) -> None:
         now = self.clock.now
         for cmd in commands:
+            self.commands.append(cmd)
             match cmd:
                 case SendStep():
                     self.forward(cmd, now)
@@ -221,8 +314,8 @@ class _World:
     # -- the participants ---------------------------------------------------------------------
 
     def forward(self, cmd: SendStep, now: float) -> None:
-        f, key, name, attempt = self.plan.fault(cmd.step), cmd.idempotency_key, cmd.step, cmd.attempt
-        d = self.deliveries[key] = self.deliveries.get(key, 0) + 1
+        f, name, attempt = self.plan.fault(cmd.step), cmd.step, cmd.attempt
+        d = self.delivery(cmd)
         late, done = now + cmd.timeout, now + LATENCY
         if f.kind == "reject" or (f.kind == "transient" and d <= f.times):
             terminal = f.kind == "reject"
@@ -246,6 +339,12 @@ class _World:
             if again is not None:
                 self.at(when + LATENCY, StepSucceeded(step=name, attempt=attempt, reply=again, at=when + LATENCY))
 
+    def delivery(self, cmd: SendStep | SendUndo) -> int:
+        """Which delivery of its key this is (or, counting per attempt, its attempt number)."""
+        key = cmd.idempotency_key
+        self.deliveries[key] = self.deliveries.get(key, 0) + 1
+        return cmd.attempt if self.per_attempt else self.deliveries[key]
+
     def apply(self, cmd: SendStep) -> bytes | None:
         key = cmd.idempotency_key
         seen = self.records.get(key)
@@ -258,8 +357,8 @@ class _World:
         return msgspec.msgpack.encode(self.reply(cmd))
 
     def undo(self, cmd: SendUndo, now: float) -> None:
-        f, key, name, attempt = self.plan.fault(cmd.step), cmd.idempotency_key, cmd.step, cmd.attempt
-        d = self.deliveries[key] = self.deliveries.get(key, 0) + 1
+        f, name, attempt = self.plan.fault(cmd.step), cmd.step, cmd.attempt
+        d = self.delivery(cmd)
         done = now + LATENCY
         if f.undo == "reject" or (f.undo == "transient" and d <= f.undo_times):
             self.at(done, _failed(UndoFailed, name, attempt, done, f.undo == "reject"))

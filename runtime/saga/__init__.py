@@ -17,20 +17,11 @@ from runtime.saga._definition import Step as Step
 from runtime.saga._engine import Engine as Engine
 from runtime.saga._engine import advance as advance
 from runtime.saga._info import SagaInfo as SagaInfo
-from runtime.saga._invariants import check_invariants as check_invariants
-from runtime.saga._invariants import check_simulation as check_simulation
 from runtime.saga._participant import compensation as compensation
 from runtime.saga._participant import idempotent as idempotent
 from runtime.saga._retry import DEFAULT_RETRY as DEFAULT_RETRY
 from runtime.saga._retry import DEFAULT_UNDO_RETRY as DEFAULT_UNDO_RETRY
 from runtime.saga._retry import Retry as Retry
-from runtime.saga._simulate import CrashPoint as CrashPoint
-from runtime.saga._simulate import Fault as Fault
-from runtime.saga._simulate import FaultPlan as FaultPlan
-from runtime.saga._simulate import Ledger as Ledger
-from runtime.saga._simulate import Record as Record
-from runtime.saga._simulate import Simulation as Simulation
-from runtime.saga._simulate import simulate as simulate
 from runtime.saga._state import Command as Command
 from runtime.saga._state import Event as Event
 from runtime.saga._state import Finish as Finish
@@ -64,17 +55,12 @@ __all__ = [
     "NOTHING_TO_UNDO",
     "Command",
     "Coordinator",
-    "CrashPoint",
     "Engine",
     "Event",
-    "Fault",
-    "FaultPlan",
     "Finish",
     "Kind",
-    "Ledger",
     "OperatorRetry",
     "Parallel",
-    "Record",
     "Retry",
     "RetryDue",
     "Saga",
@@ -86,7 +72,6 @@ __all__ = [
     "ScheduleRetry",
     "SendStep",
     "SendUndo",
-    "Simulation",
     "Started",
     "Step",
     "StepFailed",
@@ -100,11 +85,8 @@ __all__ = [
     "UndoSucceeded",
     "UndoTimedOut",
     "advance",
-    "check_invariants",
-    "check_simulation",
     "compensation",
     "decode_state",
     "encode_state",
     "idempotent",
-    "simulate",
 ]

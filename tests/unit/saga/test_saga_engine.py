@@ -1,4 +1,9 @@
-"""The pure engine on hand-written scenarios: exact commands, histories and stale events."""
+"""The pure engine on hand-written scenarios: exact commands, histories and stale events.
+
+Whole runs go through ``runtime.testing.run_pure`` (scripted participants, a virtual clock) and
+are checked by :func:`problems`: ``check_saga_invariants`` on the recorded history, what only the
+pure run shows (:meth:`PureRun.problems`) and :func:`log_problems`.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,6 @@ from runtime._messages import Message, Request
 from runtime.saga import (
     NOTHING_TO_UNDO,
     Engine,
-    Fault,
     Finish,
     Kind,
     OperatorRetry,
@@ -33,12 +37,10 @@ from runtime.saga import (
     UndoFailed,
     UndoSucceeded,
     advance,
-    check_invariants,
-    check_simulation,
     decode_state,
     encode_state,
-    simulate,
 )
+from runtime.testing import FaultPlan, History, PureRun, StepFault, check_saga_invariants, run_pure, saga_shape
 
 
 class OrderInput(Message):
@@ -124,6 +126,51 @@ def undo_order(state: SagaState) -> list[str | None]:
     return [t.step for t in state.history if t.kind is Kind.UNDO_SENT]
 
 
+# -- the checks --------------------------------------------------------------------------------
+
+
+def problems(run: PureRun, saga: type[Saga[Any]]) -> list[str]:
+    """Every saga invariant over a pure run: the recorded history, the engine's turns and
+    commands (stale events inert, one Finish, stable idempotency keys), the saga log."""
+    stages, undoable = saga_shape(saga)
+    found = check_saga_invariants(run.history, stages=stages, compensatable=undoable)
+    return found + run.problems() + log_problems(run.state)
+
+
+def state_problems(state: SagaState, saga: type[Saga[Any]]) -> list[str]:
+    """Every saga invariant over a terminal state driven by hand (no participants recorded)."""
+    history = History(clock=lambda: 0.0)
+    history.record("invoke", "start", state.saga_id)
+    history.record("ok", "start", state.saga_id)
+    history.observe(state, final=True)
+    stages, undoable = saga_shape(saga)
+    return check_saga_invariants(history, stages=stages, compensatable=undoable) + log_problems(state)
+
+
+def log_problems(state: SagaState) -> list[str]:
+    """What ``check_saga_invariants`` leaves out, from the saga log alone: sequence numbers
+    1, 2, 3...; nothing compensated once the pivot succeeded; and the compensated steps are
+    exactly the completed and the uncertain ones (each undone or skipped as NOTHING_TO_UNDO) on
+    COMPENSATED, and never others on any status."""
+    log = state.history
+    found = []
+    if [t.seq for t in log] != list(range(1, len(log) + 1)):
+        found.append("history sequence numbers are not 1, 2, 3, ...")
+    undo_kinds = (Kind.UNDO_SENT, Kind.UNDONE, Kind.UNDO_FAILED, Kind.UNDO_TIMED_OUT, Kind.UNDO_SKIPPED)
+    committed = next((i for i, t in enumerate(log) if t.kind is Kind.COMMITTED), None)
+    if committed is not None and any(t.kind in undo_kinds for t in log[committed:]):
+        found.append("a compensation after the pivot succeeded")
+    done = {t.step for t in log if t.kind is Kind.SUCCEEDED}
+    done |= {t.step for t in log if t.kind is Kind.GAVE_UP and t.detail == StepStatus.UNCERTAIN}
+    touched = {t.step for t in log if t.kind in undo_kinds}
+    if touched - done:
+        found.append(f"compensated without having completed: {sorted(map(str, touched - done))}")
+    settled = {t.step for t in log if t.kind in (Kind.UNDONE, Kind.UNDO_SKIPPED)}
+    if state.status is SagaStatus.COMPENSATED and settled != done:
+        found.append(f"COMPENSATED must undo exactly {sorted(map(str, done))}, undid {sorted(map(str, settled))}")
+    return found
+
+
 # -- success ------------------------------------------------------------------------------------
 
 
@@ -152,7 +199,7 @@ def test_the_success_path_sends_each_step_after_the_previous_replied_then_comple
     assert state.status is SagaStatus.COMPLETED
     assert kinds(state)[-2:] == [("succeeded", "ship"), ("completed", None)]
     assert state.history[-1].at == 3.0
-    assert check_invariants(state) == []
+    assert state_problems(state, ThreeSteps) == []
 
 
 def test_a_later_step_is_built_from_earlier_replies_even_after_a_state_round_trip() -> None:
@@ -190,7 +237,7 @@ def test_a_rejection_compensates_exactly_the_completed_steps_in_reverse(
     assert undo_order(state) == expected_undos
     assert state.step(names[failing]).status is StepStatus.FAILED  # type: ignore[union-attr]
     assert "rejected" in (state.reason or "")
-    assert check_invariants(state) == []
+    assert state_problems(state, ThreeSteps) == []
 
 
 def test_a_rejection_is_not_retried() -> None:
@@ -221,7 +268,7 @@ def test_a_failing_compensation_is_retried_then_the_saga_fails_and_an_operator_c
     assert state.status is SagaStatus.FAILED
     assert commands == [Finish(status=SagaStatus.FAILED, reason=state.reason)]
     assert "compensation of step 'reserve' failed after 3 attempt(s)" in (state.reason or "")
-    assert check_invariants(state) == []
+    assert state_problems(state, ThreeSteps) == []
 
     state, commands = ENGINE.advance(state, OperatorRetry(at=10.0))
     assert state.status is SagaStatus.COMPENSATING
@@ -247,58 +294,59 @@ def test_a_transient_failure_is_retried_with_backoff_and_the_same_idempotency_ke
 
 
 def test_exhausted_retries_compensate_but_do_not_compensate_the_failed_step() -> None:
-    run = simulate(ThreeSteps, ORDER, {"charge": Fault(kind="fail", times=3)})
+    run = run_pure(ThreeSteps, ORDER, FaultPlan({"charge": StepFault("transient", times=3)}))
     assert run.state.status is SagaStatus.COMPENSATED
     assert undo_order(run.state) == ["reserve"]
     assert run.state.step("charge").attempt == 3  # type: ignore[union-attr]
-    assert check_simulation(run) == []
+    assert problems(run, ThreeSteps) == []
 
 
 def test_a_timed_out_step_is_uncertain_and_compensated_with_the_completed_ones() -> None:
-    run = simulate(ThreeSteps, ORDER, {"charge": Fault(kind="timeout_after", times=3)})
+    run = run_pure(ThreeSteps, ORDER, FaultPlan({"charge": StepFault("timeout_after", times=3)}))
     assert run.state.status is SagaStatus.COMPENSATED
     charge = run.state.step("charge")
     assert charge is not None
     assert charge.status is StepStatus.UNCERTAIN
     assert undo_order(run.state) == ["charge", "reserve"]
-    assert run.ledger.net("charge") == 0  # it had applied; its compensation undid it
-    assert check_simulation(run) == []
+    # it had applied (once); its compensation undid it
+    assert (run.effects().count("charge"), run.effects("compensate").count("charge")) == (1, 1)
+    assert problems(run, ThreeSteps) == []
 
 
 def test_compensating_a_timed_out_step_that_never_applied_is_an_empty_compensation() -> None:
-    run = simulate(ThreeSteps, ORDER, {"charge": Fault(kind="timeout_before", times=3)})
+    run = run_pure(ThreeSteps, ORDER, FaultPlan({"charge": StepFault("timeout_before", times=3)}))
     assert undo_order(run.state) == ["charge", "reserve"]
-    assert run.ledger.empty_undos == {"charge"}
-    assert check_simulation(run) == []
+    assert run.effects("noop") == ["charge"]
+    assert problems(run, ThreeSteps) == []
 
 
 def test_a_timeout_then_a_retry_succeeds_without_a_second_effect() -> None:
-    run = simulate(ThreeSteps, ORDER, {"charge": Fault(kind="timeout_after", times=2)})
+    run = run_pure(ThreeSteps, ORDER, FaultPlan({"charge": StepFault("timeout_after", times=2)}))
     assert run.state.status is SagaStatus.COMPLETED
-    assert run.ledger.executions["charge"] == 1
-    assert check_simulation(run) == []
+    assert run.effects().count("charge") == 1
+    assert problems(run, ThreeSteps) == []
 
 
 # -- pivot -------------------------------------------------------------------------------------
 
 
 def test_a_step_after_the_pivot_is_retried_past_its_max_attempts() -> None:
-    run = simulate(WithPivot, ORDER, {"ship": Fault(kind="fail", times=12)})
+    run = run_pure(WithPivot, ORDER, FaultPlan({"ship": StepFault("transient", times=12)}))
     assert run.state.status is SagaStatus.COMPLETED
     assert run.state.step("ship").attempt == 13  # type: ignore[union-attr]
-    assert check_simulation(run) == []
+    assert problems(run, WithPivot) == []
 
 
 def test_a_rejection_after_the_pivot_fails_the_saga_without_compensating() -> None:
-    run = simulate(WithPivot, ORDER, {"ship": Fault(kind="reject")})
+    run = run_pure(WithPivot, ORDER, FaultPlan({"ship": StepFault("reject")}))
     assert run.state.status is SagaStatus.FAILED
     assert undo_order(run.state) == []
     assert "rejected" in (run.state.reason or "")
-    assert check_simulation(run) == []
+    assert problems(run, WithPivot) == []
 
 
 def test_a_rejected_step_after_the_pivot_can_be_retried_by_an_operator() -> None:
-    run = simulate(WithPivot, ORDER, {"ship": Fault(kind="reject")})
+    run = run_pure(WithPivot, ORDER, FaultPlan({"ship": StepFault("reject")}))
     engine = Engine(WithPivot)
     state, commands = engine.advance(run.state, OperatorRetry(at=100.0))
     assert state.status is SagaStatus.RUNNING
@@ -308,10 +356,10 @@ def test_a_rejected_step_after_the_pivot_can_be_retried_by_an_operator() -> None
 
 
 def test_a_rejected_pivot_compensates_the_steps_before_it() -> None:
-    run = simulate(WithPivot, ORDER, {"charge": Fault(kind="reject")})
+    run = run_pure(WithPivot, ORDER, FaultPlan({"charge": StepFault("reject")}))
     assert run.state.status is SagaStatus.COMPENSATED
     assert undo_order(run.state) == ["reserve"]
-    assert check_simulation(run) == []
+    assert problems(run, WithPivot) == []
 
 
 # -- parallel groups ---------------------------------------------------------------------------
@@ -341,19 +389,19 @@ def test_a_failure_in_a_group_waits_for_the_sibling_then_compensates_group_befor
     assert [(type(c), c.step) for c in commands] == [(SendUndo, "reserve")]
     state, _ = engine.advance(state, UndoSucceeded(step="reserve", attempt=1, at=3.0))
     assert state.status is SagaStatus.COMPENSATED
-    assert check_invariants(state) == []
+    assert state_problems(state, WithGroup) == []
 
 
 def test_a_group_compensates_concurrently_and_skips_nothing_to_undo() -> None:
     class Both(Saga[OrderInput]):
         steps = (Parallel(step("a"), step("b"), step("c", undo=NOTHING_TO_UNDO)), step("d"))
 
-    run = simulate(Both, ORDER, {"d": Fault(kind="reject")})
+    run = run_pure(Both, ORDER, FaultPlan({"d": StepFault("reject")}))
     assert run.state.status is SagaStatus.COMPENSATED
-    undo_record = next(r for r in run.records if any(isinstance(c, SendUndo) for c in r.commands))
-    assert sorted(c.step for c in undo_record.commands) == ["a", "b"]
+    undo_turn = next(t for t in run.turns if any(isinstance(c, SendUndo) for c in t.commands))
+    assert sorted(c.step for c in undo_turn.commands) == ["a", "b"]  # both undos in one turn
     assert [t.step for t in run.state.history if t.kind is Kind.UNDO_SKIPPED] == ["c"]
-    assert check_simulation(run) == []
+    assert problems(run, Both) == []
 
 
 # -- stale and duplicate events ------------------------------------------------------------------
@@ -386,9 +434,11 @@ def test_a_late_reply_to_a_timed_out_attempt_is_stale() -> None:
 
 
 def test_no_event_changes_a_terminal_saga() -> None:
-    run = simulate(ThreeSteps, ORDER, {})
-    for record in run.records:
-        assert ENGINE.advance(run.state, record.event) == (run.state, [])
+    run = run_pure(ThreeSteps, ORDER, FaultPlan())
+    events = [t.event for t in run.turns if t.event is not None]
+    assert len(events) == 2 * run.events + 1  # Started, every delivered event, each again once terminal
+    for event in events:
+        assert ENGINE.advance(run.state, event) == (run.state, [])
 
 
 def test_advance_needs_started_first() -> None:
@@ -408,18 +458,18 @@ def test_a_request_function_that_raises_rejects_its_step_and_compensates() -> No
     class Broken(Saga[OrderInput]):
         steps = (step("reserve"), step("charge", request=lambda s: s.replies["typo"]))
 
-    run = simulate(Broken, ORDER, {})
+    run = run_pure(Broken, ORDER, FaultPlan())
     assert run.state.status is SagaStatus.COMPENSATED
     assert undo_order(run.state) == ["reserve"]
     assert "building the request raised KeyError" in (run.state.reason or "")
-    assert check_simulation(run) == []
+    assert problems(run, Broken) == []
 
 
 def test_an_undo_function_that_raises_fails_the_saga() -> None:
     class Broken(Saga[OrderInput]):
         steps = (step("reserve", undo=lambda s: 1 / 0), step("charge"))
 
-    run = simulate(Broken, ORDER, {"charge": Fault(kind="reject")})
+    run = run_pure(Broken, ORDER, FaultPlan({"charge": StepFault("reject")}))
     assert run.state.status is SagaStatus.FAILED
     assert "ZeroDivisionError" in (run.state.reason or "")
 
@@ -428,7 +478,7 @@ def test_an_undo_function_that_raises_fails_the_saga() -> None:
 
 
 def test_state_round_trips_through_msgpack_without_the_definition() -> None:
-    run = simulate(WithGroup, ORDER, {"charge": Fault(kind="fail", times=1), "ship": Fault(kind="reject")})
+    run = run_pure(WithGroup, ORDER, FaultPlan({"charge": StepFault("transient"), "ship": StepFault("reject")}))
     assert decode_state(encode_state(run.state)) == run.state
     assert msgspec.json.decode(msgspec.json.encode(run.state), type=SagaState) == run.state
 
@@ -446,7 +496,7 @@ def test_resume_reissues_what_was_in_flight_and_scheduled() -> None:
         request=Undo("reserve"), timeout=1.0,
     )  # fmt: skip
     assert engine.resume(state, at=50.0) == (state, [undo])
-    done = simulate(WithGroup, ORDER, {}).state
+    done = run_pure(WithGroup, ORDER, FaultPlan()).state
     assert engine.resume(done, at=50.0) == (done, [Finish(status=SagaStatus.COMPLETED, reason=None)])
 
 
