@@ -41,6 +41,7 @@ from runtime.errors import EventError, SagaNotFound, SagaStoreUnavailable
 from runtime.events._wire import CAUSE, CORR, REDRIVE_FOR, event_id_of, parse_ack_subject, stream_name
 from runtime.saga._info import SagaInfo
 from runtime.saga._log import SAGA_ID, SagaLog, saga_bucket
+from runtime.saga._state import step_key
 
 if TYPE_CHECKING:
     from runtime._system import ActorSystem
@@ -193,10 +194,8 @@ def _event_entry(stream: str, subject: str, reply: str, headers: dict[str, str],
 
 def _step_key(saga_id: str, kind: str, step: str | None) -> str:
     """The idempotency key of the ask a "sent" / "undo_sent" transition stands for, else ""."""
-    if step and kind == "sent":
-        return f"{saga_id}:{step}"
-    if step and kind == "undo_sent":
-        return f"{saga_id}:{step}:undo"
+    if step and kind in ("sent", "undo_sent"):
+        return step_key(saga_id, step, undo=kind == "undo_sent")
     return ""
 
 

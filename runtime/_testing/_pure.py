@@ -49,6 +49,7 @@ from runtime.saga import (
     UndoTimedOut,
     decode_state,
     encode_state,
+    step_key,
 )
 
 LATENCY: Final = 0.01
@@ -122,7 +123,7 @@ class PureRun:
             problems.append("no Finish carried out")
         for c in self.commands:
             if isinstance(c, SendStep | SendUndo):
-                key = f"{self.saga_id}:{c.step}" + (":undo" if isinstance(c, SendUndo) else "")
+                key = step_key(self.saga_id, c.step, undo=isinstance(c, SendUndo))
                 if c.idempotency_key != key:
                     problems.append(f"{type(c).__name__} {c.step!r} #{c.attempt}: key {c.idempotency_key!r}, "
                                     f"expected {key!r}")

@@ -46,6 +46,7 @@ from runtime.saga._state import UndoSucceeded as UndoSucceeded
 from runtime.saga._state import UndoTimedOut as UndoTimedOut
 from runtime.saga._state import decode_state as decode_state
 from runtime.saga._state import encode_state as encode_state
+from runtime.saga._state import step_key as step_key
 
 __all__ = [
     "CRASH_POINTS",
@@ -89,4 +90,5 @@ __all__ = [
     "decode_state",
     "encode_state",
     "idempotent",
+    "step_key",
 ]

@@ -53,6 +53,7 @@ from runtime.saga._state import (
     UndoStatus,
     UndoSucceeded,
     UndoTimedOut,
+    step_key,
 )
 from runtime.saga._tx import ContextBuilder, Tx
 
@@ -294,7 +295,7 @@ class Engine:
         tx.set(name, status=StepStatus.RUNNING, attempt=attempt, actor_id=actor_id, due_at=None)
         if not resent:  # a resend on resume is no new transition: the log already says "sent"
             tx.log(Kind.SENT, name, attempt)
-        key = f"{tx.state.saga_id}:{name}"
+        key = step_key(tx.state.saga_id, name)
         tx.commands.append(
             SendStep(
                 step=name,
@@ -343,7 +344,7 @@ class Engine:
         tx.set(name, undo_status=UndoStatus.RUNNING, undo_attempt=attempt, undo_due_at=None)
         if not resent:
             tx.log(Kind.UNDO_SENT, name, attempt)
-        key = f"{tx.state.saga_id}:{name}:undo"
+        key = step_key(tx.state.saga_id, name, undo=True)
         tx.commands.append(
             SendUndo(
                 step=name,

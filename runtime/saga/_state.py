@@ -242,6 +242,13 @@ Event: TypeAlias = (
 # -- commands: what the engine asks the coordinator to do, after it has persisted the new state.
 
 
+def step_key(saga_id: str, step: str, *, undo: bool = False) -> str:
+    """The idempotency key of a step's requests (``...:undo`` for its compensation's): the same
+    on every attempt, so a participant applies a step at most once. A keyed ask's handler takes
+    it as its message id, so what it publishes names the step as its cause (``corps trace``)."""
+    return f"{saga_id}:{step}:undo" if undo else f"{saga_id}:{step}"
+
+
 class SendStep(msgspec.Struct, frozen=True, tag=True, kw_only=True):
     """Ask ``saga.step_named(step).to`` with id ``actor_id`` for ``request``, within ``timeout``.
 
