@@ -162,6 +162,12 @@ class Coordinator:
 
     def _own(self, engine: Engine, state: SagaState, revision: int, lease_until: float,
              commands: list[Command]) -> None:
+        if self.dead:
+            # Died (crash, shutdown) while the record was written, as a start or an operator
+            # retry awaited it: as after a killed process, a scan takes the saga over once its
+            # lease runs out.
+            log.warning("coordinator %s stopped: saga %s is left to a takeover", self.node, state.saga_id)
+            return
         assert self._tg is not None
         drive = _Drive(engine, state, revision, lease_until)
         self._drives[state.saga_id] = drive

@@ -254,6 +254,42 @@ async def test_another_coordinator_finishes_a_saga_after_a_crash(
         assert await money(shop) == {"visa": 500}  # charged once
 
 
+async def test_a_coordinator_that_stops_while_a_start_is_written_leaves_the_saga_to_a_takeover(
+    shop: ActorSystem, coordinators: Factory
+) -> None:
+    """Found by the state machine: a start whose log write outlived its coordinator raised
+    RuntimeError (a task group no longer active) for a saga that was durably started."""
+    first: ActorSystem = await coordinators()
+    c1 = await first.coordinator()
+    create = c1.log.create
+    writing, go_on = anyio.Event(), anyio.Event()
+
+    async def slow_create(record: Any) -> int | None:
+        writing.set()
+        await go_on.wait()
+        return await create(record)
+
+    c1.log.create = slow_create  # type: ignore[method-assign]
+    started: list[str] = []
+
+    async def start() -> None:
+        started.append(await first.start_saga(PlaceOrder, order("o1"), saga_id="stopped-mid-start"))
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(start)
+            await writing.wait()
+            assert c1._tg is not None
+            c1._tg.cancel_scope.cancel()  # the coordinator stops, as on shutdown
+            await c1.crashed.wait()
+            go_on.set()
+    assert started == ["stopped-mid-start"]
+    second: ActorSystem = await coordinators()
+    info = await second.wait_saga("stopped-mid-start", timeout=10)
+    assert info.status is SagaStatus.COMPLETED
+    assert await money(shop) == {"visa": 500}
+
+
 async def test_two_coordinators_racing_for_one_saga_end_with_one_owner(
     shop: ActorSystem, coordinators: Factory
 ) -> None:
