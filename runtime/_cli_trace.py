@@ -98,7 +98,8 @@ def format_trace(t: Trace) -> str:
     def emit(e: Entry) -> None:
         shown.add(id(e))
         lines.append(_line(e, start))
-        if e.source == "event" and e.event_id not in expanded:  # a redriven copy shares the id: once
+        # Events and a step's "sent" hold children; a redriven copy or a re-sent step shares the id: once.
+        if e.event_id and e.source != "dead-letter" and e.event_id not in expanded:
             expanded.add(e.event_id)
             for child in children.get(e.event_id, ()):
                 emit(child)

@@ -80,6 +80,9 @@ async def test_a_hybrid_saga_shows_its_transitions_and_the_events_it_published_i
     assert (events(t)[0].cause, events(t)[0].parent, events(t)[0].depth) == (f"{sid}:announce",) * 2 + (1,)
     text = format_trace(t)
     assert f"saga {sid} (HybridOrder): COMPLETED" in text
+    lines = text.splitlines()
+    at = next(i for i, line in enumerate(lines) if "sent" in line and "announce #1" in line)
+    assert "  OrderCompleted" in lines[at + 1]  # printed under the step's send, indented
     assert "OrderCompleted" in text
     assert "order-outcome-o2" not in text
 
