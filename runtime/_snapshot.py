@@ -40,18 +40,22 @@ async def scan(js: JetStreamContext, stream: str, subject: str, config: Consumer
         nats.errors.Error: the server refused or did not answer.
     """
     read = 0
+    name = ""
     with anyio.fail_after(timeout):
         sub = await js.subscribe(subject, stream=stream, config=config, pending_msgs_limit=-1,
                                  pending_bytes_limit=-1, **subscribe)
         try:
             info = await sub.consumer_info()
+            name = info.name
             total = ((info.delivered.consumer_seq if info.delivered else None) or 0) + (info.num_pending or 0)
             while read < total:
                 on_msg(await sub.next_msg(timeout=timeout))
                 read += 1
         finally:
-            with anyio.CancelScope(shield=True), contextlib.suppress(nats.errors.Error):
+            with anyio.CancelScope(shield=True), contextlib.suppress(nats.errors.Error, TimeoutError):
                 await sub.unsubscribe()
+                if name:  # gone now, not after its inactive threshold: a coordinator lists every 2 s
+                    await js.delete_consumer(stream, name)
     return read
 
 

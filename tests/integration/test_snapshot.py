@@ -28,6 +28,8 @@ async def test_it_lists_live_keys_under_the_pattern_only(nats_server: EmbeddedSe
         await kv.put("a.2", b"back")
         assert await live_keys(js, bucket, "a.>", timeout=5) == ["a.1", "a.2", "a.4"]
         assert await live_keys(js, bucket, ">", timeout=5) == ["a.1", "a.2", "a.4", "b.1"]
+        # Each listing's consumer is deleted when it is done (nats-py's watch leaves one for 5 min).
+        assert (await js.stream_info(f"KV_{bucket}")).state.consumer_count == 0
     finally:
         await nc.close()
 
