@@ -117,6 +117,7 @@ async def test_a_choreographed_chain_is_nested_by_cause_and_other_orders_are_lef
 
 async def test_a_dead_lettered_event_appears_under_its_event_with_its_reason(actor_system: ActorSystem) -> None:
     Recorder.log = Log()
+    watch = await DeadLetterWatch().start(actor_system)  # subscribed before anything is dead-lettered
     await actor_system.spawn(Recorder, "r")
     poison = f"poison-{uuid.uuid4().hex[:8]}"
     await actor_system.publish(Poison(7), msg_id=poison)
@@ -125,7 +126,6 @@ async def test_a_dead_lettered_event_appears_under_its_event_with_its_reason(act
     async def dead_lettered() -> bool:
         return len(await actor_system.events.dead_letters()) >= 1
 
-    watch = await DeadLetterWatch().start(actor_system)
     try:
         await watch.wait_until(dead_lettered, timeout=20)
     finally:
