@@ -48,15 +48,24 @@ class Current:
         mid = f"{sender}-{env.mid}"
         return (env.corr or mid), mid
 
-    def next_publish(self) -> int:
-        """0, 1, 2... for the events the handler of this item publishes (counted only when it
-        publishes, so the mailbox loop pays nothing for it)."""
+    def publish_id(self, event_type: type) -> str | None:
+        """The ``Nats-Msg-Id`` of the next event the handler of a keyed message (a saga step's
+        ask) publishes, or None for a message without a key.
+
+        Stable across the step's attempts, so a retried step's events are deduplicated by the
+        stream, as a retried event handler's are. The type is in the id: a retry that takes
+        another path and publishes another event type is not taken for a repeat. Counted only
+        when the handler publishes, so the mailbox loop pays nothing for it.
+        """
+        key = self.item[0].key
+        if not key:
+            return None
         if self._counted is not self.item:
             self._counted = self.item
             self._published = 0
         else:
             self._published += 1
-        return self._published
+        return f"{key}:{event_type.__name__}:{self._published}"
 
 
 current: ContextVar[Current | None] = ContextVar("corps_current", default=None)

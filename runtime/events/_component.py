@@ -113,15 +113,11 @@ class Events:
                 msg_id = f"{d.consumer.name}:{d.event_id}:{next(d.publishes)}"
         else:
             cur = current.get()
-            corr, cause = cur.ids() if cur is not None and cur.item is not None else ("", "")
+            if cur is not None and cur.item is None:
+                cur = None  # outside any handler
+            corr, cause = cur.ids() if cur is not None else ("", "")
             if msg_id is None:
-                key = cur.item[0].key if cur is not None and cur.item is not None else ""
-                # A keyed ask's handler (a saga step): ids stable across the step's attempts, so
-                # a retried step's events are deduplicated by the stream, as a retried event
-                # handler's are. The type is in the id: a retry that takes another path and
-                # publishes another event type is not mistaken for a duplicate.
-                msg_id = (f"{key}:{type(event).__name__}:{cur.next_publish()}" if cur is not None and key
-                          else self.publisher.new_id())
+                msg_id = (cur.publish_id(type(event)) if cur is not None else None) or self.publisher.new_id()
         return await self.publisher.publish(subject, event, msg_id, merge_headers(corr, cause))
 
     # -- idempotency -----------------------------------------------------------------------
