@@ -8,7 +8,10 @@
     python3 dev.py corps [...]   # any corps command
 
 The first run creates .venv and installs corps with its test and dev extras; later runs
-reinstall only when pyproject.toml changes.
+reinstall only when pyproject.toml or the set of source files changes. The install is editable
+in setuptools' strict mode: a tree of links to runtime/, actors/ and bench/ under build/, named
+as the package `corps` (a path that type checkers follow, unlike the default import hook);
+a new or removed file needs a relink, which the next dev.py command does.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PY = BIN / ("python.exe" if os.name == "nt" else "python")
 STAMP = VENV / ".corps-installed"
+SOURCES = ("runtime", "actors", "bench")  # the folders the package corps is built from (pyproject.toml)
 
 
 def ensure_venv() -> None:
@@ -33,14 +37,22 @@ def ensure_venv() -> None:
     if not PY.exists():
         print(f"creating {VENV} ...", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
-    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
-    if STAMP.exists() and STAMP.read_text() == digest:
+    deps = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    files = hashlib.sha256("\n".join(sorted(
+        str(p.relative_to(ROOT)) for folder in SOURCES for p in (ROOT / folder).rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts)).encode()).hexdigest()
+    stamp = STAMP.read_text().split() if STAMP.exists() else []
+    if stamp == [deps, files]:
         return
-    print("installing corps and its dependencies into .venv ...", flush=True)
     pip = [str(PY), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
-    subprocess.run([*pip, "--upgrade", "pip"], check=True)
-    subprocess.run([*pip, "-e", f"{ROOT}[dev]"], check=True)
-    STAMP.write_text(digest)
+    editable = ["-e", f"{ROOT}[dev]", "--config-settings", "editable_mode=strict"]
+    if stamp[:1] == [deps]:  # same dependencies, files added or removed: relink only
+        subprocess.run([*pip, "--no-deps", "--no-build-isolation", *editable], check=True)
+    else:
+        print("installing corps and its dependencies into .venv ...", flush=True)
+        subprocess.run([*pip, "--upgrade", "pip"], check=True)
+        subprocess.run([*pip, *editable], check=True)
+    STAMP.write_text(f"{deps} {files}")
 
 
 def run(*cmd: str) -> int:
@@ -57,8 +69,10 @@ def main(argv: list[str]) -> int:
         return run(str(BIN / "corps"), "demo", *rest)
     if command == "test":
         return run(str(PY), "-m", "pytest", *rest)
-    if command == "lint":
-        return run(str(PY), "-m", "ruff", "check", ".") or run(str(PY), "-m", "mypy")
+    if command == "lint":  # style, types (the package and a user's module outside it), layers
+        return (run(str(PY), "-m", "ruff", "check", ".") or run(str(PY), "-m", "mypy")
+                or run(str(PY), "-m", "mypy", "--strict", "tests/typing/user_module.py")
+                or run(str(BIN / "lint-imports")))
     if command == "bench":
         return run(str(BIN / "corps"), "bench", *rest)
     if command == "corps":

@@ -1,4 +1,4 @@
 """Reference services written as corps actor classes, using only the public ``runtime`` API.
 
-* ``actors.demo``: a bank account and a pricing service, and the steps ``corps demo`` walks through.
+* ``corps.examples.demo``: a bank account and a pricing service, and the steps ``corps demo`` walks through.
 """

@@ -3,126 +3,42 @@
 The walk-through is a list of small steps. Each step is an async function that takes the
 ``Demo`` (the system, plus what earlier steps made) and returns ``(label, text)`` lines to print.
 To extend the demo, write a step and add it to ``STEPS``. Written as a user would write it: the
-public ``runtime`` API only, plus nats-py where a step plays a client in another language.
+public ``corps`` API only, plus nats-py where a step plays a client in another language.
 """
 
 from __future__ import annotations
 
-import itertools
 import secrets
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
-from typing import ClassVar, Final, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import msgspec
 import nats
 
-from actors.shop.choreo_demo import choreography
-from actors.shop.demo_steps import orchestrated_orders
-from runtime import (
-    Actor,
-    ActorOptions,
-    ActorRef,
+from corps import (
     ActorSystem,
     AskError,
-    Message,
     RemoteError,
-    Request,
-    handler,
     run,
 )
-
-# -- the domain ------------------------------------------------------------------------------
-
-
-class Balance(Message):
-    account: str
-    amount: int
-
-
-class Deposit(Message):
-    """A plain Message: sent with ``tell``, no reply."""
-
-    amount: int
-
-
-class Withdraw(Request[Balance]):
-    """A Request names its reply type, so ``ask`` returns a ``Balance``."""
-
-    amount: int
-
-
-class GetBalance(Request[Balance]):
-    pass
-
-
-class InsufficientFunds(Exception):
-    """Raised by a handler: the asker gets a RemoteError naming it."""
-
-
-class Account(Actor):
-    """An entity: one instance per id, holding its own state, one message at a time."""
-
-    def __init__(self) -> None:
-        self.balance = 0
-
-    @handler
-    async def deposit(self, msg: Deposit) -> None:
-        self.balance += msg.amount
-
-    @handler
-    async def withdraw(self, msg: Withdraw) -> Balance:
-        if msg.amount > self.balance:
-            raise InsufficientFunds(f"balance is {self.balance}, cannot withdraw {msg.amount}")
-        self.balance -= msg.amount
-        return Balance(self.id, self.balance)
-
-    @handler
-    async def get_balance(self, msg: GetBalance) -> Balance:
-        return Balance(self.id, self.balance)
-
-
-class Quote(Message):
-    sku: str
-    cents: int
-    instance: int
-    """Which Pricing instance answered (a number, so the demo can show the load spread)."""
-
-
-class PriceOf(Request[Quote]):
-    sku: str
-
-
-PRICES: Final = {"apple": 50, "pear": 65}
-
-
-class Pricing(Actor, options=ActorOptions(service=True)):
-    """A stateless service: instances spawned under one id share a NATS queue group."""
-
-    _numbers: ClassVar[Iterator[int]] = itertools.count(1)
-
-    def __init__(self) -> None:
-        self.number = next(Pricing._numbers)
-
-    @handler
-    async def price(self, msg: PriceOf) -> Quote:
-        return Quote(msg.sku, PRICES.get(msg.sku, 100), self.number)
-
+from corps.examples.accounts import Account as Account  # `corps run corps.examples.demo:Account`
+from corps.examples.accounts import Balance as Balance
+from corps.examples.accounts import Deposit as Deposit
+from corps.examples.accounts import GetBalance as GetBalance
+from corps.examples.accounts import InsufficientFunds as InsufficientFunds
+from corps.examples.accounts import PriceOf as PriceOf
+from corps.examples.accounts import Pricing as Pricing
+from corps.examples.accounts import Quote as Quote
+from corps.examples.accounts import Withdraw as Withdraw
+from corps.examples.shop.choreo_demo import choreography
+from corps.examples.shop.demo_steps import orchestrated_orders
+from corps.examples.walkthrough import Demo, Line
 
 # -- the walk-through ------------------------------------------------------------------------
 
-Line = tuple[str, str]
 E = TypeVar("E", bound=BaseException)
-
-
-class Demo:
-    """What the steps share: the system and a reference to the account ``alice``."""
-
-    def __init__(self, system: ActorSystem) -> None:
-        self.system = system
-        # A ref is only an address: it can be made before (or without) the actor being spawned.
-        self.alice: ActorRef[Account] = system.ref(Account, "alice")
 
 
 async def _expect(error: type[E], pending: Awaitable[object]) -> E:

@@ -1,4 +1,4 @@
 """corps benchmarks: every runtime path measured next to raw nats-py doing the same work, in one run.
 
-``python -m bench --help``. See bench/README.md for the scenarios and targets.
+``python -m corps.bench --help``. See bench/README.md for the scenarios and targets.
 """

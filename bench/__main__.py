@@ -1,5 +1,5 @@
 """``corps bench [SCENARIO...] [--quick] [--loop uvloop|asyncio] [--json FILE] [--markdown FILE] [--plot FILE]
-[--nats URL]``, also ``python -m bench``.
+[--nats URL]``, also ``python -m corps.bench``.
 
 Runs every selected scenario, corps next to raw nats-py (and FastStream when installed), in one
 process against one nats-server (embedded unless ``--nats``), prints a table, and writes the JSON
@@ -15,12 +15,12 @@ import shlex
 import sys
 from typing import Any
 
-from bench import _plot
-from bench._model import Scenario
-from bench._report import document, machine_line, markdown, table
-from bench._runner import Outcome, Progress, log, machine_info, run_scenario
-from bench.registry import ALIASES, load
-from runtime import EmbeddedServer, run
+from corps import EmbeddedServer, run
+from corps.bench import _plot
+from corps.bench._model import Scenario
+from corps.bench._report import document, machine_line, markdown, table
+from corps.bench._runner import Outcome, Progress, log, machine_info, run_scenario
+from corps.bench.registry import ALIASES, load
 
 LOOPS = ("uvloop", "asyncio")
 EPILOG = """\
@@ -46,7 +46,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="corps bench",
         description="Benchmark corps next to raw nats-py (and FastStream, when installed), in one run against one "
                     "nats-server. Variants alternate and repeat; the table shows median [min-max] and ratios. "
-                    "The same as `python -m bench`.",
+                    "The same as `python -m corps.bench`.",
         epilog=EPILOG.format(names=", ".join(names)), formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("scenarios", nargs="*", metavar="SCENARIO", help="scenarios to run (default: all)")
@@ -74,7 +74,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def _without_peers(sc: Scenario) -> Scenario:
     from dataclasses import replace
 
-    from bench.peers import PEER
+    from corps.bench.peers import PEER
 
     return replace(sc, variants=tuple(v for v in sc.variants if v.name != PEER),
                    missing={**sc.missing, PEER: "skipped (--no-peers)"} if any(r.peer for r in sc.rows)

@@ -1,4 +1,4 @@
-"""Run one measurement in a fresh child process (``python -m bench.X ...``) and read its JSON line."""
+"""Run one measurement in a fresh child process (``python -m corps.bench.X ...``) and read its JSON line."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ Sample = dict[str, Any]
 """One run of one variant: metric name -> float (e.g. ``{"rate": 1.2e6, "seconds": 0.17}``).
 
 Values that are not numbers are data kept in the JSON, never compared: e.g. ``hist_ns``, the
-latency histogram as ``[[value_ns, count], ...]`` (see ``bench._hist``), which the plot reads.
+latency histogram as ``[[value_ns, count], ...]`` (see ``corps.bench._hist``), which the plot reads.
 """
 
 

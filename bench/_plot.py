@@ -8,9 +8,9 @@ import importlib.util
 import math
 from typing import Any
 
-from bench._hist import LogHistogram
-from bench._report import evaluate
-from bench._runner import Outcome
+from corps.bench._hist import LogHistogram
+from corps.bench._report import evaluate
+from corps.bench._runner import Outcome
 
 COLORS = {"corps": "#2b7bba", "raw": "#8c8c8c", "faststream": "#e08a2c"}
 MISSING = "matplotlib is not installed: pip install 'corps[plot]' (or pip install matplotlib) for --plot"

@@ -6,9 +6,9 @@ import json
 import math
 from typing import Any
 
-from bench._model import Row
-from bench._runner import Outcome
-from bench._stats import fmt_range, median
+from corps.bench._model import Row
+from corps.bench._runner import Outcome
+from corps.bench._stats import fmt_range, median
 
 HEADER = ("scenario", "corps", "raw", "corps/raw", "target", "met?", "FastStream", "FS/raw", "vs FastStream")
 RATIO_NOTE = ("median [min-max] of the repeats; corps/raw and FS/raw = ratio of medians; "

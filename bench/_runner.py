@@ -15,9 +15,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from bench._model import Context, Sample, Scenario
-from bench._raw import server_version
-from bench._stats import fmt_value
+from corps.bench._model import Context, Sample, Scenario
+from corps.bench._raw import server_version
+from corps.bench._stats import fmt_value
 
 
 @dataclass

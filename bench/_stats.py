@@ -8,7 +8,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from bench._hist import LogHistogram
+from corps.bench._hist import LogHistogram
 
 
 def now() -> float:

@@ -10,11 +10,11 @@ NATS message when nothing coalesces.
 
 from __future__ import annotations
 
-from bench._model import Context, Row, Sample, Scenario, Variant
-from bench._stats import now
-from bench.core import ENCODER, PING_DECODER, Ping
-from bench.registry import register
-from runtime._codec import Decoders, WireCodec, join_frame
+from corps.bench._model import Context, Row, Sample, Scenario, Variant
+from corps.bench._stats import now
+from corps.bench._work import ENCODER, PING_DECODER, Ping
+from corps.bench.registry import register
+from corps.wire._codec import Decoders, WireCodec, join_frame
 
 FRAME = 64
 """Envelopes per frame for the coalesced case (a tight tell loop coalesces far more)."""

@@ -9,60 +9,31 @@ FastStream column (bench/peers.py) does the same work through FastStream's NATS 
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any, ClassVar
 
-import msgspec
-
-from bench import peers
-from bench._model import Context, Row, Sample, Scenario, Target, Variant
-from bench._raw import RAW_SUBJECT, raw_connection
-from bench._stats import latency_summary, now
-from bench.registry import register
-from runtime import Actor, ActorSystem, Message, Request, handler
+from corps import Actor, ActorSystem, handler
+from corps.bench import peers
+from corps.bench._model import Context, Row, Sample, Scenario, Target, Variant
+from corps.bench._raw import RAW_SUBJECT, raw_connection
+from corps.bench._stats import latency_summary, now
+from corps.bench._work import (
+    ECHO_DECODER,
+    ENCODER,
+    FS_NOTE,
+    ONE_CONNECTION,
+    PING_DECODER,
+    PONG_DECODER,
+    Echo,
+    Ping,
+    Pong,
+    Tally,
+    in_flight,
+    tell_timeout,
+)
+from corps.bench.registry import register
 
 ASK_TIMEOUT = 30.0
 """Per-ask timeout: generous, a bench never fails on a slow machine, it reports."""
-
-
-class Ping(Message, frozen=True):
-    n: int
-
-
-class Pong(Message, frozen=True):
-    n: int
-
-
-class Echo(Request[Pong], frozen=True):
-    n: int
-
-
-class Tally:
-    """Counts handled messages; ``done`` is set when ``target`` is reached."""
-
-    __slots__ = ("count", "done", "target")
-
-    def __init__(self, target: int) -> None:
-        self.count = 0
-        self.target = target
-        self.done = asyncio.Event()
-
-    def hit(self) -> None:
-        self.count += 1
-        if self.count == self.target:
-            self.done.set()
-
-    async def wait(self, timeout: float, what: str) -> None:
-        """Wait for ``target`` messages; a timeout reports how many arrived (lost messages or a hang)."""
-        try:
-            await asyncio.wait_for(self.done.wait(), timeout)
-        except TimeoutError:
-            raise RuntimeError(f"{what}: {self.count} of {self.target} messages handled after {timeout:.0f}s "
-                               f"(lost messages or a hang)") from None
-
-
-def tell_timeout(n: int) -> float:
-    return 30.0 + n / 10_000  # 50 s for 200k: ~10x the slowest variant measured
 
 
 class Counter(Actor):
@@ -79,12 +50,6 @@ class Responder(Actor):
     @handler
     async def echo(self, msg: Echo) -> Pong:
         return Pong(msg.n)
-
-
-ENCODER = msgspec.msgpack.Encoder()
-PING_DECODER = msgspec.msgpack.Decoder(Ping)
-ECHO_DECODER = msgspec.msgpack.Decoder(Echo)
-PONG_DECODER = msgspec.msgpack.Decoder(Pong)
 
 
 # -- (a) tell: N one-way messages to one actor ----------------------------------------------
@@ -179,18 +144,6 @@ async def raw_ask_latency(ctx: Context) -> Sample:
 # -- (c) ask-1, ask-16, ask-256: asks in flight ------------------------------------------------------
 
 
-async def in_flight(concurrency: int, per_task: int, ask_one: Any) -> float:
-    """Run ``concurrency`` tasks each doing ``per_task`` sequential asks; return elapsed seconds."""
-
-    async def worker() -> None:
-        for i in range(per_task):
-            await ask_one(i)
-
-    t0 = now()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return now() - t0
-
-
 async def corps_ask_concurrent(ctx: Context) -> Sample:
     c, total = ctx.params["concurrency"], ctx.params["asks"]
     async with ActorSystem(ctx.url) as system:
@@ -219,9 +172,6 @@ async def raw_ask_concurrent(ctx: Context) -> Sample:
 
 
 # -- the scenarios -------------------------------------------------------------------------
-
-ONE_CONNECTION = "raw nats-py uses one connection for both sides, as corps does (one per ActorSystem)"
-FS_NOTE = "faststream: same work through NatsBroker (logger off, handler(body: bytes) + msgspec decode, no pydantic)"
 
 
 def _size(quick: bool, full: int, small: int) -> int:

@@ -1,6 +1,6 @@
 """Events next to raw nats-py, in one run: publish with acks, and consume + decode + ack.
 
-    python -m bench.events [--quick]
+    python -m corps.bench.events [--quick]
 
 raw publish: ``await js.publish(subject, payload)`` per message (each ack awaited).
 corps publish: ``await system.publish(event)`` per message (Nats-Msg-Id and ack awaited), and
@@ -25,15 +25,11 @@ import msgspec
 import nats
 import nats.errors
 
-from bench import peers
-from bench._model import Context, Row, Sample, Scenario, Target, Variant
-from bench.registry import register
-from runtime import Actor, ActorSystem, EmbeddedServer, Message, on_event, run
-
-
-class Tick(Message):
-    n: int
-    payload: str
+from corps import Actor, ActorSystem, EmbeddedServer, on_event, run
+from corps.bench import peers
+from corps.bench._model import Context, Row, Sample, Scenario, Target, Variant
+from corps.bench._work import TICK_DECODER, Tick
+from corps.bench.registry import register
 
 
 class Sink(Actor):
@@ -46,9 +42,6 @@ class Sink(Actor):
         Sink.seen += 1
         if Sink.seen >= Sink.target and Sink.done is not None:
             Sink.done.set()
-
-
-DECODER = msgspec.msgpack.Decoder(Tick)
 
 
 async def raw_publish(js: Any, subject: str, payloads: list[bytes]) -> float:
@@ -79,7 +72,7 @@ async def raw_consume(js: Any, subject: str, n: int, durable: str) -> float:
         except nats.errors.TimeoutError:
             continue
         for m in msgs:
-            DECODER.decode(m.data)
+            TICK_DECODER.decode(m.data)
             await m.ack()
             got += 1
     rate = n / (time.perf_counter() - t)
@@ -218,7 +211,7 @@ def events_consume(quick: bool) -> Scenario:
 
 
 def cli(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.events", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m corps.bench.events", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer messages and repetitions")
     args = parser.parse_args(argv)

@@ -8,17 +8,15 @@ clock stops when every message has been handled.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
-from bench import peers
-from bench._model import Context, Row, Sample, Scenario, Target, Variant
-from bench._raw import raw_connection
-from bench._stats import now
-from bench.core import ENCODER, FS_NOTE, ONE_CONNECTION, PING_DECODER, Ping, Tally, tell_timeout
-from bench.registry import register
-from runtime import Actor, ActorSystem, handler
+from corps import Actor, ActorSystem, handler
+from corps.bench import peers
+from corps.bench._model import Context, Row, Sample, Scenario, Target, Variant
+from corps.bench._raw import raw_connection
+from corps.bench._stats import now
+from corps.bench._work import ENCODER, FS_NOTE, ONE_CONNECTION, PING_DECODER, Ping, Tally, fan_out, tell_timeout
+from corps.bench.registry import register
 
 RAW_PREFIX = "bench.raw.fanin"
 
@@ -36,17 +34,6 @@ class FanCounter(Actor):
     async def ping(self, msg: Ping) -> None:
         self.count += 1
         self.tally.hit()
-
-
-async def fan_out(senders: int, actors: int, total: int, send: Callable[[int, int], Awaitable[None]]) -> None:
-    """``senders`` tasks; sender s sends its share of ``total`` to actors s, s+1, ... round-robin."""
-
-    async def sender(s: int, count: int) -> None:
-        for i in range(count):
-            await send((s + i) % actors, i)
-
-    share, extra = divmod(total, senders)
-    await asyncio.gather(*(sender(s, share + (s < extra)) for s in range(senders)))
 
 
 async def corps_fanin(ctx: Context) -> Sample:

@@ -1,6 +1,6 @@
 """uvloop vs asyncio: the tell and ask-latency work of bench/core.py under each event loop.
 
-Each sample runs in a fresh child process (``python -m bench.loops``) on the requested loop, for
+Each sample runs in a fresh child process (``python -m corps.bench.loops``) on the requested loop, for
 corps and for raw nats-py, so the loops never share a process. A child asked for uvloop where
 uvloop is not installed fails (reported), rather than silently measuring asyncio twice.
 """
@@ -12,10 +12,10 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable
 
-from bench._child import run_child
-from bench._model import Context, Row, Sample, Scenario, Variant
-from bench.registry import register
-from runtime import run
+from corps import run
+from corps.bench._child import run_child
+from corps.bench._model import Context, Row, Sample, Scenario, Variant
+from corps.bench.registry import register
 
 CHILD_TIMEOUT = 300.0
 LOOP_NAMES = ("uvloop", "asyncio")
@@ -26,7 +26,7 @@ def _variant(side: str, loop: str) -> Variant:
     async def go(ctx: Context) -> Sample:
         args = ["--url", ctx.url, "--side", side, "--loop", loop,
                 *(f"--{k}={v}" for k, v in ctx.params.items())]
-        return await run_child("bench.loops", args, CHILD_TIMEOUT)
+        return await run_child("corps.bench.loops", args, CHILD_TIMEOUT)
 
     return Variant(f"{side}-{loop}", go)
 
@@ -51,7 +51,7 @@ def loops(quick: bool) -> Scenario:
 
 
 async def measure(ctx: Context, side: str) -> dict[str, float]:
-    from bench import core
+    from corps.bench import core
 
     loop = type(asyncio.get_running_loop()).__module__
     if ctx.loop == "uvloop" and not loop.startswith("uvloop"):
@@ -66,7 +66,7 @@ async def measure(ctx: Context, side: str) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> None:
     """Child entry point: measure once on one loop and print one JSON line."""
-    p = argparse.ArgumentParser(prog="python -m bench.loops")
+    p = argparse.ArgumentParser(prog="python -m corps.bench.loops")
     p.add_argument("--url", required=True)
     p.add_argument("--side", choices=SIDES, required=True)
     p.add_argument("--loop", choices=LOOP_NAMES, required=True)

@@ -1,6 +1,6 @@
 """Memory of idle actor instances: spawn N instances of a stateless class in one system.
 
-Each sample runs in fresh child processes (``python -m bench.memory``), so that freed memory of
+Each sample runs in fresh child processes (``python -m corps.bench.memory``), so that freed memory of
 earlier scenarios cannot hide growth: one child measures the RSS delta, another the bytes that
 ``tracemalloc`` sees allocated (tracemalloc's own bookkeeping would inflate the RSS figure).
 The class host (its subscription, decoders) is created by a first spawn before measuring; what is
@@ -18,11 +18,11 @@ import resource
 import sys
 import tracemalloc
 
-from bench._child import run_child
-from bench._model import Context, Row, Sample, Scenario, Target, Variant
-from bench.core import Ping
-from bench.registry import register
-from runtime import Actor, ActorSystem, handler, run
+from corps import Actor, ActorSystem, handler, run
+from corps.bench._child import run_child
+from corps.bench._model import Context, Row, Sample, Scenario, Target, Variant
+from corps.bench._work import Ping
+from corps.bench.registry import register
 
 CHILD_TIMEOUT = 600.0
 
@@ -68,7 +68,7 @@ async def measure(url: str, n: int, traced: bool) -> dict[str, float]:
 
 async def _child(ctx: Context, traced: bool) -> dict[str, float]:
     args = ["--url", ctx.url, "--n", str(ctx.params["instances"]), "--loop", ctx.loop]
-    return await run_child("bench.memory", [*args, *(["--traced"] if traced else [])], CHILD_TIMEOUT)
+    return await run_child("corps.bench.memory", [*args, *(["--traced"] if traced else [])], CHILD_TIMEOUT)
 
 
 async def corps_memory(ctx: Context) -> Sample:
@@ -94,7 +94,7 @@ def memory(quick: bool) -> Scenario:
 
 def main(argv: list[str] | None = None) -> None:
     """Child entry point: measure once and print one JSON line."""
-    p = argparse.ArgumentParser(prog="python -m bench.memory")
+    p = argparse.ArgumentParser(prog="python -m corps.bench.memory")
     p.add_argument("--url", required=True)
     p.add_argument("--n", type=int, required=True)
     p.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")

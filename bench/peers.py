@@ -9,13 +9,33 @@ One broker (one connection) serves both sides, as one ``ActorSystem`` does.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import importlib.util
+import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from bench._model import Context, Sample, Variant
-from bench._stats import latency_summary, now
+import msgspec
+import nats
+
+from corps.bench._model import Context, Sample, Variant
+from corps.bench._stats import latency_summary, now
+from corps.bench._work import (
+    ECHO_DECODER,
+    ENCODER,
+    PING_DECODER,
+    PONG_DECODER,
+    TICK_DECODER,
+    Echo,
+    Ping,
+    Pong,
+    Tally,
+    Tick,
+    fan_out,
+    in_flight,
+    tell_timeout,
+)
 
 PEER = "faststream"
 SUBJECT = "bench.fs"
@@ -49,23 +69,14 @@ def _subscribe(broker: Any, subject: str, fn: Callable[..., Awaitable[Any]], ret
     broker.subscriber(subject)(fn)
 
 
-def _codecs() -> tuple[Any, Any, Any, Any, Any]:
-    from bench.core import ECHO_DECODER, ENCODER, PING_DECODER, PONG_DECODER, Pong
-
-    return ENCODER, PING_DECODER, ECHO_DECODER, PONG_DECODER, Pong
-
-
 async def fs_tell(ctx: Context) -> Sample:
     """``broker.publish`` per message -> a subscriber that decodes Ping and counts."""
-    from bench.core import Ping, Tally, tell_timeout
-
-    enc, ping_dec, *_ = _codecs()
     n, warm = ctx.params.get("peer_messages", ctx.params["messages"]), ctx.params["warmup"]
     broker = _broker(ctx.url)
     state = {"tally": Tally(0)}
 
     async def sink(body: bytes) -> None:
-        ping_dec.decode(body)
+        PING_DECODER.decode(body)
         state["tally"].hit()
 
     _subscribe(broker, SUBJECT + ".tell", sink)
@@ -76,7 +87,7 @@ async def fs_tell(ctx: Context) -> Sample:
             tally = state["tally"] = Tally(count)
             t0 = now()
             for i in range(count):
-                await broker.publish(enc.encode(Ping(i)), SUBJECT + ".tell")
+                await broker.publish(ENCODER.encode(Ping(i)), SUBJECT + ".tell")
             await tally.wait(tell_timeout(count), "faststream tell")
             elapsed = now() - t0
     finally:
@@ -85,19 +96,14 @@ async def fs_tell(ctx: Context) -> Sample:
 
 
 def _responder(broker: Any) -> None:
-    enc, _, echo_dec, _, pong = _codecs()
-
     async def echo(body: bytes) -> bytes:
-        return bytes(enc.encode(pong(echo_dec.decode(body).n)))
+        return bytes(ENCODER.encode(Pong(ECHO_DECODER.decode(body).n)))
 
     _subscribe(broker, SUBJECT + ".ask", echo, bytes)
 
 
 async def fs_ask_latency(ctx: Context) -> Sample:
     """``broker.request`` one at a time -> a subscriber that decodes Echo and returns a Pong."""
-    from bench.core import Echo
-
-    enc, _, _, pong_dec, _ = _codecs()
     n, warm = ctx.params.get("peer_asks", ctx.params["asks"]), ctx.params["warmup"]
     broker = _broker(ctx.url)
     _responder(broker)
@@ -106,8 +112,8 @@ async def fs_ask_latency(ctx: Context) -> Sample:
     try:
         for i in range(warm + n):
             t0 = now()
-            reply = await broker.request(enc.encode(Echo(i)), SUBJECT + ".ask", timeout=TIMEOUT)
-            pong_dec.decode(reply.body)
+            reply = await broker.request(ENCODER.encode(Echo(i)), SUBJECT + ".ask", timeout=TIMEOUT)
+            PONG_DECODER.decode(reply.body)
             if i >= warm:
                 latencies.append(now() - t0)
     finally:
@@ -117,17 +123,14 @@ async def fs_ask_latency(ctx: Context) -> Sample:
 
 async def fs_ask_concurrent(ctx: Context) -> Sample:
     """``concurrency`` tasks of sequential ``broker.request`` calls."""
-    from bench.core import Echo, in_flight
-
-    enc, _, _, pong_dec, _ = _codecs()
     c, total = ctx.params["concurrency"], ctx.params.get("peer_asks", ctx.params["asks"])
     broker = _broker(ctx.url)
     _responder(broker)
     await broker.start()
 
     async def ask_one(i: int) -> None:
-        reply = await broker.request(enc.encode(Echo(i)), SUBJECT + ".ask", timeout=TIMEOUT)
-        pong_dec.decode(reply.body)
+        reply = await broker.request(ENCODER.encode(Echo(i)), SUBJECT + ".ask", timeout=TIMEOUT)
+        PONG_DECODER.decode(reply.body)
 
     try:
         await in_flight(c, max(ctx.params["warmup"] // c, 1), ask_one)
@@ -140,17 +143,13 @@ async def fs_ask_concurrent(ctx: Context) -> Sample:
 
 async def fs_fanin(ctx: Context) -> Sample:
     """``senders`` tasks publishing round-robin to ``actors`` subjects; one wildcard subscriber."""
-    from bench.core import Ping, Tally, tell_timeout
-    from bench.fanin import fan_out
-
-    enc, ping_dec, *_ = _codecs()
     n, warm = ctx.params.get("peer_messages", ctx.params["messages"]), ctx.params["warmup"]
     actors, senders = ctx.params["actors"], ctx.params["senders"]
     broker = _broker(ctx.url)
     state = {"tally": Tally(0)}
 
     async def sink(body: bytes) -> None:  # no per-subject count: FastStream's subject injection is 4x slower
-        ping_dec.decode(body)
+        PING_DECODER.decode(body)
         state["tally"].hit()
 
     _subscribe(broker, SUBJECT + ".fanin.*", sink)
@@ -158,7 +157,7 @@ async def fs_fanin(ctx: Context) -> Sample:
     subjects = [f"{SUBJECT}.fanin.{a}" for a in range(actors)]
 
     async def send(actor: int, i: int) -> None:
-        await broker.publish(enc.encode(Ping(i)), subjects[actor])
+        await broker.publish(ENCODER.encode(Ping(i)), subjects[actor])
 
     await broker.start()
     try:
@@ -175,13 +174,6 @@ async def fs_fanin(ctx: Context) -> Sample:
 
 async def fs_events_publish(ctx: Context) -> Sample:
     """``broker.publish(..., stream=...)`` per event: FastStream's JetStream publish awaits the PubAck."""
-    import secrets
-
-    import msgspec
-    import nats
-
-    from bench.events import Tick
-
     n = ctx.params["events"]
     ns = f"fs{secrets.token_hex(3)}"
     payloads = [msgspec.msgpack.encode(Tick(i, "x" * 64)) for i in range(n)]
@@ -204,15 +196,6 @@ async def fs_events_publish(ctx: Context) -> Sample:
 async def fs_events_consume(ctx: Context) -> Sample:
     """A durable pull subscriber (batches of 256, ack after the handler): FastStream's JetStream
     consume, timed from ``broker.start()`` to the last event handled, as corps is from spawn."""
-    import asyncio
-    import secrets
-
-    import msgspec
-    import nats
-
-    from bench.core import Tally
-    from bench.events import DECODER, Tick
-
     nats_mod: Any = importlib.import_module("faststream.nats")
     ack: Any = importlib.import_module("faststream.middlewares").AckPolicy.ACK  # not nats's AckPolicy
     n = ctx.params["events"]
@@ -226,7 +209,7 @@ async def fs_events_consume(ctx: Context) -> Sample:
     broker = _broker(ctx.url)
 
     async def sink(body: bytes) -> None:
-        DECODER.decode(body)
+        TICK_DECODER.decode(body)
         tally.hit()
 
     sink.__annotations__ = {"body": bytes, "return": None}

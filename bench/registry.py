@@ -1,9 +1,9 @@
 """The scenario registry: where every scenario, today's and later ones, plugs in.
 
 A scenario module registers a factory per scenario name; the factory gets ``quick`` and returns
-the :class:`~bench._model.Scenario` (its parameters sized for a full or a ``--quick`` run)::
+the :class:`~corps.bench._model.Scenario` (its parameters sized for a full or a ``--quick`` run)::
 
-    from bench.registry import register
+    from corps.bench.registry import register
 
     @register("events-consume")
     def events_consume(quick: bool) -> Scenario:
@@ -20,7 +20,7 @@ import importlib
 import sys
 from collections.abc import Callable
 
-from bench._model import Scenario
+from corps.bench._model import Scenario
 
 ScenarioFactory = Callable[[bool], Scenario]
 
@@ -28,13 +28,13 @@ SCENARIOS: dict[str, ScenarioFactory] = {}
 """Scenario name -> factory(quick), in registration order (the order of the table)."""
 
 PLUGINS: tuple[str, ...] = (
-    "bench.core",      # tell, ask-latency, ask-1, ask-16, ask-256
-    "bench.fanin",     # tell fan-in
-    "bench.codec",     # encode/decode ceiling, no NATS
-    "bench.events",    # JetStream events (another engineer's module; optional)
-    "bench.sagas",     # sagas (later; optional)
-    "bench.loops",     # uvloop vs asyncio, in child processes
-    "bench.memory",    # idle instances, in child processes
+    "corps.bench.core",      # tell, ask-latency, ask-1, ask-16, ask-256
+    "corps.bench.fanin",     # tell fan-in
+    "corps.bench.codec",     # encode/decode ceiling, no NATS
+    "corps.bench.events",    # JetStream events (another engineer's module; optional)
+    "corps.bench.sagas",     # sagas (later; optional)
+    "corps.bench.loops",     # uvloop vs asyncio, in child processes
+    "corps.bench.memory",    # idle instances, in child processes
 )
 
 ALIASES: dict[str, str] = {"tell-fan-in": "fan-in", "fanin": "fan-in", "uvloop": "loops"}

@@ -20,8 +20,12 @@ import msgspec
 import nats
 from nats.js.api import KeyValueConfig, StorageType
 
-from actors.shop import choreographed as choreo
-from actors.shop.messages import (
+from corps import Actor, ActorOptions, ActorSystem, on_event
+from corps.bench._model import Context, Row, Sample, Scenario, Variant
+from corps.bench._stats import latency_summary, now
+from corps.bench.registry import register
+from corps.examples.shop import choreographed as choreo
+from corps.examples.shop.messages import (
     BookCourier,
     ChargeCard,
     OrderCompleted,
@@ -32,11 +36,7 @@ from actors.shop.messages import (
     ShipmentBooked,
     StockReserved,
 )
-from actors.shop.orchestrated import COURIER, PAYMENTS, WAREHOUSE, Inventory, Payments, PlaceOrder, Shipping
-from bench._model import Context, Row, Sample, Scenario, Variant
-from bench._stats import latency_summary, now
-from bench.registry import register
-from runtime import Actor, ActorOptions, ActorSystem, on_event
+from corps.examples.shop.orchestrated import COURIER, PAYMENTS, WAREHOUSE, Inventory, Payments, PlaceOrder, Shipping
 
 
 class BenchInventory(Inventory, options=ActorOptions(name="Inventory")):

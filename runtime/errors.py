@@ -17,6 +17,7 @@ Every error a user can see is one of these; ``nats.errors`` never escapes the ru
     + PublishFailed                         no stream ack after retries; .subject, .msg_id, .reason
     + ProvisioningConflict                  a stream/consumer on the server differs from the code; .differences
   x SagaError                               a saga could not complete
+    + SagaDefinitionError (also TypeError)  bad saga class; raised when the class is created; .problems
     + StepRejected                          terminal refusal by a participant: compensate, do not retry
     + CompensationFailed                    a compensation failed after retries; saga ends FAILED
     + SagaNotFound (also KeyError)          no saga with that id in the log; .saga_id
@@ -152,6 +153,17 @@ class ProvisioningConflict(EventError):
 
 class SagaError(CorpsError):
     """A saga could not complete."""
+
+
+class SagaDefinitionError(SagaError, TypeError):
+    """A saga class is invalid; ``problems`` lists every reason at once."""
+
+    def __init__(self, name: str, problems: list[str]) -> None:
+        self.name = name
+        self.problems = list(problems)
+        n = len(self.problems)
+        reasons = "; ".join(self.problems)
+        super().__init__(f"Invalid saga {name} for {n} reason{'s' if n != 1 else ''}: {reasons}")
 
 
 class StepRejected(SagaError):

@@ -1,4 +1,4 @@
-"""Shared test configuration: the corps pytest plugin (runtime.testing) supplies the fixtures."""
+"""Shared test configuration: the corps pytest plugin (corps.testing) supplies the fixtures."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: object) -> None:
-    """Run every ``async def`` test under anyio (the backend fixture comes from runtime.testing).
+    """Run every ``async def`` test under anyio (the backend fixture comes from corps.testing).
 
     The mark goes on the function before collection, so anyio's own hook and parametrize see it.
     """

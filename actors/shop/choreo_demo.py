@@ -6,12 +6,12 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from actors.shop import choreographed as shop
-from actors.shop.messages import GetLedger, OrderPlaced, OrderRequest
-from runtime import AskError
+from corps import AskError
+from corps.examples.shop import choreographed as shop
+from corps.examples.shop.messages import GetLedger, OrderPlaced, OrderRequest
 
 if TYPE_CHECKING:
-    from actors.demo import Demo, Line
+    from corps.examples.walkthrough import Demo, Line
 
 
 def _short(text: str, width: int = 90) -> str:

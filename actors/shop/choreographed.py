@@ -16,7 +16,8 @@ idempotent by business key).
 
 from __future__ import annotations
 
-from actors.shop.messages import (
+from corps import Actor, ActorOptions, ActorSystem, Message, Request, handler, on_event
+from corps.examples.shop.messages import (
     DECLINED_CARDS,
     INITIAL_STOCK,
     UNDELIVERABLE,
@@ -37,7 +38,6 @@ from actors.shop.messages import (
     StockReleased,
     StockReserved,
 )
-from runtime import Actor, ActorOptions, ActorSystem, Message, Request, handler, on_event
 
 INVENTORY = "inventory"
 PAYMENTS = "payments"

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from actors.shop.messages import UNDELIVERABLE, GetLedger, GetStock, OrderRequest
-from actors.shop.orchestrated import COURIER, PAYMENTS, WAREHOUSE, Inventory, Payments, PlaceOrder, Shipping
+from corps.examples.shop.messages import UNDELIVERABLE, GetLedger, GetStock, OrderRequest
+from corps.examples.shop.orchestrated import COURIER, PAYMENTS, WAREHOUSE, Inventory, Payments, PlaceOrder, Shipping
 
 if TYPE_CHECKING:
-    from actors.demo import Demo, Line
+    from corps.examples.walkthrough import Demo, Line
 
 ORDERS = (
     ("a good order", OrderRequest("order-1", "apple", 3, "visa", 1200, "1 Main St")),

@@ -9,14 +9,14 @@ analytics that can be rebuilt from the stream at any time with ``rebuild``.
 
 from __future__ import annotations
 
-from actors.shop.messages import (
+from corps import Actor, ActorSystem, Message, Request, handler, on_event
+from corps.examples.shop.messages import (
     DECLINED_CARDS,
     UNDELIVERABLE,
     OrderCancelled,
     OrderCompleted,
     OrderRequest,
 )
-from runtime import Actor, ActorSystem, Message, Request, handler, on_event
 
 
 class OrderDecided(Message):

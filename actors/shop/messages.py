@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from runtime import Message, Request
+from corps import Message, Request
 
 # -- the order ---------------------------------------------------------------------------
 

@@ -9,7 +9,8 @@ the saga compensates at once.
 
 from __future__ import annotations
 
-from actors.shop.messages import (
+from corps import Actor, StepRejected, handler
+from corps.examples.shop.messages import (
     DECLINED_CARDS,
     INITIAL_STOCK,
     UNDELIVERABLE,
@@ -31,8 +32,7 @@ from actors.shop.messages import (
     StockReleased,
     StockReserved,
 )
-from runtime import Actor, StepRejected, handler
-from runtime.saga import NOTHING_TO_UNDO, Retry, Saga, Step, compensation, idempotent
+from corps.saga import NOTHING_TO_UNDO, Retry, Saga, Step, compensation, idempotent
 
 
 class Inventory(Actor):

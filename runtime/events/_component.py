@@ -14,17 +14,17 @@ import nats.errors
 import nats.js.errors
 from nats.js.api import DeliverPolicy
 
-from runtime._codec import union_of
-from runtime._context import current
-from runtime._messages import Message
-from runtime.errors import EventError, InvalidMessage
-from runtime.events import _dlq
-from runtime.events._config import EventsConfig
-from runtime.events._consumer import EventConsumer
-from runtime.events._delivery import current_event
-from runtime.events._provision import consumer_config, ensure_consumer, ensure_stream, stream_config
-from runtime.events._publish import Publisher, merge_headers
-from runtime.events._wire import (
+from corps.core._context import current
+from corps.core._messages import Message
+from corps.errors import EventError, InvalidMessage
+from corps.events import _dlq
+from corps.events._classes import event_handlers_of
+from corps.events._config import EventsConfig
+from corps.events._consumer import EventConsumer
+from corps.events._delivery import current_event
+from corps.events._provision import consumer_config, ensure_consumer, ensure_stream, stream_config
+from corps.events._publish import Publisher, merge_headers
+from corps.events._wire import (
     PubAck,
     dlq_stream_name,
     event_tag,
@@ -33,12 +33,13 @@ from runtime.events._wire import (
     parse_ack_subject,
     stream_name,
 )
+from corps.wire._codec import union_of
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
     from nats.js.kv import KeyValue
 
-    from runtime._host import ClassHost
+    from corps.core._host import ClassHost
 
 log = logging.getLogger("corps.events")
 
@@ -80,7 +81,7 @@ class Events:
 
     async def attach(self, host: ClassHost) -> None:
         """Start the durable consumer of a class with ``@on_event`` handlers (once per class)."""
-        if not host.cls._event_handlers or host.name in self.consumers:
+        if not event_handlers_of(host.cls) or host.name in self.consumers:
             return
         self._check()
         consumer = EventConsumer(self, host)

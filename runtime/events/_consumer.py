@@ -21,17 +21,18 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import msgspec
 
-from runtime._client import Route, subscribe_route
-from runtime._codec import union_of
-from runtime.events._delivery import EventDelivery
-from runtime.events._dlq import write_dead_letter
-from runtime.events._wire import REDRIVE_FOR, STATUS, AckBuffer, Inbound, events_subject, parse_ack_subject
+from corps.events._classes import event_handlers_of
+from corps.events._delivery import EventDelivery
+from corps.events._dlq import write_dead_letter
+from corps.events._wire import REDRIVE_FOR, STATUS, AckBuffer, Inbound, events_subject, parse_ack_subject
+from corps.wire._client import Route, subscribe_route
+from corps.wire._codec import union_of
 
 if TYPE_CHECKING:
     from nats.aio.msg import Msg
 
-    from runtime._host import ClassHost
-    from runtime.events._component import Events
+    from corps.core._host import ClassHost
+    from corps.events._component import Events
 
 log = logging.getLogger("corps.events")
 
@@ -47,7 +48,7 @@ class EventConsumer:
         self.host = host
         self.cfg = events.cfg
         self.name = host.name
-        self.handlers = host.cls._event_handlers
+        self.handlers = event_handlers_of(host.cls)
         self.decoder = msgspec.msgpack.Decoder(union_of(list(self.handlers)))
         self.filters = sorted({events_subject(events.namespace, tp) for tp in self.handlers})
         self.max_deliver = max(s.max_deliver for s in self.handlers.values())
@@ -275,7 +276,7 @@ class EventConsumer:
 
     async def _activate(self, d: EventDelivery) -> None:
         """An event for an entity this node does not run: spawn it (its first event creates it)."""
-        from runtime.errors import SpawnError
+        from corps.errors import SpawnError
 
         assert d.key is not None
         try:

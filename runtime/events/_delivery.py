@@ -11,13 +11,13 @@ import time
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
-from runtime._context import Carrier
-from runtime.events._wire import CAUSE, CORR, Delivery, Inbound, event_id_of
+from corps.core._context import Carrier
+from corps.events._wire import CAUSE, CORR, Delivery, Inbound, event_id_of
 
 if TYPE_CHECKING:
-    from runtime._actor import Actor
-    from runtime.events._consumer import EventConsumer
-    from runtime.events._spec import EventHandlerSpec
+    from corps.core._actor import Actor
+    from corps.events._consumer import EventConsumer
+    from corps.events._spec import EventHandlerSpec
 
 
 class EventDelivery(Carrier):

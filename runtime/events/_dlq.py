@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import nats.js.errors
 
-from runtime.events._wire import (
+from corps.events._wire import (
     CAUSE,
     CORR,
     DLQ_PREFIX,
@@ -28,8 +28,8 @@ from runtime.events._wire import (
 )
 
 if TYPE_CHECKING:
-    from runtime.events._component import Events
-    from runtime.events._delivery import EventDelivery
+    from corps.events._component import Events
+    from corps.events._delivery import EventDelivery
 
 
 class DeadLetterEvent(msgspec.Struct, frozen=True, kw_only=True):

@@ -20,8 +20,8 @@ from nats.js.api import (
     StreamConfig,
 )
 
-from runtime.errors import EventError, ProvisioningConflict
-from runtime.events._config import EventsConfig
+from corps.errors import EventError, ProvisioningConflict
+from corps.events._config import EventsConfig
 
 
 def stream_config(name: str, subjects: list[str], cfg: EventsConfig, *, dlq: bool = False) -> StreamConfig:

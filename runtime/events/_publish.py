@@ -18,17 +18,17 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import msgspec
 
-from runtime._client import Route, subscribe_route
-from runtime._messages import Message
-from runtime._transport import nats_errors
-from runtime.errors import InvalidMessage, PublishFailed
-from runtime.events._wire import CAUSE, CORR, MSG_ID, PUBACK_DECODER, STATUS, PubAck, build_headers, hpub
+from corps.core._messages import Message
+from corps.errors import InvalidMessage, PublishFailed
+from corps.events._wire import CAUSE, CORR, MSG_ID, PUBACK_DECODER, STATUS, PubAck, build_headers, hpub
+from corps.wire._client import Route, subscribe_route
+from corps.wire._transport import nats_errors
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
     from nats.aio.msg import Msg
 
-    from runtime.events._config import EventsConfig
+    from corps.events._config import EventsConfig
 
 log = logging.getLogger("corps.events")
 

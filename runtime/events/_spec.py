@@ -7,8 +7,8 @@ from typing import Any, Final, TypeVar
 
 import msgspec
 
-from runtime._messages import Message
-from runtime._signature import check_signature
+from corps.core._messages import Message
+from corps.core._signature import check_signature
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 

@@ -17,7 +17,7 @@ import msgspec
 from nats.aio.client import Client
 from nats.protocol import command as prot
 
-from runtime._messages import Message
+from corps.core._messages import Message
 
 MSG_ID: Final = "Nats-Msg-Id"
 CORR: Final = "Corps-Corr"

@@ -8,17 +8,19 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import anyio
 import anyio.abc
 
-from runtime._messages import Message
-from runtime.errors import SagaNotFound, SagaStoreUnavailable, SagaTimeout
-from runtime.saga._coordinator import Coordinator
-from runtime.saga._definition import Saga
-from runtime.saga._info import SagaInfo
-from runtime.saga._log import SagaLog
+from corps.core._messages import Message
+from corps.errors import SagaNotFound, SagaStoreUnavailable, SagaTimeout
+from corps.saga._coordinator import Coordinator
+from corps.saga._definition import Saga
+from corps.saga._info import SagaInfo
+from corps.saga._log import SagaLog
 
 if TYPE_CHECKING:
-    from nats.aio.client import Client
 
-    from runtime._system import ActorSystem
+
+    from corps.core._host import ClassHost
+    from corps.core._node import Node
+    from corps.wire._client import CorpsClient
 
 log = logging.getLogger("corps.saga")
 
@@ -26,10 +28,10 @@ I = TypeVar("I", bound=Message)  # noqa: E741 -- a saga's input
 
 
 class SagaAPI:
-    """Mixed into ActorSystem, which sets the attributes below."""
+    """Mixed into ActorSystem (a Node), which sets the attributes below."""
 
     namespace: str
-    _nc: Client
+    _nc: CorpsClient
     _tg: anyio.abc.TaskGroup | None
     _saga_classes: tuple[type[Saga[Any]], ...]
     _saga_lease: float
@@ -47,7 +49,7 @@ class SagaAPI:
             if self._coordinator is None or self._coordinator.dead:
                 assert self._tg is not None
                 saga_log = await SagaLog.open(self._nc.jetstream(), self.namespace)
-                coordinator = Coordinator(cast("ActorSystem", self), saga_log, lease=self._saga_lease,
+                coordinator = Coordinator(cast("Node", self), saga_log, lease=self._saga_lease,
                                           scan_interval=self._saga_scan_interval)
                 for saga in self._saga_classes:
                     coordinator.register(saga)
@@ -128,3 +130,21 @@ class SagaAPI:
             infos.append(SagaInfo.of(record))
         return infos
 
+
+
+class SagaExtension:
+    """Starts the coordinator with the node when saga classes were listed (``ActorSystem(sagas=...)``);
+    otherwise it starts on the first ``start_saga``."""
+
+    def __init__(self, api: SagaAPI) -> None:
+        self._api = api
+
+    async def start(self, node: Node) -> None:
+        if self._api._saga_classes:
+            await self._api.coordinator()
+
+    async def attach(self, host: ClassHost) -> None:
+        pass  # participants need nothing per class: @idempotent opens its store on first use
+
+    async def stop_intake(self) -> None:
+        pass  # the coordinator stops with the node's task group

@@ -25,12 +25,12 @@ import anyio
 import anyio.abc
 import msgspec
 
-from runtime._messages import Message
-from runtime.errors import AskTimeout, CorpsError, RemoteError, SagaStoreUnavailable
-from runtime.saga._definition import Saga
-from runtime.saga._engine import Engine
-from runtime.saga._log import SagaLog, SagaRecord, Stale, check_saga_id
-from runtime.saga._state import (
+from corps.core._messages import Message
+from corps.errors import AskTimeout, CorpsError, RemoteError, SagaStoreUnavailable
+from corps.saga._definition import Saga
+from corps.saga._engine import Engine
+from corps.saga._log import SagaLog, SagaRecord, Stale, check_saga_id
+from corps.saga._state import (
     Command,
     Event,
     Finish,
@@ -50,7 +50,7 @@ from runtime.saga._state import (
 )
 
 if TYPE_CHECKING:
-    from runtime._system import ActorSystem
+    from corps.core._node import Node
 
 log = logging.getLogger("corps.saga")
 
@@ -75,9 +75,9 @@ class _Drive:
 
 
 class Coordinator:
-    """Runs sagas for one ActorSystem. Several coordinators (systems) share a namespace's log."""
+    """Runs sagas for one Node. Several coordinators (systems) share a namespace's log."""
 
-    def __init__(self, system: ActorSystem, saga_log: SagaLog, *, lease: float, scan_interval: float) -> None:
+    def __init__(self, system: Node, saga_log: SagaLog, *, lease: float, scan_interval: float) -> None:
         self.system = system
         self.log = saga_log
         self.node = system.node

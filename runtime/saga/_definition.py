@@ -28,9 +28,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, ClassVar, Final, Generic, Literal, TypeAlias, TypeVar, get_args, get_origin
 
-from runtime._messages import Message
-from runtime.errors import SagaError
-from runtime.saga._retry import DEFAULT_RETRY, DEFAULT_UNDO_RETRY, Retry
+from corps.core._messages import Message
+from corps.errors import SagaDefinitionError as SagaDefinitionError
+from corps.saga._retry import DEFAULT_RETRY, DEFAULT_UNDO_RETRY, Retry
 
 I = TypeVar("I", bound=Message)  # noqa: E741 -- the conventional name for "input"
 
@@ -53,17 +53,6 @@ NOTHING_TO_UNDO: Final = _Sentinel.NOTHING_TO_UNDO
 """Pass as ``undo=`` to say that a step has no compensation; ``undo`` is never left out silently."""
 
 _MISSING: Final = _Sentinel.MISSING
-
-
-class SagaDefinitionError(SagaError, TypeError):
-    """A saga class is invalid; ``problems`` lists every reason at once."""
-
-    def __init__(self, name: str, problems: list[str]) -> None:
-        self.name = name
-        self.problems = list(problems)
-        n = len(self.problems)
-        reasons = "; ".join(self.problems)
-        super().__init__(f"Invalid saga {name} for {n} reason{'s' if n != 1 else ''}: {reasons}")
 
 
 @dataclass(frozen=True)

@@ -28,10 +28,10 @@ from typing import Any, Final
 
 import msgspec
 
-from runtime._messages import Message
-from runtime.saga._definition import Saga
-from runtime.saga._retry import Retry, jitter_sample
-from runtime.saga._state import (
+from corps.core._messages import Message
+from corps.saga._definition import Saga
+from corps.saga._retry import Retry, jitter_sample
+from corps.saga._state import (
     Command,
     Event,
     Finish,
@@ -55,7 +55,7 @@ from runtime.saga._state import (
     UndoTimedOut,
     step_key,
 )
-from runtime.saga._tx import ContextBuilder, Tx
+from corps.saga._tx import ContextBuilder, Tx
 
 _IN_FLIGHT: Final = (StepStatus.RUNNING, StepStatus.WAITING)
 _UNDO_IN_FLIGHT: Final = (UndoStatus.RUNNING, UndoStatus.WAITING)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import msgspec
 
-from runtime.saga._log import SagaRecord
-from runtime.saga._state import SagaStatus, StepState, Transition
+from corps.saga._log import SagaRecord
+from corps.saga._state import SagaStatus, StepState, Transition
 
 
 class SagaInfo(msgspec.Struct, frozen=True, kw_only=True):

@@ -23,9 +23,9 @@ from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KeyValue
 
-from runtime._snapshot import live_keys
-from runtime.errors import SagaNotFound, SagaStoreUnavailable
-from runtime.saga._state import SagaState
+from corps.errors import SagaNotFound, SagaStoreUnavailable
+from corps.saga._state import SagaState
+from corps.wire._snapshot import live_keys
 
 SAGA_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,128}")
 """Saga ids become KV keys and parts of idempotency keys ("{saga_id}:{step}")."""
@@ -172,7 +172,7 @@ class SagaLog:
 
     async def _ids(self, prefix: str) -> list[str]:
         # Not KeyValue.keys()/watch(): their end-of-listing marker can come early and drop keys
-        # (see runtime._snapshot); their filter is also a substring match in nats-py 2.16.
+        # (see corps.wire._snapshot); their filter is also a substring match in nats-py 2.16.
         try:
             keys = await live_keys(self._js, self._bucket, f"{prefix}.>", timeout=KV_TIMEOUT)
         except (nats.errors.Error, TimeoutError) as exc:

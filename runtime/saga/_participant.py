@@ -46,13 +46,13 @@ import nats.js.errors
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KeyValue
 
-from runtime._context import current_idempotency_key
-from runtime._messages import Message
-from runtime.errors import SagaStoreUnavailable, StepRejected
+from corps.core._context import current_idempotency_key
+from corps.core._messages import Message
+from corps.errors import SagaStoreUnavailable, StepRejected
 
 if typing.TYPE_CHECKING:
-    from runtime._actor import Actor
-    from runtime._system import ActorSystem
+    from corps.core._actor import Actor
+    from corps.core._node import Node
 
 M = TypeVar("M", bound=Message)
 R = TypeVar("R")
@@ -104,11 +104,11 @@ class _Store:
         return True
 
 
-_stores: weakref.WeakKeyDictionary[ActorSystem, _Store] = weakref.WeakKeyDictionary()
+_stores: weakref.WeakKeyDictionary[Node, _Store] = weakref.WeakKeyDictionary()
 _store_lock = anyio.Lock()
 
 
-async def _store(system: ActorSystem) -> _Store:
+async def _store(system: Node) -> _Store:
     store = _stores.get(system)
     if store is None:
         async with _store_lock:

@@ -13,7 +13,7 @@ from typing import Final, TypeAlias
 
 import msgspec
 
-from runtime._messages import Message
+from corps.core._messages import Message
 
 STATE_VERSION: Final = 1
 

@@ -11,9 +11,9 @@ from typing import Any
 
 import msgspec
 
-from runtime._messages import Message, reply_type
-from runtime.saga._definition import Saga, SagaContext
-from runtime.saga._state import Command, Kind, SagaState, StepState, StepStatus, Transition
+from corps.core._messages import Message, reply_type
+from corps.saga._definition import Saga, SagaContext
+from corps.saga._state import Command, Kind, SagaState, StepState, StepStatus, Transition
 
 
 class Tx:

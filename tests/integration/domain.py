@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import anyio
 
-from runtime import Actor, ActorOptions, Message, Request, Restart, Stop, current_correlation_id, handler
+from corps import Actor, ActorOptions, Message, Request, Restart, Stop, current_correlation_id, handler
 
 
 class Balance(Message):

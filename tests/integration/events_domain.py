@@ -7,10 +7,10 @@ from typing import Any, ClassVar
 
 import anyio
 
-from actors.shop import hybrid
-from actors.shop.messages import OrderCancelled, OrderCompleted
-from runtime import Actor, ActorOptions, ActorSystem, Backoff, Message, current_correlation_id, handler, on_event
-from runtime._transport import flush
+from corps import Actor, ActorOptions, ActorSystem, Backoff, Message, current_correlation_id, handler, on_event
+from corps.examples.shop import hybrid
+from corps.examples.shop.messages import OrderCancelled, OrderCompleted
+from corps.wire._transport import flush
 
 
 class Noted(Message):

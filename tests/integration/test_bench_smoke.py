@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench.registry import SCENARIOS, load
+from corps.bench.registry import SCENARIOS, load
 
 REPO = Path(__file__).resolve().parents[2]
 SUBSET = ("tell", "ask-latency", "ask-16", "fan-in", "codec")

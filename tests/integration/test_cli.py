@@ -21,12 +21,12 @@ import nats
 import pytest
 from anyio.abc import Process
 
-from actors.demo import STEPS, Account, Balance, Deposit, GetBalance, PriceOf, Pricing, Quote
-from runtime import ActorSystem, EmbeddedServer
+from corps import ActorSystem, EmbeddedServer
+from corps.examples.demo import STEPS, Account, Balance, Deposit, GetBalance, PriceOf, Pricing, Quote
 
 REPO = Path(__file__).resolve().parents[2]
 _SCRIPT = Path(sysconfig.get_path("scripts")) / "corps"
-CORPS = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "runtime._cli"]
+CORPS = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "corps.cli._main"]
 ENV = {k: v for k, v in os.environ.items() if k != "NATS_URL"}  # no NATS_URL: embedded unless --nats
 URL = re.compile(r"nats://127\.0\.0\.1:\d+")
 
@@ -110,7 +110,7 @@ def test_each_subcommand_has_help_with_examples(command: str) -> None:
 def test_bench_passes_its_arguments_to_the_benchmark_suite() -> None:
     result = corps("bench", "--help")
     assert result.returncode == 0
-    assert "python -m bench" in result.stdout  # the suite's own parser answered
+    assert "python -m corps.bench" in result.stdout  # the suite's own parser answered
 
 
 # -- demo ---------------------------------------------------------------------------------
@@ -140,7 +140,7 @@ def test_demo_runs_every_step_on_an_embedded_server_and_exits_0() -> None:
 async def test_run_hosts_an_actor_another_system_can_ask_then_drains_on_sigint(
     actor_system: ActorSystem, nats_server: EmbeddedServer, corps_namespace: str, stderr_log: IO[bytes]
 ) -> None:
-    args = ["actors.demo:Account", "--id", "a1", "--nats", nats_server.url, "--namespace", corps_namespace]
+    args = ["corps.examples.demo:Account", "--id", "a1", "--nats", nats_server.url, "--namespace", corps_namespace]
     async with corps_process("run", *args, stderr=stderr_log) as running:
         out = await running.wait_for("ready")
         assert f"spawned Account 'a1' on {corps_namespace}.actor.Account.a1" in out
@@ -160,7 +160,7 @@ async def test_run_hosts_an_actor_another_system_can_ask_then_drains_on_sigint(
 async def test_run_without_nats_url_starts_an_embedded_server_and_hosts_service_instances(
     corps_namespace: str, stderr_log: IO[bytes]
 ) -> None:
-    args = ["actors.demo:Pricing", "--id", "prices", "--instances", "2", "--namespace", corps_namespace]
+    args = ["corps.examples.demo:Pricing", "--id", "prices", "--instances", "2", "--namespace", corps_namespace]
     async with corps_process("run", *args, stderr=stderr_log) as running:
         out = await running.wait_for("ready")
         assert out.count("spawned Pricing 'prices'") == 2
@@ -193,14 +193,15 @@ def test_run_refuses_a_missing_module() -> None:
 
 
 def test_run_refuses_instances_for_an_entity_class() -> None:
-    result = corps("run", "actors.demo:Account", "--id", "a1", "--instances", "2")
+    result = corps("run", "corps.examples.demo:Account", "--id", "a1", "--instances", "2")
     assert result.returncode == 2
     assert "needs a service class" in result.stderr
     assert "ActorOptions(service=True)" in result.stderr
 
 
 def test_run_reports_a_corps_error_in_one_line_with_exit_1(nats_server: EmbeddedServer, corps_namespace: str) -> None:
-    args = ["actors.demo:Account", "--id", "not.one.token", "--nats", nats_server.url, "--namespace", corps_namespace]
+    args = ["corps.examples.demo:Account", "--id", "not.one.token",
+            "--nats", nats_server.url, "--namespace", corps_namespace]
     result = corps("run", *args)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
@@ -209,7 +210,7 @@ def test_run_reports_a_corps_error_in_one_line_with_exit_1(nats_server: Embedded
 
 
 def test_run_reports_an_unreachable_server_in_one_line_with_exit_1() -> None:
-    result = corps("run", "actors.demo:Account", "--id", "a1", "--nats", "nats://127.0.0.1:1")
+    result = corps("run", "corps.examples.demo:Account", "--id", "a1", "--nats", "nats://127.0.0.1:1")
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].startswith("corps: error: NATS unavailable at 'nats://127.0.0.1:1'")
     assert "Traceback" not in result.stderr

@@ -7,9 +7,9 @@ import nats.errors
 import pytest
 from nats.aio.msg import Msg
 
-from runtime import EmbeddedServer
-from runtime._client import CorpsClient, Route
-from runtime._transport import connect, flush
+from corps import EmbeddedServer
+from corps.wire._client import CorpsClient, Route
+from corps.wire._transport import connect, flush
 
 
 async def test_a_route_keeps_arrival_order_across_taken_and_declined_messages(nats_server: EmbeddedServer) -> None:

@@ -37,9 +37,9 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from runtime import ActorRef, ActorSystem, AskTimeout, Message, NoResponders, Request
-from runtime._transport import server_name
-from runtime.testing import NatsCluster
+from corps import ActorRef, ActorSystem, AskTimeout, Message, NoResponders, Request
+from corps.testing import NatsCluster
+from corps.wire._transport import server_name
 from tests.integration.domain import Account, Balance, Deposit, GetBalance, GetNotes, Note
 
 pytestmark = pytest.mark.cluster

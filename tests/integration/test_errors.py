@@ -13,7 +13,7 @@ import nats
 import pytest
 from nats.aio.client import Client
 
-from runtime import (
+from corps import (
     ActorOptions,
     ActorSystem,
     AskTimeout,
@@ -26,7 +26,7 @@ from runtime import (
     Request,
     SpawnError,
 )
-from runtime._embedded import EmbeddedServer
+from corps.wire._embedded import EmbeddedServer
 from tests.integration.domain import GATES, Account, Balance, Boom, Deposit, Gate, GetBalance, Hold, Note, Slow
 
 

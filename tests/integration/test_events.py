@@ -11,7 +11,7 @@ import msgspec
 import nats
 import pytest
 
-from runtime import Actor, ActorSystem, EventsConfig, Message, ProvisioningConflict, PublishFailed, Request, handler
+from corps import Actor, ActorSystem, EventsConfig, Message, ProvisioningConflict, PublishFailed, Request, handler
 from tests.integration.events_domain import (
     Catcher,
     DeadLetterWatch,

@@ -7,12 +7,12 @@ import sys
 
 import anyio
 
-from runtime import ActorSystem
+from corps import ActorSystem
 from tests.integration.events_domain import DeadLetterWatch, Log, Noted, Poison, Recorder
 
 
 def corps(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "runtime._cli", *args], capture_output=True, text=True, timeout=60)
+    return subprocess.run([sys.executable, "-m", "corps.cli._main", *args], capture_output=True, text=True, timeout=60)
 
 
 async def test_dlq_list_show_redrive_and_events_tail(actor_system: ActorSystem) -> None:

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import anyio
 
-from runtime import ActorSystem, EmbeddedServer, EventsConfig, PublishFailed
+from corps import ActorSystem, EmbeddedServer, EventsConfig, PublishFailed
 from tests.integration.events_domain import Log, Noted, PerKey, Recorder
 
 EVENTS = 300

@@ -8,9 +8,9 @@ from typing import Any
 import msgspec
 import nats
 
-from actors.shop import choreographed as choreo
-from actors.shop.messages import INITIAL_STOCK, GetLedger, GetStock, OrderPlaced, OrderRequest
-from runtime import ActorSystem
+from corps import ActorSystem
+from corps.examples.shop import choreographed as choreo
+from corps.examples.shop.messages import INITIAL_STOCK, GetLedger, GetStock, OrderPlaced, OrderRequest
 from tests.integration.events_domain import Log, OutcomeWatcher, WatchedNotifications, WatchedSales
 
 ORDERS = [
@@ -57,7 +57,7 @@ def expected_by_the_rules() -> tuple[dict[str, int], dict[str, int]]:
 
 
 async def orchestrated_outcome(system: ActorSystem) -> tuple[dict[str, int], dict[str, int]]:
-    from actors.shop import orchestrated as orch
+    from corps.examples.shop import orchestrated as orch
 
     await system.spawn(orch.Inventory, orch.WAREHOUSE)
     await system.spawn(orch.Payments, orch.PAYMENTS)
@@ -85,7 +85,7 @@ async def test_choreographed_and_orchestrated_shops_agree_on_stock_and_money(
 async def test_the_hybrid_orders_context_publishes_outcomes_that_other_contexts_consume(
     actor_system: ActorSystem,
 ) -> None:
-    from actors.shop import hybrid
+    from corps.examples.shop import hybrid
 
     WatchedNotifications.log = notified = Log()
     WatchedSales.log = counted = Log()

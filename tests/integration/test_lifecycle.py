@@ -9,9 +9,9 @@ import anyio
 import anyio.abc
 import pytest
 
-from runtime import ActorSystem, AskTimeout, NatsUnavailable, NoResponders
-from runtime._embedded import EmbeddedServer
-from runtime._transport import flush
+from corps import ActorSystem, AskTimeout, NatsUnavailable, NoResponders
+from corps.wire._embedded import EmbeddedServer
+from corps.wire._transport import flush
 from tests.integration.domain import (
     GATES,
     Account,

@@ -7,7 +7,7 @@ from uuid import uuid4
 import anyio
 import anyio.lowlevel
 
-from runtime import ActorSystem
+from corps import ActorSystem
 from tests.integration.domain import (
     GATES,
     Account,

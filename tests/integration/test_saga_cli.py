@@ -9,17 +9,17 @@ from typing import Any
 import anyio
 import pytest
 
-from actors.shop.messages import UNDELIVERABLE
-from actors.shop.orchestrated import COURIER, PAYMENTS, WAREHOUSE, Inventory, PlaceOrder, Shipping
-from runtime import ActorSystem
-from runtime._embedded import EmbeddedServer
-from runtime.saga import SagaStatus
+from corps import ActorSystem
+from corps.examples.shop.messages import UNDELIVERABLE
+from corps.examples.shop.orchestrated import COURIER, PAYMENTS, WAREHOUSE, Inventory, PlaceOrder, Shipping
+from corps.saga import SagaStatus
+from corps.wire._embedded import EmbeddedServer
 from tests.integration.test_sagas import StubbornPayments, StubbornSaga, order
 
 
 async def corps(*args: str) -> subprocess.CompletedProcess[str]:
     def call() -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "runtime._cli", *args], capture_output=True, text=True,
+        return subprocess.run([sys.executable, "-m", "corps.cli._main", *args], capture_output=True, text=True,
                               timeout=60, check=False)
 
     return await anyio.to_thread.run_sync(call)
@@ -73,7 +73,7 @@ async def test_show_an_unknown_saga_is_a_clear_error(nats_server: EmbeddedServer
 
 async def test_retry_needs_a_saga_class(nats_server: EmbeddedServer, corps_namespace: str) -> None:
     bad = await corps("saga", "--nats", nats_server.url, "--namespace", corps_namespace, "retry", "x",
-                      "--saga", "actors.shop.orchestrated:Inventory")
+                      "--saga", "corps.examples.shop.orchestrated:Inventory")
     assert bad.returncode == 2
     assert "not a Saga subclass" in bad.stderr
     assert PlaceOrder.saga_name == "PlaceOrder"

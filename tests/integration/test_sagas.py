@@ -11,7 +11,8 @@ from typing import Any
 import anyio
 import pytest
 
-from actors.shop.messages import (
+from corps import ActorSystem, RemoteError, SagaNotFound, SagaTimeout
+from corps.examples.shop.messages import (
     UNDELIVERABLE,
     BookCourier,
     ChargeCard,
@@ -23,10 +24,9 @@ from actors.shop.messages import (
     ReserveStock,
     StockReleased,
 )
-from actors.shop.orchestrated import COURIER, PAYMENTS, WAREHOUSE, Inventory, Payments, PlaceOrder, Shipping
-from runtime import ActorSystem, RemoteError, SagaNotFound, SagaTimeout
-from runtime._embedded import EmbeddedServer
-from runtime.saga import CRASH_POINTS, Coordinator, Kind, SagaStatus
+from corps.examples.shop.orchestrated import COURIER, PAYMENTS, WAREHOUSE, Inventory, Payments, PlaceOrder, Shipping
+from corps.saga import CRASH_POINTS, Coordinator, Kind, SagaStatus
+from corps.wire._embedded import EmbeddedServer
 
 Factory = Callable[..., Any]
 
@@ -182,7 +182,7 @@ async def test_timeouts_retry_then_compensate_the_uncertain_step_too(
 
 
 # Variants of PlaceOrder with test participants and short timeouts.
-from runtime.saga import NOTHING_TO_UNDO, Parallel, Retry, Saga, Step  # noqa: E402
+from corps.saga import NOTHING_TO_UNDO, Parallel, Retry, Saga, Step  # noqa: E402
 
 _FAST = Retry(max_attempts=3, interval=0.01, backoff_rate=1.0, max_delay=0.05)
 

@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from runtime import ActorSystem, NoResponders
+from corps import ActorSystem, NoResponders
 from tests.integration.domain import Greeter, WhoAmI
 
 

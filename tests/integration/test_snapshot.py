@@ -1,4 +1,4 @@
-"""runtime._snapshot on a real nats-server: every live key, deleted ones gone, never a partial list."""
+"""corps.wire._snapshot on a real nats-server: every live key, deleted ones gone, never a partial list."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import uuid
 import anyio
 from nats.js.api import KeyValueConfig
 
-from runtime import EmbeddedServer
-from runtime._snapshot import live_keys
-from runtime._transport import connect
+from corps import EmbeddedServer
+from corps.wire._snapshot import live_keys
+from corps.wire._transport import connect
 
 
 async def test_it_lists_live_keys_under_the_pattern_only(nats_server: EmbeddedServer) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from runtime import ActorSystem, NoResponders, RemoteError
+from corps import ActorSystem, NoResponders, RemoteError
 from tests.integration.domain import Account, Boom, Deposit, GetBalance, RestartingAccount, StoppingAccount
 
 

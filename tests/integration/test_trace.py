@@ -10,15 +10,15 @@ from typing import Any
 import anyio
 import msgspec
 
-from actors.shop import choreographed as choreo
-from actors.shop import hybrid
-from actors.shop.messages import OrderPlaced, OrderRequest
-from actors.shop.orchestrated import COURIER, PAYMENTS, WAREHOUSE, Inventory, Payments, PlaceOrder, Shipping
-from runtime import ActorSystem
-from runtime._cli_trace import format_trace
-from runtime._embedded import EmbeddedServer
-from runtime._trace import Entry, Trace, trace
-from runtime.saga import NOTHING_TO_UNDO, Saga, SagaStatus, Step
+from corps import ActorSystem
+from corps.cli._trace import format_trace
+from corps.examples.shop import choreographed as choreo
+from corps.examples.shop import hybrid
+from corps.examples.shop.messages import OrderPlaced, OrderRequest
+from corps.examples.shop.orchestrated import COURIER, PAYMENTS, WAREHOUSE, Inventory, Payments, PlaceOrder, Shipping
+from corps.saga import NOTHING_TO_UNDO, Saga, SagaStatus, Step
+from corps.tools._trace import Entry, Trace, trace
+from corps.wire._embedded import EmbeddedServer
 from tests.integration.events_domain import DeadLetterWatch, Log, Noted, OutcomeWatcher, Poison, Recorder
 
 ORDERS_CONTEXT = "orders"
@@ -155,7 +155,7 @@ async def corps_trace(*args: str) -> subprocess.CompletedProcess[str]:
     """Run ``corps trace`` in a process of its own, as a user would."""
 
     def call() -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "runtime._cli", "trace", *args], capture_output=True,
+        return subprocess.run([sys.executable, "-m", "corps.cli._main", "trace", *args], capture_output=True,
                               text=True, timeout=60, check=False)
 
     return await anyio.to_thread.run_sync(call)

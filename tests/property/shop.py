@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from actors.shop.messages import INITIAL_STOCK, GetLedger, GetStock, OrderRequest
-from actors.shop.orchestrated import COURIER, PAYMENTS, WAREHOUSE, Inventory, Payments, PlaceOrder, Shipping
-from runtime import ActorSystem
-from runtime._testing import History, SagaWorld
-from runtime.saga import Retry, Saga, Step
+from corps import ActorSystem
+from corps.examples.shop.messages import INITIAL_STOCK, GetLedger, GetStock, OrderRequest
+from corps.examples.shop.orchestrated import COURIER, PAYMENTS, WAREHOUSE, Inventory, Payments, PlaceOrder, Shipping
+from corps.saga import Retry, Saga, Step
+from corps.testing import History, SagaWorld
 
 STEP_TIMEOUT = 0.25
 FAST = Retry(max_attempts=3, interval=0.02, backoff_rate=1.0, max_delay=0.05)

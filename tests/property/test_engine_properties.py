@@ -11,10 +11,8 @@ from typing import Any
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from runtime._testing._profiles import examples
-from runtime._testing._strategies import GenInput
-from runtime.saga import Saga, SagaStatus
-from runtime.testing import (
+from corps.saga import Saga, SagaStatus
+from corps.testing import (
     CoordinatorCrash,
     FaultPlan,
     StepFault,
@@ -27,6 +25,8 @@ from runtime.testing import (
     sagas_with_plans,
     step_names,
 )
+from corps.testing._profiles import examples
+from corps.testing._strategies import GenInput
 
 PURE = settings(max_examples=examples(500), deadline=None)
 

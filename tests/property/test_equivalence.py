@@ -29,8 +29,9 @@ import anyio.from_thread
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actors.shop import choreographed as choreo
-from actors.shop.messages import (
+from corps import ActorOptions, ActorSystem, RemoteError
+from corps.examples.shop import choreographed as choreo
+from corps.examples.shop.messages import (
     INITIAL_STOCK,
     BookCourier,
     ChargeCard,
@@ -42,11 +43,10 @@ from actors.shop.messages import (
     ReserveStock,
     StockReserved,
 )
-from actors.shop.orchestrated import COURIER, PAYMENTS, WAREHOUSE, Inventory, Payments, PlaceOrder, Shipping
-from runtime import ActorOptions, ActorSystem, RemoteError
-from runtime._embedded import EmbeddedServer
-from runtime.saga import SagaStatus
-from runtime.testing import shop_orders
+from corps.examples.shop.orchestrated import COURIER, PAYMENTS, WAREHOUSE, Inventory, Payments, PlaceOrder, Shipping
+from corps.saga import SagaStatus
+from corps.testing import shop_orders
+from corps.wire._embedded import EmbeddedServer
 from tests.integration.events_domain import OutcomeWatcher
 
 Outcome = tuple[dict[str, int], dict[str, int], dict[str, str], set[tuple[str, str]]]

@@ -11,10 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from actors.shop.messages import OrderRequest
-from runtime._embedded import EmbeddedServer
-from runtime._testing._profiles import examples
-from runtime.testing import (
+from corps.examples.shop.messages import OrderRequest
+from corps.testing import (
     FaultPlan,
     SagaMachine,
     SagaWorld,
@@ -27,6 +25,8 @@ from runtime.testing import (
     step_faults,
     step_names,
 )
+from corps.testing._profiles import examples
+from corps.wire._embedded import EmbeddedServer
 from tests.property.shop import PARTICIPANTS, STEP_TIMEOUT, FastPlaceOrder, conservation
 
 pytestmark = pytest.mark.slow

@@ -2,7 +2,7 @@
 
 from typing import reveal_type
 
-from runtime import Actor, ActorSystem, Message, Request, handler
+from corps import Actor, ActorSystem, Message, Request, handler
 
 
 class Balance(Message):

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-import runtime.saga as saga_pkg
-from runtime._messages import Message, Request
-from runtime.errors import SagaError
-from runtime.saga import NOTHING_TO_UNDO, Parallel, Retry, Saga, SagaDefinitionError, Step
+import corps.saga as saga_pkg
+from corps.core._messages import Message, Request
+from corps.errors import SagaError
+from corps.saga import NOTHING_TO_UNDO, Parallel, Retry, Saga, SagaDefinitionError, Step
 
 
 class OrderInput(Message):

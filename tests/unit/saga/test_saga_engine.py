@@ -1,6 +1,6 @@
 """The pure engine on hand-written scenarios: exact commands, histories and stale events.
 
-Whole runs go through ``runtime.testing.run_pure`` (scripted participants, a virtual clock) and
+Whole runs go through ``corps.testing.run_pure`` (scripted participants, a virtual clock) and
 are checked by :func:`problems`: ``check_saga_invariants`` on the recorded history, what only the
 pure run shows (:meth:`PureRun.problems`) and :func:`log_problems`.
 """
@@ -12,8 +12,8 @@ from typing import Any
 import msgspec
 import pytest
 
-from runtime._messages import Message, Request
-from runtime.saga import (
+from corps.core._messages import Message, Request
+from corps.saga import (
     NOTHING_TO_UNDO,
     Engine,
     Finish,
@@ -40,7 +40,7 @@ from runtime.saga import (
     decode_state,
     encode_state,
 )
-from runtime.testing import FaultPlan, History, PureRun, StepFault, check_saga_invariants, run_pure, saga_shape
+from corps.testing import FaultPlan, History, PureRun, StepFault, check_saga_invariants, run_pure, saga_shape
 
 
 class OrderInput(Message):

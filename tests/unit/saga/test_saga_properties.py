@@ -1,5 +1,5 @@
 """Hypothesis properties: random saga definitions x random fault plans, on the pure driver
-(``runtime.testing.run_pure``).
+(``corps.testing.run_pure``).
 
 Examples per property come from the active hypothesis profile (the suite's "ci" profile runs
 500, derandomized); each property stays well under 5 s at that count.
@@ -13,8 +13,8 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from runtime._messages import Message, Request
-from runtime.saga import (
+from corps.core._messages import Message, Request
+from corps.saga import (
     NOTHING_TO_UNDO,
     Engine,
     Kind,
@@ -27,7 +27,7 @@ from runtime.saga import (
     decode_state,
     encode_state,
 )
-from runtime.testing import CoordinatorCrash, FaultPlan, PureRun, StepFault, crash_points, run_pure
+from corps.testing import CoordinatorCrash, FaultPlan, PureRun, StepFault, crash_points, run_pure
 from tests.unit.saga.test_saga_engine import problems
 
 
@@ -150,7 +150,7 @@ def test_every_saga_keeps_the_invariants(case: tuple[type[Saga[Any]], FaultPlan]
 
 
 # 1-3 crashes: coordinator n dies the (skip + 1)-th time (skip <= 4) it passes its point, one of
-# runtime.saga.CRASH_POINTS (if the saga ends first, it does not). About half the examples crash.
+# corps.saga.CRASH_POINTS (if the saga ends first, it does not). About half the examples crash.
 crash_plans = st.lists(crash_points(), min_size=1, max_size=3)
 
 

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from runtime.saga import Retry
-from runtime.saga._retry import jitter_sample
+from corps.saga import Retry
+from corps.saga._retry import jitter_sample
 
 
 def test_delay_grows_by_the_backoff_rate_from_the_interval() -> None:

@@ -1,0 +1,1 @@
+"""The ``corps`` command: every subcommand lives here, and nothing below imports this package."""

@@ -1,0 +1,97 @@
+"""``corps saga list | show ID | retry ID``: look into the saga log, and retry FAILED sagas."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from typing import Any
+
+from corps.core._run import run
+from corps.saga._info import SagaInfo
+from corps.system._system import ActorSystem
+from corps.tools._loader import LoadError, load_saga_class
+
+SAGA_EPILOG = """\
+examples:
+  corps saga list --nats nats://127.0.0.1:4222           every saga in the namespace's log
+  corps saga list --active                               only those not finished
+  corps saga show 3f2a9c...                              status, steps and the timed history
+  corps saga retry 3f2a9c... --saga corps.examples.shop.orchestrated:PlaceOrder
+                                                         a FAILED saga's compensations, once more
+
+retry drives the saga from this process until it is finished, so the participants it talks to
+must be running. It needs the saga class (--saga) to build the compensation requests.
+"""
+
+
+def add_saga_parser(sub: Any, formatter: Callable[[str], argparse.HelpFormatter]) -> None:
+    """Register ``corps saga`` on the top-level subparsers."""
+    saga = sub.add_parser("saga", help="list, show and retry orchestrated sagas",
+                          description="Read the saga log (JetStream KV) of a namespace; retry a FAILED saga.",
+                          epilog=SAGA_EPILOG, formatter_class=formatter)
+    saga.add_argument("--nats", metavar="URL", help="server (default: NATS_URL, else an embedded one: empty)")
+    saga.add_argument("--namespace", default="corps", metavar="NS", help="namespace (default: corps)")
+    actions = saga.add_subparsers(dest="saga_command", metavar="ACTION", required=True)
+    listing = actions.add_parser("list", help="every saga, with its status")
+    listing.add_argument("--active", action="store_true", help="only sagas not finished")
+    show = actions.add_parser("show", help="one saga: status, steps, history with timings")
+    show.add_argument("saga_id", metavar="ID")
+    retry = actions.add_parser("retry", help="retry a FAILED saga's compensations, and wait for the outcome")
+    retry.add_argument("saga_id", metavar="ID")
+    retry.add_argument("--saga", metavar="MODULE:CLASS", required=True, help="the saga class")
+    retry.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the outcome")
+    saga.set_defaults(func=cmd_saga)
+
+
+def cmd_saga(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    sagas: tuple[Any, ...] = ()
+    if args.saga_command == "retry":
+        try:
+            sagas = (load_saga_class(args.saga),)
+        except LoadError as problem:
+            parser.error(str(problem))
+    return run(_saga, args, sagas)
+
+
+async def _saga(args: argparse.Namespace, sagas: tuple[Any, ...]) -> int:
+    # A long scan interval: this process resumes nothing on its own, it only reads (or retries one).
+    async with ActorSystem(args.nats, namespace=args.namespace, sagas=sagas, saga_scan_interval=3600) as system:
+        if args.saga_command == "list":
+            infos = await system.list_sagas(active_only=args.active)
+            print(_table(infos) if infos else "no sagas")
+        elif args.saga_command == "show":
+            print(describe(await system.saga_status(args.saga_id)))
+        else:
+            await system.retry_saga(args.saga_id)
+            info = await system.wait_saga(args.saga_id, timeout=args.timeout)
+            print(describe(info))
+            return 0 if info.status != "FAILED" else 1
+    return 0
+
+
+def _table(infos: list[SagaInfo]) -> str:
+    rows = [("ID", "SAGA", "STATUS", "STEPS", "STARTED")]
+    for info in infos:
+        started = time.strftime("%H:%M:%S", time.localtime(info.history[0].at)) if info.history else "-"
+        steps = " ".join(f"{name}:{status[:4].lower()}" for name, status, _ in info.step_outcomes())
+        rows.append((info.saga_id, info.saga, info.status.value, steps, started))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)
+
+
+def describe(info: SagaInfo) -> str:
+    """A saga's status, its steps, and its history with times relative to its start."""
+    lines = [f"saga {info.saga_id} ({info.saga}): {info.status.value}"]
+    if info.reason:
+        lines.append(f"  reason: {info.reason}")
+    if info.owner:
+        lines.append(f"  owner: {info.owner} (lease {max(0.0, info.lease_until - time.time()):.1f}s left)")
+    lines.append("  steps:")
+    lines += [f"    {name:<16} {status:<10} undo {undo}" for name, status, undo in info.step_outcomes()]
+    lines.append("  history:")
+    start = info.history[0].at if info.history else 0.0
+    for t in info.history:
+        where = f"{t.step} #{t.attempt}" if t.step else ""
+        lines.append(f"    {(t.at - start) * 1000:8.1f} ms  {t.kind.value:<22} {where:<16} {t.detail}".rstrip())
+    return "\n".join(lines)

@@ -1,0 +1,384 @@
+"""Hosting one actor class on one node: route to instances, run mailboxes, supervise (decoding
+is ``corps.core._intake``).
+
+Entity actors: one wildcard subscription per class, routed in-process by id. An idle instance
+is a ``_Cell`` in a dict, with no task and no queue of its own; a drain task exists only while
+its mailbox holds messages. Service actors: each instance has its own queue-group subscription.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from corps.core._actor import Actor, new_instance, overrides
+from corps.core._context import Current, current, current_correlation_id
+from corps.core._intake import decode, decode_fast
+from corps.core._metrics import ClassMetrics
+from corps.core._presence import Presence
+from corps.core._supervision import Restart, Resume, Stop, restart_delay
+from corps.errors import StepRejected
+from corps.wire._client import Route, subscribe_route
+from corps.wire._codec import Envelope, ErrorReply, Reply, encode_as
+from corps.wire._subjects import actor_class_wildcard
+from corps.wire._transport import flush
+
+if TYPE_CHECKING:
+    from nats.aio.msg import Msg
+    from nats.aio.subscription import Subscription
+
+    from corps.core._node import Node
+
+log = logging.getLogger("corps.actor")
+
+Item = tuple[Envelope[Any], str, bool]
+"""A mailbox entry: (envelope, reply subject, reply as JSON). rid 0 tell, > 0 ask, -1 bare ask."""
+
+
+class _Cell:
+    __slots__ = ("actor", "actor_id", "busy", "queue", "restarts", "room", "stopped", "sub", "subject")
+
+    def __init__(self, actor_id: str, subject: str) -> None:
+        self.actor_id = actor_id
+        self.subject = subject
+        self.actor: Actor | None = None
+        self.queue: deque[Item] | None = None
+        self.busy = True  # until on_start has run, messages wait in the mailbox
+        self.stopped = False
+        self.restarts: list[float] | None = None
+        self.sub: Subscription | None = None
+        self.room: asyncio.Event | None = None  # set by the drain task once a full mailbox has room
+
+
+class ClassHost:
+    """Everything this node does for one actor class."""
+
+    def __init__(self, system: Node, cls: type[Actor]) -> None:
+        self.system = system
+        self.cls = cls
+        self.options = cls.options
+        self.name = cls.actor_name
+        self.metrics = ClassMetrics()
+        self.cells: dict[str, _Cell] = {}
+        self.services: list[_Cell] = []
+        self._prefix_len = len(system.namespace) + len(self.name) + 8
+        self._reply_types = {tp: spec.reply for tp, spec in cls._handlers.items()}
+        self._sub: Subscription | None = None
+        self._presence: Presence | None = None
+        self._on_start = overrides(cls, "on_start")
+        self._on_stop = overrides(cls, "on_stop")
+
+    # -- start and stop ------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Subscribe (entity classes: once, a wildcard) and flush, so the server holds the SUB."""
+        if self.options.service:
+            return
+        self._presence = Presence(self.system, self.name)
+        await self._presence.join()
+        route = Route(self._take_entity, self._on_entity_msg)
+        self._sub = await subscribe_route(self.system._nc, actor_class_wildcard(self.system.namespace, self.name),
+                                          route)
+        await flush(self.system._nc)
+
+    async def spawn(self, actor_id: str, subject: str) -> None:
+        from corps.errors import SpawnError
+
+        if not self.options.service and actor_id in self.cells:
+            raise SpawnError(subject, "an instance with this id is already running in this system")
+        cell = _Cell(actor_id, subject)
+        if not self.options.service:
+            self.cells[actor_id] = cell  # registered before on_start: early messages wait in its mailbox
+        try:
+            await self._start_instance(cell)
+        except Exception as exc:
+            self.cells.pop(actor_id, None)
+            raise SpawnError(subject, f"{type(exc).__name__} in __init__ or on_start: {exc}") from exc
+        if self.options.service:
+            route = Route(functools.partial(self._take, cell), functools.partial(self._receive, cell))
+            cell.sub = await subscribe_route(self.system._nc, subject, route, queue=subject)
+            self.services.append(cell)
+            await flush(self.system._nc)
+        self._release(cell)
+
+    async def _start_instance(self, cell: _Cell) -> None:
+        cell.actor = new_instance(self.cls, cell.actor_id, self.system)
+        if self._on_start:
+            await cell.actor.on_start()
+
+    def _release(self, cell: _Cell) -> None:
+        cell.busy = False
+        if cell.queue:
+            self._schedule(cell)
+
+    async def stop_intake(self) -> None:
+        """Unsubscribe; messages already received are still processed (drain)."""
+        subs = [self._sub] + [c.sub for c in self.services]
+        for sub in subs:
+            if sub is not None:
+                await sub.drain()  # type: ignore[no-untyped-call]
+        self._sub = None
+        if self._presence is not None:
+            await self._presence.leave()
+
+    async def stop_all(self) -> None:
+        """Call on_stop on every instance (only if the class defines it)."""
+        for cell in [*self.cells.values(), *self.services]:
+            await self._call_on_stop(cell)
+
+    async def _call_on_stop(self, cell: _Cell) -> None:
+        if self._on_stop and cell.actor is not None:
+            try:
+                await cell.actor.on_stop()
+            except Exception:
+                log.exception("on_stop of %s failed", cell.subject)
+
+    # -- receive and route ---------------------------------------------------------------
+
+    def _take_entity(self, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> bool:
+        """The hot path, straight from nats-py's parser (see ``Route``): a msgpack frame for a
+        live instance here, whose mailbox has room. False: ``_on_entity_msg`` handles it."""
+        cell = self.cells.get(subject[self._prefix_len :].decode())
+        return cell is not None and self._take(cell, subject, reply, data, headers)
+
+    def _take(self, cell: _Cell, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> bool:
+        envs = decode_fast(self.cls._decoders, self.options.max_message_bytes, data)
+        return envs is not None and self._enqueue_now(cell, reply.decode(), envs, False)
+
+    async def _on_entity_msg(self, msg: Msg) -> None:
+        await self._receive(self.cells.get(msg.subject[self._prefix_len :]), msg)
+
+    async def _receive(self, cell: _Cell | None, msg: Msg) -> None:
+        """Decode one NATS message and route it to ``cell`` (None: no instance with that id here)."""
+        envs = decode_fast(self.cls._decoders, self.options.max_message_bytes, msg.data)
+        is_json = False
+        if envs is None:
+            envs, is_json = await self._decode(msg)
+            if not envs:
+                return
+        if cell is None:
+            await self._unknown(msg.subject, msg.reply, envs, is_json)
+        elif not self._enqueue_now(cell, msg.reply, envs, is_json):
+            await self._deliver(cell, msg.reply, envs, is_json)
+
+    def _enqueue_now(self, cell: _Cell, reply: str, envs: list[Envelope[Any]], is_json: bool) -> bool:
+        """Queue ``envs`` for a live instance whose mailbox has room for all of them, without
+        awaiting. False: ``_deliver`` must handle them (stopped instance, back-pressure)."""
+        if cell.stopped:
+            return False
+        q = cell.queue
+        if q is None:
+            q = cell.queue = deque()
+        if len(q) + len(envs) > self.options.mailbox_size:
+            return False
+        if len(envs) == 1:
+            q.append((envs[0], reply, is_json))
+        else:
+            q.extend([(env, reply, is_json) for env in envs])
+        if not cell.busy:
+            self._schedule(cell)
+        return True
+
+    async def _decode(self, msg: Msg) -> tuple[list[Envelope[Any]], bool]:
+        """Decode a frame or a bare message. Bad parts are answered and recorded here."""
+        intake = decode(self.cls._decoders, self.options.max_message_bytes, msg.data, bool(msg.reply))
+        for problem in intake.problems:
+            await self._reject(msg.subject, msg.reply, problem.rid, intake.is_json, "InvalidMessage", problem.why)
+        return intake.envelopes, intake.is_json
+
+    async def _reject(self, subject: str, reply: str, rid: int, is_json: bool, kind: str, why: str,
+                      message_type: str = "?") -> None:
+        """Answer an ask with an error, or record a tell as a dead letter (and count it)."""
+        if kind == "InvalidMessage":
+            self.metrics.invalid += 1
+        if rid and reply:
+            await self._send_reply(reply, rid, is_json, False, ErrorReply(kind, kind, why))
+        if kind != "NoResponders" or not rid:
+            self.system.dead_letters.record(subject, f"{kind}: {why}", message_type)
+
+    async def _unknown(self, subject: str, reply: str, envs: list[Envelope[Any]], is_json: bool) -> None:
+        assert self._presence is not None
+        if self._presence.shared:
+            # Another node hosts this class too and may host this id: stay silent, but count it.
+            self.metrics.unrouted += len(envs)
+            return
+        for env in envs:
+            await self._reject(subject, reply, env.rid, is_json, "NoResponders",
+                               "no instance with this id is running", type(env.msg).__name__)
+
+    async def _deliver(self, cell: _Cell, reply: str, envs: list[Envelope[Any]], is_json: bool) -> None:
+        if cell.stopped:
+            for env in envs:
+                await self._reject(cell.subject, reply, env.rid, is_json, "NoResponders",
+                                   "the instance has stopped", type(env.msg).__name__)
+            return
+        size = self.options.mailbox_size
+        start = 0
+        while start < len(envs):
+            q = cell.queue  # re-read each round: the drain task drops an empty queue when it ends
+            if q is None:
+                q = cell.queue = deque()
+            room = size - len(q)
+            if room > 0:
+                q.extend([(env, reply, is_json) for env in envs[start : start + room]])
+                start += room
+                if not cell.busy:
+                    self._schedule(cell)
+                continue
+            # Full: back-pressure. This subscription (this class, on this node) waits for the
+            # drain task to make room, up to OVERLOAD_WAIT; NATS buffers meanwhile. Only then are
+            # messages refused, each one answered or recorded: never dropped silently.
+            cell.room = asyncio.Event()
+            with anyio.move_on_after(self.options.overload_wait):
+                await cell.room.wait()
+            cell.room = None
+            if cell.queue is not None and len(cell.queue) >= size:
+                await self._overload(cell, reply, envs[start:], is_json)
+                return
+
+    async def _overload(self, cell: _Cell, reply: str, envs: list[Envelope[Any]], is_json: bool) -> None:
+        size = self.options.mailbox_size
+        log.warning("mailbox of %s is full (%d) for %ss: refusing %d message(s)",
+                    cell.subject, size, self.options.overload_wait, len(envs))
+        self.metrics.overloaded += len(envs)
+        tells = 0
+        for env in envs:
+            if env.rid:
+                await self._send_reply(reply, env.rid, is_json, False, ErrorReply("MailboxFull", str(size), "full"))
+            else:
+                tells += 1
+        if tells:
+            self.system.dead_letters.record(cell.subject, f"mailbox full ({size})", type(envs[0].msg).__name__, tells)
+
+    def enqueue_event(self, cell: _Cell, delivery: Any) -> None:
+        """Put an event delivery into an instance's mailbox, behind its tells and asks.
+
+        Not bounded by mailbox_size: the event consumer bounds what it holds (max_ack_pending),
+        and refusing an event here would only delay it until its redelivery.
+        """
+        q = cell.queue
+        if q is None:
+            q = cell.queue = deque()
+        q.append((Envelope(delivery), "", False))  # its ids come from the delivery (Carrier)
+        if not cell.busy:
+            self._schedule(cell)
+
+    # -- the mailbox loop ----------------------------------------------------------------
+
+    def _schedule(self, cell: _Cell) -> None:
+        cell.busy = True
+        self.system._start_drain(self._drain, cell)
+
+    async def _drain(self, cell: _Cell) -> None:
+        q = cell.queue
+        assert q is not None
+        here = Current()
+        current.set(here)  # this task's own context: what handlers send inherits corr/cause
+        dispatch = self.cls._dispatch
+        low = self.options.mailbox_size // 2
+        processed = 0
+        try:
+            while q and not cell.stopped:
+                item = here.item = q.popleft()
+                env = item[0]
+                msg = env.msg
+                try:
+                    result = await dispatch[type(msg)](cell.actor, msg)
+                except Exception as exc:  # noqa: BLE001 -- the one place user handler errors are caught
+                    await self._failed(cell, item, exc)
+                else:
+                    processed += 1
+                    if env.rid:
+                        await self._answer(item, result)
+                if cell.room is not None and len(q) <= low:
+                    cell.room.set()
+            while q:  # stopped while messages waited
+                env, reply, is_json = q.popleft()
+                await self._reject(cell.subject, reply, env.rid, is_json, "NoResponders",
+                                   "the instance has stopped", type(env.msg).__name__)
+        finally:
+            self.metrics.processed += processed
+            cell.busy = False
+            if not q:
+                cell.queue = None  # idle instances hold no queue
+
+    async def _failed(self, cell: _Cell, item: Item, exc: Exception) -> None:
+        env, reply, is_json = item
+        if isinstance(exc, StepRejected):
+            # A business refusal, not a crash: answered, counted, no traceback, no supervision.
+            self.metrics.rejected += 1
+            log.info("%s refused %s (corr %s): %s", cell.subject, type(env.msg).__name__,
+                     current_correlation_id(), exc)
+            if env.rid:
+                await self._send_reply(reply, env.rid, is_json, False,
+                                       ErrorReply("RemoteError", "StepRejected", str(exc)))
+            return
+        self.metrics.failed += 1
+        log.warning("%s failed on %s (corr %s): %r", cell.subject, type(env.msg).__name__,
+                    current_correlation_id(), exc, exc_info=exc)
+        if env.rid:
+            await self._send_reply(reply, env.rid, is_json, False,
+                                   ErrorReply("RemoteError", type(exc).__name__, str(exc)))
+        await self._supervise(cell, exc)
+
+    async def _answer(self, item: Item, result: Any) -> None:
+        env, reply, is_json = item
+        expected = self._reply_types[type(env.msg)]
+        if expected is not None and not isinstance(result, expected):
+            await self._send_reply(reply, env.rid, is_json, False, ErrorReply(
+                "RemoteError", "TypeError", f"handler returned {type(result).__name__}, expected {expected.__name__}"))
+        else:
+            await self._send_reply(reply, env.rid, is_json, True, result)
+
+    async def _send_reply(self, reply: str, rid: int, is_json: bool, ok: bool, body: Any) -> None:
+        if not reply:
+            return
+        outbox = self.system._outbox
+        if rid == -1:  # a bare request from a non-corps client: a bare reply, in its format
+            await outbox.send_raw(reply, encode_as(body, is_json))
+        else:  # a corps asker reads either format; frames are joined in this system's codec
+            await outbox.send(reply, self.system.codec.encode(Reply(rid, ok, body)), track=False)
+
+    # -- supervision ---------------------------------------------------------------------
+
+    async def _supervise(self, cell: _Cell, exc: BaseException) -> None:
+        policy = self.options.supervision
+        if isinstance(policy, Resume):
+            return
+        if isinstance(policy, Stop):
+            await self._stop_cell(cell, f"{type(exc).__name__}: {exc}")
+            return
+        assert isinstance(policy, Restart)
+        while True:
+            if cell.restarts is None:
+                cell.restarts = []
+            delay = restart_delay(policy, cell.restarts, time.monotonic())
+            if delay is None:
+                await self._stop_cell(cell, f"more than {policy.max_restarts} restarts in {policy.within}s")
+                return
+            self.metrics.restarts += 1
+            await anyio.sleep(delay)
+            await self._call_on_stop(cell)
+            try:
+                await self._start_instance(cell)
+                return
+            except Exception as again:  # noqa: BLE001 -- a failing restart counts as another failure
+                log.warning("restart of %s failed: %r", cell.subject, again)
+
+    async def _stop_cell(self, cell: _Cell, why: str) -> None:
+        log.warning("stopping %s: %s", cell.subject, why)
+        self.metrics.stopped += 1
+        cell.stopped = True
+        if self.cells.get(cell.actor_id) is cell:
+            del self.cells[cell.actor_id]
+        if cell in self.services:
+            self.services.remove(cell)
+        if cell.sub is not None:
+            await cell.sub.unsubscribe()
+        await self._call_on_stop(cell)

@@ -1,0 +1,82 @@
+"""What a NATS payload sent to an actor class holds: its envelopes, and what was wrong with it.
+
+Pure decoding, no I/O. The host (``corps.core._host``) answers or records each problem: a bad
+message costs only itself, never its neighbours in the frame, and is never dropped silently.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import msgspec
+
+from corps.wire._codec import BAD, BARE, MSGPACK_ARRAY, RAW_FRAME, Decoders, Envelope, sniff
+
+
+class Problem(NamedTuple):
+    """One message that cannot be delivered: answer ``rid`` (if an ask) with InvalidMessage."""
+
+    rid: int
+    why: str
+
+
+class Intake(NamedTuple):
+    envelopes: list[Envelope[Any]]
+    is_json: bool
+    problems: list[Problem]
+
+
+def decode_fast(decoders: Decoders | None, limit: int, data: bytes) -> list[Envelope[Any]] | None:
+    """A msgpack frame within the size limit that decodes in one typed pass, or None: ``decode``
+    then says whatever is wrong with it. The hot path: no allocation beyond the envelopes."""
+    if not data or data[0] not in MSGPACK_ARRAY or decoders is None or len(data) > limit:
+        return None
+    try:
+        envs: list[Envelope[Any]] = decoders.frame_and_bare(False)[0].decode(data)
+    except msgspec.MsgspecError:
+        return None
+    return envs
+
+
+def decode(decoders: Decoders | None, limit: int, data: bytes, has_reply: bool) -> Intake:
+    """Decode a frame or a bare message (msgpack or JSON) for an actor class whose handlers
+    take ``decoders``' types, with messages of at most ``limit`` bytes."""
+    kind, is_json = sniff(data)
+    if kind == BAD or decoders is None:
+        why = "no handlers" if decoders is None else "payload is neither a message (map) nor a frame (array)"
+        return Intake([], is_json, [Problem(-1, why)])
+    frame, bare = decoders.frame_and_bare(is_json)
+    if kind == BARE:
+        rid = -1 if has_reply else 0
+        if len(data) > limit:
+            return Intake([], is_json, [Problem(rid, f"message of {len(data)} bytes is over the {limit}-byte limit")])
+        try:
+            return Intake([Envelope(bare.decode(data), rid)], is_json, [])
+        except msgspec.MsgspecError as exc:
+            return Intake([], is_json, [Problem(rid, str(exc))])
+    if len(data) <= limit:
+        try:
+            return Intake(frame.decode(data), is_json, [])  # one typed decode for the batch
+        except msgspec.MsgspecError:
+            pass
+    return _one_by_one(bare, limit, data, is_json)
+
+
+def _one_by_one(bare: Any, limit: int, data: bytes, is_json: bool) -> Intake:
+    """Message by message, so one bad or oversized message costs only itself."""
+    try:
+        raw = RAW_FRAME[is_json].decode(data)
+    except msgspec.MsgspecError as exc:
+        return Intake([], is_json, [Problem(-1, f"malformed frame: {exc}")])
+    good: list[Envelope[Any]] = []
+    problems: list[Problem] = []
+    for env in raw:
+        size = len(env.msg)
+        if size > limit:
+            problems.append(Problem(env.rid, f"message of {size} bytes is over the {limit}-byte limit"))
+            continue
+        try:
+            good.append(Envelope(bare.decode(env.msg), env.rid, env.mid, env.corr, env.cause))
+        except msgspec.MsgspecError as exc:
+            problems.append(Problem(env.rid, str(exc)))
+    return Intake(good, is_json, problems)

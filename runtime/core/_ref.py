@@ -1,0 +1,123 @@
+"""ActorRef: the address of an actor instance anywhere on the NATS network."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
+
+import msgspec
+
+from corps.core._context import current
+from corps.core._messages import Message, Request, reply_type
+from corps.errors import InvalidMessage
+
+if TYPE_CHECKING:
+    from corps.core._actor import Actor
+    from corps.core._node import Node
+
+_current_get = current.get
+
+A = TypeVar("A", bound="Actor")
+R = TypeVar("R", bound=Message)
+
+
+@final
+class ActorRef(Generic[A]):
+    """Send messages to one actor instance: ``tell`` (fire and forget) or ``ask`` (typed reply).
+
+    ``subject`` is the instance's NATS subject: clients in other languages can send it a bare
+    msgpack (or JSON) map of a message, tagged ``{"$type": "ClassName", ...}``, and get a bare reply.
+    """
+
+    __slots__ = ("_system", "actor_cls", "actor_id", "subject")
+
+    def __init__(self, system: Node, actor_cls: type[A], actor_id: str, subject: str) -> None:
+        self._system = system
+        self.actor_cls = actor_cls
+        self.actor_id = actor_id
+        self.subject = subject
+
+    async def tell(self, msg: Message) -> None:
+        """Send ``msg`` without waiting for it to be handled.
+
+        At-most-once, over core NATS: if no instance is subscribed, or the connection drops while
+        the message is in flight, it is lost. Losses that the runtime can see (no instance, a full
+        mailbox, an undecodable message) are recorded as dead letters, never silently.
+
+        Raises:
+            InvalidMessage: ``msg`` is not a Message, cannot be encoded, or is over the size limit.
+        """
+        system = self._system
+        cur = _current_get()
+        if (cur is None or cur.item is None) and isinstance(msg, Message):
+            # The hot path, inlined: a root tell's envelope is (msg, 0, seq) (ActorSystem._encode).
+            system._seq += 1
+            try:
+                part = system._encode_env((msg, 0, system._seq))
+            except Exception as exc:
+                raise encode_error(self.subject, msg, exc) from exc
+        else:
+            part = system._encode(self.subject, msg, 0)
+        if not system._outbox.push(self.subject, part):
+            await system._outbox.send(self.subject, part)
+
+    async def ask(self, msg: Request[R], *, timeout: float | None = None, idempotency_key: str | None = None) -> R:
+        """Send ``msg`` and wait for the handler's reply.
+
+        Messages from one sender are handled in the order sent, tells and asks alike.
+
+        Args:
+            msg: a Request; its type names the reply type.
+            timeout: seconds to wait (default: the system's ``ask_timeout``).
+            idempotency_key: the same key for every retry of one logical request; handlers
+                made ``@idempotent`` answer a repeated key with the first reply.
+
+        Raises:
+            AskTimeout: no reply within ``timeout``. The handler may still have run: treat the
+                outcome as unknown and make retried asks idempotent.
+            RemoteError: the handler raised; carries the remote type and message.
+            NoResponders: no instance with this id is running.
+            InvalidMessage: the actor could not decode ``msg``, or ``msg`` could not be encoded.
+            MailboxFull: the instance's mailbox was full.
+        """
+        return await self._ask(msg, timeout, idempotency_key or "", "")
+
+    async def _ask(self, msg: Request[R], timeout: float | None, key: str, corr: str) -> R:
+        rid, fut = await self._send_ask(msg, key, corr)
+        result: R = await self._wait(rid, fut, timeout)
+        return result
+
+    async def _send_ask(self, msg: Request[R], key: str, corr: str) -> tuple[int, Any]:
+        system = self._system
+        if not isinstance(msg, Request):
+            raise InvalidMessage(self.subject, f"ask needs a Request[...] message, not {type(msg).__name__}; "
+                                               f"use tell for a plain Message")
+        rid, fut = system._inbox.register(reply_type(type(msg)), self.subject)
+        try:
+            part = system._encode(self.subject, msg, rid, corr, key)
+            if not system._outbox.push(self.subject, part, rid):
+                await system._outbox.send(self.subject, part, rid)
+        except BaseException:
+            system._inbox.forget(rid)
+            raise
+        return rid, fut
+
+    async def _wait(self, rid: int, fut: Any, timeout: float | None) -> Any:
+        system = self._system
+        return await system._inbox.wait(rid, fut, system.ask_timeout if timeout is None else timeout)
+
+    def __repr__(self) -> str:
+        return f"ActorRef({self.subject!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ActorRef) and other.subject == self.subject
+
+    def __hash__(self) -> int:
+        return hash(self.subject)
+
+
+def encode_error(subject: str, msg: Any, exc: Exception) -> InvalidMessage:
+    if not isinstance(msg, Message):
+        return InvalidMessage(subject, f"expected a Message, got {type(msg).__name__}")
+    if isinstance(exc, msgspec.EncodeError | TypeError | OverflowError):
+        return InvalidMessage(subject, f"cannot encode {type(msg).__name__}: {exc}")
+    return InvalidMessage(subject, str(exc))

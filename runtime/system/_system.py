@@ -1,0 +1,105 @@
+"""``ActorSystem``: a core Node with events and sagas attached: what users create."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, final
+
+import anyio
+
+from corps.core._actor import Actor
+from corps.core._messages import Message
+from corps.core._node import DEFAULT_ASK_TIMEOUT, DEFAULT_DRAIN_TIMEOUT, Node
+from corps.events._component import Events
+from corps.events._config import EventsConfig
+from corps.events._extension import EventsExtension
+from corps.events._wire import PubAck
+from corps.saga._api import SagaAPI, SagaExtension
+from corps.saga._coordinator import DEFAULT_LEASE, DEFAULT_SCAN_INTERVAL, Coordinator
+from corps.saga._definition import Saga
+from corps.wire._codec import Format
+
+
+@final
+class ActorSystem(Node, SagaAPI):
+    """Hosts actors on one NATS connection. Use as ``async with ActorSystem() as system:``.
+
+    Args:
+        url: a NATS URL, or a list of URLs for a cluster. None reads ``NATS_URL``; if that is unset
+            too, an embedded nats-server (JetStream on, temp store, free loopback port) is started
+            and stopped with the system.
+        namespace: the first subject token of everything this system sends and hosts; systems in
+            different namespaces on one server do not see each other.
+        codec: "msgpack" (default) or "json" for what this system sends; it reads both.
+        ask_timeout: default timeout of ``ActorRef.ask``, in seconds.
+        drain_timeout: how long leaving the ``async with`` waits for in-flight messages.
+        name: the connection name shown by the server (default: ``corps-<node>``).
+        coalesce: send messages for one subject within one loop iteration as one NATS message
+            (default). Off: one NATS message per message, as a hand-written nats-py client does.
+        server_name: refuse the connection unless the server reports this server_name (tests use
+            it so that a stale server left on a reused port can never answer).
+        sagas: saga classes this system's coordinator runs and resumes after another
+            coordinator's crash; starting a saga registers its class too.
+        saga_lease: seconds a coordinator holds a saga without renewing before another may take
+            it over; saga_scan_interval: how often it looks for such sagas.
+        events: stream and consumer settings for events (``EventsConfig``; safe defaults).
+    """
+
+    def __init__(
+        self,
+        url: str | list[str] | None = None,
+        *,
+        namespace: str = "corps",
+        codec: Format = "msgpack",
+        ask_timeout: float = DEFAULT_ASK_TIMEOUT,
+        drain_timeout: float = DEFAULT_DRAIN_TIMEOUT,
+        name: str | None = None,
+        coalesce: bool = True,
+        server_name: str | None = None,
+        sagas: Iterable[type[Saga[Any]]] = (),
+        saga_lease: float = DEFAULT_LEASE,
+        saga_scan_interval: float = DEFAULT_SCAN_INTERVAL,
+        events: EventsConfig | None = None,
+    ) -> None:
+        super().__init__(url, namespace=namespace, codec=codec, ask_timeout=ask_timeout,
+                         drain_timeout=drain_timeout, name=name, coalesce=coalesce, server_name=server_name)
+        self._saga_classes = tuple(sagas)
+        self._saga_lease = saga_lease
+        self._saga_scan_interval = saga_scan_interval
+        self._coordinator: Coordinator | None = None
+        self._coordinator_lock = anyio.Lock()
+        self._events_ext = EventsExtension(events or EventsConfig())
+        self.extend(self._events_ext)
+        self.extend(SagaExtension(self))
+
+    @property
+    def events(self) -> Events:
+        """The JetStream side: ``dead_letters()``, ``redrive(seq)``, ``replay(...)``, consumers."""
+        return self._events_ext.events
+
+    async def serve_events(self, actor_cls: type[Actor]) -> None:
+        """Start the durable event consumer of an entity class without spawning an instance.
+
+        Its keyed ``@on_event`` handlers then activate instances as events for new ids arrive
+        (``activate=True``). ``spawn`` does this too, for the first instance of a class.
+
+        Raises:
+            EventError: the server has no JetStream. ProvisioningConflict: see ``EventsConfig``.
+        """
+        await self.events.attach(await self.host_for(actor_cls))
+
+    async def publish(self, event: Message, *, msg_id: str | None = None) -> PubAck:
+        """Publish ``event`` to the events stream, on ``{namespace}.events.{EventType}``.
+
+        It carries a ``Nats-Msg-Id``: ``msg_id`` if given (a deterministic id makes a repeated
+        publish a no-op within the stream's duplicate window), else a generated one (derived from
+        the event being handled, inside an ``@on_event`` handler). 503s and timeouts are retried
+        with the same id. Correlation and causation ids of the message being handled, if any,
+        travel in headers. Returns the stream's ack (``seq``, ``duplicate``).
+
+        Raises:
+            InvalidMessage: ``event`` is not a Message or cannot be encoded.
+            PublishFailed: no ack after retries (outcome unknown: publish again with the same msg_id).
+            EventError: the server has no JetStream.
+        """
+        return await self.events.publish(event, msg_id=msg_id)

@@ -1,0 +1,126 @@
+"""``CorpsClient``: nats-py's client with direct routes and a lean publish, for the hot paths.
+
+The two places corps reaches into nats-py's internals on purpose (besides ``_parser``, which
+this client installs). Both keep nats-py's own state consistent: routes take messages only for
+subscriptions nats-py still holds, and ``publish_now`` writes into nats-py's pending buffer and
+wakes its flusher exactly as ``publish`` would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+import nats.errors
+from nats.aio.client import Client
+
+from corps.wire._parser import FastParser
+
+if TYPE_CHECKING:
+    from nats.aio.msg import Msg
+    from nats.aio.subscription import Subscription
+
+Take = Callable[[bytes, bytes, bytes, "bytes | None"], bool]
+"""A direct handler: (subject, reply, payload, raw header block or None) -> taken."""
+
+
+class Route:
+    """A subscription whose messages a synchronous handler takes straight from nats-py's parser.
+
+    nats-py turns every message into a ``Msg`` (decoding subject and reply, parsing headers),
+    queues it for the subscription's task, and awaits the callback there: about half of the
+    client-side cost of a small message. ``take`` skips all of it for what it accepts. What it
+    declines goes the usual way, to ``slow``, and so does everything after it until ``slow``
+    has caught up: per subscription, messages are handled in the order they arrived.
+    """
+
+    __slots__ = ("_direct", "_slow", "pending")
+
+    def __init__(self, direct: Take, slow: Callable[[Msg], Awaitable[None]]) -> None:
+        self._direct = direct
+        self._slow = slow
+        self.pending = 0  # declined messages not yet handled by slow
+
+    def take(self, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> bool:
+        if not self.pending and self._direct(subject, reply, data, headers):
+            return True
+        self.pending += 1
+        return False
+
+    async def cb(self, msg: Msg) -> None:
+        try:
+            await self._slow(msg)
+        finally:
+            self.pending -= 1
+
+
+class CorpsClient(Client):
+    """nats-py's client with direct routes (see ``Route``) and a faster protocol parser
+    (``corps.wire._parser``): the two places corps replaces nats-py internals."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._routes: dict[int, Route] = {}
+        self._ps = FastParser(self)
+
+    async def subscribe_route(self, subject: str, route: Route, queue: str = "") -> Subscription:
+        """Subscribe ``route``: unbounded pending limits, as every corps subscription has."""
+        sub = await self.subscribe(subject, queue=queue, cb=route.cb, pending_msgs_limit=-1,
+                                   pending_bytes_limit=-1)
+        self._routes[sub._id] = route
+        return sub
+
+    async def _process_msg(self, sid: int, subject: bytes, reply: bytes, data: bytes,
+                           headers: bytes | None) -> None:
+        route = self._routes.get(sid)
+        if route is not None and sid in self._subs and route.take(subject, reply, data, headers):
+            self.stats["in_msgs"] += 1
+            self.stats["in_bytes"] += len(data)
+            return
+        await super()._process_msg(sid, subject, reply, data, headers)  # type: ignore[arg-type]  # None: no headers
+
+    def publish_now(self, subject: str, payload: bytes, reply: str = "") -> bool:
+        """``publish`` without its four coroutines and its Future per call: the PUB goes into
+        nats-py's pending buffer and its flusher task is woken once per batch, as publish does.
+
+        Returns True when the pending buffer is over its limit: the caller must then await
+        ``_flush_pending(force_flush=True)``, publish's own back-pressure.
+
+        Raises:
+            nats.errors.ConnectionClosedError / ConnectionDrainingError / OutboundBufferLimitError /
+            MaxPayloadError, as publish.
+        """
+        if self.is_closed:
+            raise nats.errors.ConnectionClosedError
+        if self.is_draining_pubs:
+            raise nats.errors.ConnectionDrainingError
+        size = len(payload)
+        connected = self.is_connected
+        if not connected and (self._max_pending_size <= 0 or size + self._pending_data_size > self._max_pending_size):
+            raise nats.errors.OutboundBufferLimitError
+        if size > self._max_payload:
+            raise nats.errors.MaxPayloadError
+        if reply:
+            cmd = b"PUB %b %b %d\r\n%b\r\n" % (subject.encode(), reply.encode(), size, payload)
+        else:
+            cmd = b"PUB %b %d\r\n%b\r\n" % (subject.encode(), size, payload)
+        self.stats["out_msgs"] += 1
+        self.stats["out_bytes"] += size
+        self._pending.append(cmd)
+        self._pending_data_size += len(cmd)
+        queue = self._flush_queue
+        if connected and queue is not None and queue.empty():
+            queue.put_nowait(asyncio.get_running_loop().create_future())  # wake the flusher
+        return 0 < self._max_pending_size < self._pending_data_size
+
+    def _remove_sub(self, sid: int, max_msgs: int = 0) -> None:
+        self._routes.pop(sid, None)
+        super()._remove_sub(sid, max_msgs)
+
+
+async def subscribe_route(nc: Client, subject: str, route: Route, queue: str = "") -> Subscription:
+    """A direct route on a CorpsClient; on any other client, every message takes the slow path."""
+    if isinstance(nc, CorpsClient):
+        return await nc.subscribe_route(subject, route, queue)
+    return await nc.subscribe(subject, queue=queue, cb=route.cb, pending_msgs_limit=-1, pending_bytes_limit=-1)
