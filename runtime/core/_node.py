@@ -34,7 +34,7 @@ from corps.errors import (
 from corps.wire._client import CorpsClient, Route, subscribe_route
 from corps.wire._codec import Format, WireCodec
 from corps.wire._embedded import EmbeddedServer
-from corps.wire._subjects import actor_subject, check_token, inbox_subject
+from corps.wire._subjects import actor_class_wildcard, actor_subject, check_token, inbox_subject
 from corps.wire._transport import connect, flush, max_payload, nats_errors, server_name
 
 log = logging.getLogger("corps.system")
@@ -241,9 +241,20 @@ class Node:
         return ActorRef(self, actor_cls, actor_id, actor_subject(self.namespace, actor_cls.actor_name, actor_id))
 
     async def host_for(self, actor_cls: type[Actor]) -> ClassHost:
-        """This node's host of ``actor_cls``, started (subscribed) on first use."""
+        """This node's host of ``actor_cls``, started (subscribed) on first use.
+
+        Raises:
+            SpawnError: another class with the same actor name is hosted here (their subjects
+                would be one: each would answer for the other's ids).
+        """
         host = self._hosts.get(actor_cls)
         if host is None:
+            clash = next((c for c in self._hosts if c.actor_name == actor_cls.actor_name), None)
+            if clash is not None:
+                raise SpawnError(actor_class_wildcard(self.namespace, actor_cls.actor_name),
+                                 f"actor name {actor_cls.actor_name!r} is already hosted by "
+                                 f"{clash.__module__}.{clash.__qualname__}; {actor_cls.__module__}."
+                                 f"{actor_cls.__qualname__} needs another (ActorOptions(name=...))")
             host = ClassHost(self, actor_cls)
             self._hosts[actor_cls] = host
             try:

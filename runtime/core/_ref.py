@@ -28,10 +28,11 @@ class ActorRef(Generic[A]):
     msgpack (or JSON) map of a message, tagged ``{"$type": "ClassName", ...}``, and get a bare reply.
     """
 
-    __slots__ = ("_system", "actor_cls", "actor_id", "subject")
+    __slots__ = ("_handled", "_system", "actor_cls", "actor_id", "subject")
 
     def __init__(self, system: Node, actor_cls: type[A], actor_id: str, subject: str) -> None:
         self._system = system
+        self._handled = actor_cls._handlers  # what the class declares: checked before anything is sent
         self.actor_cls = actor_cls
         self.actor_id = actor_id
         self.subject = subject
@@ -44,8 +45,11 @@ class ActorRef(Generic[A]):
         mailbox, an undecodable message) are recorded as dead letters, never silently.
 
         Raises:
-            InvalidMessage: ``msg`` is not a Message, cannot be encoded, or is over the size limit.
+            InvalidMessage: ``msg`` is not a Message the class handles, cannot be encoded, or is
+                over the size limit.
         """
+        if type(msg) not in self._handled:
+            raise self._unhandled(msg)
         system = self._system
         cur = _current_get()
         if (cur is None or cur.item is None) and isinstance(msg, Message):
@@ -76,7 +80,8 @@ class ActorRef(Generic[A]):
                 outcome as unknown and make retried asks idempotent.
             RemoteError: the handler raised; carries the remote type and message.
             NoResponders: no instance with this id is running.
-            InvalidMessage: the actor could not decode ``msg``, or ``msg`` could not be encoded.
+            InvalidMessage: the class has no handler for ``msg``'s type (nothing is sent), the
+                actor could not decode ``msg``, or ``msg`` could not be encoded.
             MailboxFull: the instance's mailbox was full.
         """
         return await self._ask(msg, timeout, idempotency_key or "", "")
@@ -91,6 +96,8 @@ class ActorRef(Generic[A]):
         if not isinstance(msg, Request):
             raise InvalidMessage(self.subject, f"ask needs a Request[...] message, not {type(msg).__name__}; "
                                                f"use tell for a plain Message")
+        if type(msg) not in self._handled:
+            raise self._unhandled(msg)
         rid, fut = system._inbox.register(reply_type(type(msg)), self.subject)
         try:
             part = system._encode(self.subject, msg, rid, corr, key)
@@ -104,6 +111,13 @@ class ActorRef(Generic[A]):
     async def _wait(self, rid: int, fut: Any, timeout: float | None) -> Any:
         system = self._system
         return await system._inbox.wait(rid, fut, system.ask_timeout if timeout is None else timeout)
+
+    def _unhandled(self, msg: object) -> InvalidMessage:
+        if not isinstance(msg, Message):
+            return InvalidMessage(self.subject, f"expected a Message, got {type(msg).__name__}")
+        handled = ", ".join(sorted(tp.__name__ for tp in self._handled)) or "nothing (it has no @handler)"
+        return InvalidMessage(self.subject, f"{self.actor_cls.__name__} has no handler for "
+                                            f"{type(msg).__name__}; it handles {handled}")
 
     def __repr__(self) -> str:
         return f"ActorRef({self.subject!r})"

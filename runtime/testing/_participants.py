@@ -56,6 +56,7 @@ class FaultInjector:
         self.requests: dict[str, tuple[type[Actor], str, Message]] = {}
         """idempotency key -> (actor class, id, request) as last delivered: for redelivery."""
         self.healed = False
+        self._made: dict[type[Actor], type[Actor]] = {}
         self.rejected: set[str] = set()
         """Keys whose forward request was refused (StepRejected), injected or by the handler."""
 
@@ -70,7 +71,16 @@ class FaultInjector:
         return plan.fault(step) if plan is not None else _OK
 
     def participant(self, cls: type[Actor]) -> type[Actor]:
-        """A subclass of ``cls`` (same actor name) whose saga handlers inject faults and record effects."""
+        """A subclass of ``cls`` (same actor name) whose saga handlers inject faults and record effects.
+
+        One per class, however many instances run: a system hosts one class per actor name.
+        """
+        made = self._made.get(cls)
+        if made is None:
+            made = self._made[cls] = self._subclass(cls)
+        return made
+
+    def _subclass(self, cls: type[Actor]) -> type[Actor]:
         namespace: dict[str, Any] = {}
         for name in dir(cls):
             fn = getattr(cls, name, None)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import AsyncIterator
-from typing import Any
 from uuid import uuid4
 
 import anyio
@@ -14,6 +13,7 @@ import pytest
 from nats.aio.client import Client
 
 from corps import (
+    Actor,
     ActorOptions,
     ActorSystem,
     AskTimeout,
@@ -25,6 +25,7 @@ from corps import (
     RemoteError,
     Request,
     SpawnError,
+    handler,
 )
 from corps.wire._embedded import EmbeddedServer
 from tests.integration.domain import GATES, Account, Balance, Boom, Deposit, Gate, GetBalance, Hold, Note, Slow
@@ -168,15 +169,6 @@ class Impostor(Message, tag="Deposit"):
     amount: str
 
 
-async def test_wrong_typed_message_from_a_corps_sender_gets_invalid_message(actor_system: ActorSystem) -> None:
-    ref = await actor_system.spawn(Account, "a")
-    await ref.tell(Impostor(1, "lots"))  # in the same frame as the next ask: only it is refused
-    with pytest.raises(InvalidMessage, match="Expected `str`"):
-        await _ask_with_an_old_message_version(actor_system, ref.subject)
-    assert (await ref.ask(Deposit("a", 4), timeout=2.0)).amount == 4
-    assert actor_system.metrics()["Account"]["invalid"] >= 1
-
-
 class OldDeposit(Request[Balance], tag="Deposit"):
     """An older version of Deposit, as a stale peer would still send it."""
 
@@ -184,8 +176,45 @@ class OldDeposit(Request[Balance], tag="Deposit"):
     amount: int
 
 
-async def _ask_with_an_old_message_version(system: ActorSystem, subject: str) -> Any:
-    return await system.ref(Account, "a").ask(OldDeposit(1, 1), timeout=2.0)
+class StaleTeller(Actor, options=ActorOptions(name="Account")):
+    """A stale peer's declaration of Account: it still believes Deposit looks like Impostor."""
+
+    @handler
+    async def deposit(self, msg: Impostor) -> None: ...
+
+
+class StaleAsker(Actor, options=ActorOptions(name="Account")):
+    @handler
+    async def deposit(self, msg: OldDeposit) -> Balance: ...
+
+
+async def test_wrong_typed_message_from_a_corps_sender_gets_invalid_message(actor_system: ActorSystem) -> None:
+    ref = await actor_system.spawn(Account, "a")
+    # A stale peer's refs (its own, older declaration of the class) send the wrong shape.
+    await actor_system.ref(StaleTeller, "a").tell(Impostor(1, "lots"))  # same frame as the ask: only it is refused
+    with pytest.raises(InvalidMessage, match="Expected `str`"):
+        await actor_system.ref(StaleAsker, "a").ask(OldDeposit(1, 1), timeout=2.0)
+    assert (await ref.ask(Deposit("a", 4), timeout=2.0)).amount == 4
+    assert actor_system.metrics()["Account"]["invalid"] >= 1
+
+
+class Unhandled(Request[Balance]):
+    account: str
+
+
+async def test_a_type_the_class_does_not_handle_is_refused_before_anything_is_sent(
+        actor_system: ActorSystem) -> None:
+    ref = await actor_system.spawn(Account, "a")
+    sent = actor_system.metrics()["system"]["nats_messages_out"]
+    with pytest.raises(InvalidMessage, match=r"Account has no handler for Unhandled; it handles Boom, Deposit"):
+        await ref.ask(Unhandled("a"), timeout=2.0)
+    with pytest.raises(InvalidMessage, match=r"Account has no handler for Other; it handles Boom, Deposit"):
+        await ref.tell(Other(1))
+    with pytest.raises(InvalidMessage, match="expected a Message, got dict"):
+        await ref.tell({"$type": "Note", "text": "x"})  # type: ignore[arg-type]
+    assert actor_system.metrics()["system"]["nats_messages_out"] == sent
+    assert actor_system.metrics()["Account"]["invalid"] == 0
+    assert (await ref.ask(Deposit("a", 4), timeout=2.0)).amount == 4
 
 
 async def test_unknown_message_type_gets_invalid_message(actor_system: ActorSystem, raw: Client) -> None:
@@ -249,3 +278,11 @@ async def test_a_full_mailbox_refuses_with_mailbox_full_and_counts_it(actor_syst
         gate.release.set()
     assert actor_system.metrics()["Narrow"]["overloaded"] == 2
     assert any("mailbox full" in d.reason for d in actor_system.dead_letters.recent)
+
+
+async def test_a_second_class_with_a_hosted_actor_name_is_refused_at_spawn(actor_system: ActorSystem) -> None:
+    await actor_system.spawn(Account, "a")
+    with pytest.raises(SpawnError, match=r"actor name 'Account' is already hosted by tests\.integration\.domain\."
+                                         r"Account; tests\.integration\.test_errors\.StaleTeller needs another"):
+        await actor_system.spawn(StaleTeller, "b")
+    assert (await actor_system.ref(Account, "a").ask(Deposit("a", 1), timeout=2.0)).amount == 1
