@@ -40,6 +40,7 @@ from corps.events import on_event as on_event
 from corps.system._actor import Actor as Actor
 from corps.system._system import ActorSystem as ActorSystem
 from corps.wire._embedded import EmbeddedServer as EmbeddedServer
+from corps.wire._security import Security as Security
 
 __all__ = [
     "Actor",
@@ -75,6 +76,7 @@ __all__ = [
     "SagaNotFound",
     "SagaStoreUnavailable",
     "SagaTimeout",
+    "Security",
     "SpawnError",
     "StepRejected",
     "Stop",

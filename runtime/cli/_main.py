@@ -19,6 +19,8 @@ from typing import Any, Final
 import anyio
 import anyio.to_thread
 
+from corps.cli._authz import add_authz_parser
+from corps.cli._connect import add_security_arguments, security_from
 from corps.cli._graph import add_graph_parser
 from corps.cli._saga import add_saga_parser
 from corps.cli._trace import add_trace_parser
@@ -28,6 +30,7 @@ from corps.errors import CorpsError, NatsUnavailable
 from corps.system._system import ActorSystem
 from corps.tools._loader import LoadError, load_actor_class
 from corps.wire._embedded import EmbeddedServer
+from corps.wire._security import Security
 
 DESCRIPTION: Final = """\
 corps: an asyncio actor runtime for Python services on NATS.
@@ -46,10 +49,13 @@ examples:
                                              3 instances of a service in one queue group
   corps trace ID                             a saga's or a chain's timeline: steps, events, dead letters
   corps graph corps.examples.shop.choreographed      who sends and who listens to what, as a Mermaid flowchart
+  corps authz corps.examples.shop.orchestrated       nats-server users, least privilege per service
   corps bench --quick                        corps next to raw nats-py (= python -m corps.bench)
 
 environment:
   NATS_URL   server(s) for demo and run when --nats is not given; unset: an embedded nats-server
+  NATS_CREDS, NATS_NKEY, NATS_USER, NATS_PASSWORD, NATS_TOKEN, NATS_CA, NATS_CERT, NATS_KEY
+             credentials and TLS, as the nats CLI reads them (README: Security)
 
 exit codes: 0 ok (also after a clean drain on Ctrl-C), 1 corps error, 2 usage error.
 Run `corps COMMAND --help` for a command's options and examples."""
@@ -135,17 +141,20 @@ def build_parser() -> argparse.ArgumentParser:
     host.add_argument("--nats", metavar="URL", help="server to join (default: NATS_URL, else an embedded one)")
     host.add_argument("--namespace", default="corps", metavar="NS",
                       help="first subject token; must match the clients' ActorSystem (default: corps)")
+    add_security_arguments(host)
     host.set_defaults(func=cmd_run)
 
     add_saga_parser(sub, raw)
     add_trace_parser(sub, raw)
     add_graph_parser(sub, raw)
+    add_authz_parser(sub, raw)
 
     from corps.cli._events import add_commands
 
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--nats", metavar="URL", help="server (default: NATS_URL)")
         p.add_argument("--namespace", default="corps", metavar="NS", help="the namespace (default: corps)")
+        add_security_arguments(p)
 
     add_commands(sub, raw, common, cmd_dlq, cmd_events)
 
@@ -217,7 +226,7 @@ def cmd_events(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
 
 def _with_system(fn: Any, args: argparse.Namespace) -> int:
     async def go() -> int:
-        async with ActorSystem(args.nats, namespace=args.namespace) as system:
+        async with ActorSystem(args.nats, namespace=args.namespace, security=security_from(args)) as system:
             code: int = await fn(system, args, say)
             return code
 
@@ -304,11 +313,12 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.exit(2, f"corps run: error: --instances {args.instances} needs a service class, and "
                        f"{cls.__qualname__} is an entity (one instance per id). Declare it stateless with "
                        f"class {cls.__qualname__}(Actor, options=ActorOptions(service=True)).\n")
-    run(host, cls, args.ids, args.instances, args.nats, args.namespace)
+    run(host, cls, args.ids, args.instances, args.nats, args.namespace, security_from(args))
     return 0
 
 
-async def host(cls: type[Actor], ids: list[str], instances: int, url: str | None, namespace: str) -> None:
+async def host(cls: type[Actor], ids: list[str], instances: int, url: str | None, namespace: str,
+               security: Security | None = None) -> None:
     """Spawn ``instances`` of ``cls`` per id, host them until SIGINT or SIGTERM, then drain.
 
     Raises:
@@ -316,7 +326,7 @@ async def host(cls: type[Actor], ids: list[str], instances: int, url: str | None
     """
     # Installed first: a signal that arrives while spawning waits here and drains afterwards.
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with ActorSystem(url, namespace=namespace) as system:
+        async with ActorSystem(url, namespace=namespace, security=security) as system:
             if system.embedded:
                 say(f"embedded nats-server at {system.url}  (other processes: export NATS_URL={system.url})")
             for actor_id in ids:

@@ -13,6 +13,7 @@ from typing import Any, Final
 
 import msgspec
 
+from corps.cli._connect import add_security_arguments, security_from
 from corps.core._run import run
 from corps.system._system import ActorSystem
 from corps.tools._trace import Entry, Trace, trace
@@ -48,6 +49,7 @@ def add_trace_parser(sub: Any, formatter: Callable[[str], argparse.HelpFormatter
     p.add_argument("--since", type=float, metavar="SECONDS_AGO",
                    help="only events stored in the last SECONDS_AGO seconds (default: the whole stream)")
     p.add_argument("--json", action="store_true", help="print the trace as JSON")
+    add_security_arguments(p)
     p.set_defaults(func=cmd_trace)
 
 
@@ -59,7 +61,7 @@ def cmd_trace(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 async def _trace(args: argparse.Namespace) -> int:
-    async with ActorSystem(args.nats, namespace=args.namespace) as system:
+    async with ActorSystem(args.nats, namespace=args.namespace, security=security_from(args)) as system:
         found = await trace(system, args.correlation_id, since=args.since)
     if found.empty:
         window = f" in the last {args.since:g}s" if args.since is not None else ""

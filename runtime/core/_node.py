@@ -34,6 +34,7 @@ from corps.errors import (
 from corps.wire._client import CorpsClient, Route, subscribe_route
 from corps.wire._codec import Format, WireCodec
 from corps.wire._embedded import EmbeddedServer
+from corps.wire._security import Security, redact_url
 from corps.wire._subjects import actor_class_wildcard, actor_subject, check_token, inbox_subject
 from corps.wire._transport import connect, flush, max_payload, nats_errors, server_name
 
@@ -64,9 +65,13 @@ class Node:
         name: str | None = None,
         coalesce: bool = True,
         server_name: str | None = None,
+        security: Security | None = None,
     ) -> None:
+        # The only place the environment is read: the server(s), and unless ``security`` is given,
+        # the credentials and TLS files of the nats CLI's variables (Security.from_env).
         if url is None:
-            url = os.environ.get("NATS_URL") or None  # the only place the environment is read
+            url = os.environ.get("NATS_URL") or None
+        self.security = Security.from_env(os.environ) if security is None else security
         # A string may list several servers, comma-separated (NATS_URL=nats://a:4222,nats://b:4222).
         urls = url.split(",") if isinstance(url, str) else list(url or [])
         self._servers = [u.strip() for u in urls if u.strip()]
@@ -95,13 +100,13 @@ class Node:
 
     @property
     def url(self) -> str:
-        """The URL of the server this system is connected to."""
+        """The URL of the server this system is connected to; never with its user info (password)."""
         if self._embedded is not None:
             return self._embedded.url
         if self._nc is not None and self._nc.connected_url is not None:
             u = self._nc.connected_url
             return f"{u.scheme}://{u.hostname}:{u.port}"
-        return self._servers[0] if self._servers else ""
+        return redact_url(self._servers[0]) if self._servers else ""
 
     @property
     def embedded(self) -> bool:
@@ -124,17 +129,21 @@ class Node:
 
     async def _open(self) -> None:
         expected_name = self._expected_server
+        security = self.security
         if not self._servers:
             self._embedded = EmbeddedServer()
             await anyio.to_thread.run_sync(self._embedded.start)
             self._servers = [self._embedded.url]
             expected_name = self._embedded.server_name
-        self._nc = await connect(self._servers, self.name, lambda: self._closing)
+            security = Security()  # our own loopback server: no users, no TLS; the environment's are for others
+        self._nc = await connect(self._servers, self.name, lambda: self._closing, security)
         if expected_name is not None and server_name(self._nc) != expected_name:
             # A stale server on a reused port must never answer for ours.
-            raise NatsUnavailable(self._servers[0], f"server_name is {server_name(self._nc)!r}, "
-                                                    f"expected {expected_name!r}")
-        inbox = inbox_subject(self.namespace, self.node)
+            raise NatsUnavailable(redact_url(self._servers[0]), f"server_name is {server_name(self._nc)!r}, "
+                                                                f"expected {expected_name!r}")
+        # With an inbox prefix (a login that may subscribe only to its own inbox, see corps authz),
+        # the node's reply inbox lives under it too: no other login can read this node's replies.
+        inbox = inbox_subject(security.inbox_prefix or self.namespace, self.node)
         tracker = Tracker(inbox)
         self._inbox = Inbox(tracker, self._dead_tells)
         self._outbox = Outbox(self._publish, max_payload(self._nc), self.codec.is_json, tracker, self.coalesce)

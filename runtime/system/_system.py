@@ -18,6 +18,7 @@ from corps.saga._api import SagaAPI, SagaExtension
 from corps.saga._coordinator import DEFAULT_LEASE, DEFAULT_SCAN_INTERVAL, Coordinator
 from corps.saga._definition import Saga
 from corps.wire._codec import Format
+from corps.wire._security import Security
 
 
 @final
@@ -43,6 +44,10 @@ class ActorSystem(Node, SagaAPI):
         saga_lease: seconds a coordinator holds a saga without renewing before another may take
             it over; saga_scan_interval: how often it looks for such sagas.
         events: stream and consumer settings for events (``EventsConfig``; safe defaults).
+        security: credentials, TLS and inbox prefix (``Security``). None reads the nats CLI's
+            variables (``NATS_CREDS``, ``NATS_NKEY``, ``NATS_USER``/``NATS_PASSWORD``, ``NATS_TOKEN``,
+            ``NATS_CA``, ``NATS_CERT``/``NATS_KEY``); ``Security()`` connects with none. Not used
+            for the embedded server. A wrong credential or certificate raises NatsUnavailable at start.
     """
 
     def __init__(
@@ -60,9 +65,10 @@ class ActorSystem(Node, SagaAPI):
         saga_lease: float = DEFAULT_LEASE,
         saga_scan_interval: float = DEFAULT_SCAN_INTERVAL,
         events: EventsConfig | None = None,
+        security: Security | None = None,
     ) -> None:
-        super().__init__(url, namespace=namespace, codec=codec, ask_timeout=ask_timeout,
-                         drain_timeout=drain_timeout, name=name, coalesce=coalesce, server_name=server_name)
+        super().__init__(url, namespace=namespace, codec=codec, ask_timeout=ask_timeout, drain_timeout=drain_timeout,
+                         name=name, coalesce=coalesce, server_name=server_name, security=security)
         self._saga_classes = tuple(sagas)
         self._saga_lease = saga_lease
         self._saga_scan_interval = saga_scan_interval

@@ -9,18 +9,26 @@ the first word, and slices the read once per message: one copy per payload and n
 It makes exactly the calls nats-py's parser makes on its client (``_process_msg``, ``_process_ping``,
 ``_process_pong``, ``_process_info``, ``_process_err``), for every way the bytes can be split
 across reads: tests/unit/wire/test_parser.py checks that against nats-py's own parser.
+
+Sizes in ``MSG``/``HMSG`` are checked as nats-py's regular expressions check them (plain ASCII
+digits: no sign, no ``_``, which ``int()`` would take), plus two checks nats-py lacks: the header
+size is at most the total size, and no size is over what any nats-server sends (its
+``max_payload`` cannot be set above 64 MiB). A negative size would otherwise move the parse
+position back into the control line (``MSG a 1 -5``), and a huge one would buffer without end.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Coroutine
-from typing import Any
+from typing import Any, Final
 
 from nats.errors import ProtocolError
 from nats.protocol.parser import AWAITING_CONTROL_LINE, AWAITING_MSG_PAYLOAD, Parser
 
 _CRLF = b"\r\n"
+MAX_MSG_SIZE: Final = 64 * 1024 * 1024
+"""nats-server refuses a ``max_payload`` above 64 MiB (headers count in it): no larger frame is real."""
 
 
 class FastParser(Parser):
@@ -97,14 +105,19 @@ class FastParser(Parser):
                 self.buf = bytearray(data[pos:]) if pos < n else bytearray()
 
     def _msg_arg(self, parts: list[bytes], has_header: int) -> None:
-        try:
-            arg = self.msg_arg
-            arg["subject"] = parts[1]
-            arg["sid"] = int(parts[2])
-            arg["reply"] = parts[3] if len(parts) == 5 + has_header else b""
-            self.needed = int(parts[-1])
-            if has_header:
-                self.header_needed = int(parts[-2])
-        except ValueError:
-            raise ProtocolError("nats: malformed MSG") from None
+        size = parts[-1]
+        header_size = parts[-2] if has_header else b"0"
+        # bytes.isdigit() is ASCII digits only, as nats-py's \d+ on bytes: int() alone would take
+        # b"-5", b"+5" and b"1_0".
+        if not (size.isdigit() and header_size.isdigit() and parts[2].isdigit()):
+            raise ProtocolError("nats: malformed MSG")
+        needed, header_needed = int(size), int(header_size)
+        if header_needed > needed or needed > MAX_MSG_SIZE:
+            raise ProtocolError("nats: malformed MSG")
+        arg = self.msg_arg
+        arg["subject"] = parts[1]
+        arg["sid"] = int(parts[2])
+        arg["reply"] = parts[3] if len(parts) == 5 + has_header else b""
+        self.needed = needed
+        self.header_needed = header_needed
         self.state = AWAITING_MSG_PAYLOAD

@@ -1,4 +1,4 @@
-"""Every direct nats-py connection concern: connecting, options, flushing, and error mapping."""
+"""Every direct nats-py connection concern: connecting (with ``Security``), flushing, and error mapping."""
 
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import Any, Final
 
-import nats
+import anyio
 import nats.errors
 from nats.aio.client import Client
 
 from corps.errors import AskTimeout, InvalidMessage, NatsUnavailable, NoResponders
 from corps.wire._client import CorpsClient
+from corps.wire._security import Security, TlsRequired, connect_options, explain, is_fatal, redact_urls
 
 log = logging.getLogger("corps.transport")
 
@@ -24,15 +25,37 @@ RECONNECT_WAIT: Final = 0.5
 INITIAL_CONNECT_ATTEMPTS: Final = 3
 
 
-async def connect(servers: list[str], name: str, closing: Callable[[], bool] = lambda: False) -> CorpsClient:
-    """Connect with runtime-tuned options.
+CONNECT_DEADLINE: Final = CONNECT_TIMEOUT * (INITIAL_CONNECT_ATTEMPTS + 1)
+"""The first connect ends by then whatever nats-py does (it can wait for ever on a socket whose
+TLS handshake failed: its close waiter is never woken after ``start_tls`` raised)."""
+
+
+async def connect(servers: list[str], name: str, closing: Callable[[], bool] = lambda: False,
+                  security: Security | None = None) -> CorpsClient:
+    """Connect with runtime-tuned options and ``security`` (credentials, TLS, inbox prefix).
+
+    A refusal that retrying cannot change (wrong or expired credentials, a certificate the other
+    side does not trust) ends the attempt at once, with a message saying which and no secret.
 
     Raises:
-        NatsUnavailable: no server in ``servers`` accepted the connection.
+        NatsUnavailable: no server in ``servers`` accepted the connection, or ``security`` is
+            unusable (a file missing, an expired user JWT...). ``url`` has its user info hidden.
     """
+    security = security or Security()
+    where = redact_urls(servers)
+    options = connect_options(security, servers)
+    seen: list[BaseException] = []
+    settled = anyio.Event()
+    up = False
 
     async def error_cb(exc: Exception) -> None:
-        log.warning("nats error on %s: %r", name, exc)
+        if not up:  # the first connect: kept for the error it ends with
+            seen.append(exc)
+            if is_fatal(exc):
+                settled.set()
+            log.debug("connecting %s: %s", name, explain(exc, security, servers))
+            return
+        log.warning("nats error on %s: %s", name, exc)  # e.g. a permissions violation
 
     async def disconnected_cb() -> None:
         if not closing():
@@ -42,30 +65,86 @@ async def connect(servers: list[str], name: str, closing: Callable[[], bool] = l
         log.info("reconnected to NATS (%s)", name)
 
     nc = CorpsClient()
-    try:
-        await nc.connect(
-            servers=servers,
-            name=name,
-            connect_timeout=int(CONNECT_TIMEOUT),
-            ping_interval=PING_INTERVAL,
-            max_outstanding_pings=MAX_OUTSTANDING_PINGS,
-            reconnect_time_wait=RECONNECT_WAIT,  # type: ignore[arg-type]  # annotated int, used as seconds
-            # Bounded for the first connect (nats-py applies this to it too, and -1 would retry a
-            # wrong URL forever); unlimited once connected, below.
-            max_reconnect_attempts=INITIAL_CONNECT_ATTEMPTS,
-            allow_reconnect=True,
-            # Every subject corps publishes to is built (and its tokens checked) in _subjects.py,
-            # or is a reply subject the server handed us: nats-py's per-publish regex is redundant.
-            skip_subject_validation=True,
-            error_cb=error_cb,
-            disconnected_cb=disconnected_cb,
-            reconnected_cb=reconnected_cb,
-        )
-    except Exception as exc:
-        raise NatsUnavailable(",".join(servers), f"{type(exc).__name__}: {exc}") from exc
-    # A connected service keeps trying through any outage; it never closes for good on its own.
-    nc.options["max_reconnect_attempts"] = -1
-    return nc
+    if security.wants_tls(servers) and not security.tls_handshake_first:
+        _refuse_plaintext(nc)
+    failed: list[BaseException] = []
+
+    async def attempt() -> None:
+        try:
+            await nc.connect(
+                servers=servers,
+                name=name,
+                connect_timeout=int(CONNECT_TIMEOUT),
+                ping_interval=PING_INTERVAL,
+                max_outstanding_pings=MAX_OUTSTANDING_PINGS,
+                reconnect_time_wait=RECONNECT_WAIT,  # type: ignore[arg-type]  # annotated int, used as seconds
+                # Bounded for the first connect (nats-py applies this to it too, and -1 would retry a
+                # wrong URL forever); unlimited once connected, below.
+                max_reconnect_attempts=INITIAL_CONNECT_ATTEMPTS,
+                allow_reconnect=True,
+                # Every subject corps publishes to is built (and its tokens checked) in _subjects.py,
+                # or is a reply subject the server handed us: nats-py's per-publish regex is redundant.
+                skip_subject_validation=True,
+                error_cb=error_cb,
+                disconnected_cb=disconnected_cb,
+                reconnected_cb=reconnected_cb,
+                **options,
+            )
+        except Exception as exc:  # noqa: BLE001 -- the connect boundary: mapped to NatsUnavailable below
+            failed.append(exc)
+        finally:
+            settled.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(attempt)
+        with anyio.move_on_after(CONNECT_DEADLINE):
+            await settled.wait()
+        tg.cancel_scope.cancel()  # a fatal refusal or the deadline: stop nats-py's retries
+    fatal = next((e for e in seen if is_fatal(e)), None)
+    if nc.is_connected and fatal is None and not failed:
+        up = True
+        # A connected service keeps trying through any outage; it never closes for good on its own.
+        nc.options["max_reconnect_attempts"] = -1
+        return nc
+    _abandon(nc)
+    cause = fatal or next((e for e in reversed(seen) if not isinstance(e, nats.errors.NoServersError)), None)
+    cause = cause or (failed[0] if failed else None)
+    if cause is None:
+        raise NatsUnavailable(where, f"no connection within {CONNECT_DEADLINE:g}s")
+    raise NatsUnavailable(where, explain(cause, security, servers)) from cause
+
+
+def _refuse_plaintext(nc: Client) -> None:
+    """Refuse a server whose INFO offers no TLS when TLS was asked for, before CONNECT is sent.
+
+    nats-py upgrades to TLS only if the server says it requires TLS, so a ``tls://`` URL (or a
+    CA) would otherwise send the password in clear to a server, or a man in the middle, that
+    does not offer it. nats-py has no option for this check: it is its INFO hook, per client.
+    """
+    process_info = nc._process_info
+
+    async def guarded(info: dict[str, Any], initial_connection: bool = False) -> None:
+        if initial_connection and not info.get("tls_required"):
+            raise TlsRequired
+        await process_info(info, initial_connection=initial_connection)
+
+    nc._process_info = guarded  # type: ignore[method-assign]
+
+
+def _abandon(nc: Client) -> None:
+    """Release what a cancelled or failed first connect left: the socket and any started task.
+
+    Not ``nc.close()``: after a failed TLS handshake it waits for ever (see CONNECT_DEADLINE).
+    """
+    for attr in ("_reading_task", "_ping_interval_task", "_flusher_task", "_reconnection_task"):
+        task = getattr(nc, attr, None)
+        if task is not None and not task.done():
+            task.cancel()
+    transport = getattr(nc, "_transport", None)
+    if transport:
+        with contextlib.suppress(Exception):
+            transport.close()
+    nc._status = Client.CLOSED
 
 
 async def flush(nc: Client, timeout: float = CONNECT_TIMEOUT) -> None:

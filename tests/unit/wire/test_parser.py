@@ -116,3 +116,69 @@ async def test_a_reset_during_a_callback_ends_that_parse_and_keeps_the_fresh_buf
     assert parser.buf == bytearray()
     await parser.parse(b"PONG\r\n")
     assert nc.calls == [("ping",), ("pong",)]
+
+
+# -- malformed sizes: nats-py's \d+ (ASCII digits only) and more ------------------------------------
+
+not_digits = st.one_of(
+    st.integers(-10**9, -1).map(lambda n: str(n).encode()),          # MSG a 1 -5: would slice into the line
+    st.integers(0, 10**6).map(lambda n: b"+%d" % n),
+    st.integers(10, 10**6).map(lambda n: b"%d_%d" % (n // 10, n % 10)),  # int() takes underscores
+    st.sampled_from([b"0x10", b"1e3", b"5.0", "\u0663".encode(), "\uff15".encode(), b"-0", b"--1"]),
+    st.text("-+_.xe ", min_size=1, max_size=4).map(lambda t: t.replace(" ", "").encode() or b"-"),
+)
+
+
+@st.composite
+def malformed_frame(draw: st.DrawFn) -> bytes:
+    """A MSG or HMSG line whose sizes nats-server never sends, followed by bytes posing as a payload."""
+    subj = draw(subject).encode()
+    bad = draw(not_digits)
+    tail = draw(st.sampled_from([b"", b"abc\r\n", b"PING\r\n", b"MSG x 1 3\r\nabc\r\n"]))
+    kind = draw(st.sampled_from(["msg", "hmsg-total", "hmsg-header", "hmsg-header-over-total"]))
+    if kind == "msg":
+        return b"MSG %b 1 %b\r\n%b" % (subj, bad, tail)
+    if kind == "hmsg-total":
+        return b"HMSG %b 1 12 %b\r\n%b" % (subj, bad, tail)
+    if kind == "hmsg-header":
+        return b"HMSG %b 1 %b 20\r\n%b" % (subj, bad, tail)
+    total = draw(st.integers(0, 100))
+    return b"HMSG %b 1 %d %d\r\n%b" % (subj, total + draw(st.integers(1, 100)), total, tail)
+
+
+@given(before=st.lists(ops, max_size=6), frame=malformed_frame(),
+       cut_fractions=st.lists(st.floats(0, 1), max_size=6))
+def test_a_size_that_is_not_plain_digits_or_a_header_over_the_total_is_a_protocol_error_however_split(
+        before: list[tuple[bytes, str | None]], frame: bytes, cut_fractions: list[float]) -> None:
+    good = b"".join(b for b, _ in before)
+    data = good + frame
+    cuts = [int(f * len(data)) for f in cut_fractions]
+    nc = Recorder()
+    with pytest.raises(ProtocolError):
+        anyio.run(feed, FastParser(nc), data, cuts)
+    # Everything before the bad line was delivered as nats-py delivers it, and nothing after it.
+    assert nc.calls == anyio.run(calls_of, Parser, good, [])
+
+
+@pytest.mark.parametrize("line", [b"MSG a 1 -5\r\n", b"MSG a 1 _INBOX.x -1\r\n", b"HMSG a 1 -3 4\r\n",
+                                  b"HMSG a 1 3 -4\r\n", b"MSG a 1 +3\r\nabc\r\n", b"MSG a 1 1_0\r\n",
+                                  b"MSG a -1 3\r\nabc\r\n", b"HMSG a 1 20 12\r\n",
+                                  b"MSG a 1 %d\r\n" % (64 * 1024 * 1024 + 1)])
+async def test_a_negative_signed_or_oversized_size_is_refused_before_any_payload_is_read(line: bytes) -> None:
+    nc = Recorder()
+    parser = FastParser(nc)
+    with pytest.raises(ProtocolError):
+        await parser.parse(line + b"PING\r\n")
+    assert nc.calls == []
+
+
+@given(frame=malformed_frame())
+def test_nats_py_also_refuses_sizes_that_are_not_plain_digits(frame: bytes) -> None:
+    # Our parser is no stricter than nats-py on signs and underscores (its \d+); only the
+    # header-over-total check is ours alone.
+    line = frame.split(b"\r\n", 1)[0].split()
+    sizes = line[-2:] if line[0] == b"HMSG" else line[-1:]
+    if all(s.isdigit() for s in sizes):
+        return
+    with pytest.raises(ProtocolError):
+        anyio.run(feed, Parser(Recorder()), frame, [])

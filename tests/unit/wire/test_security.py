@@ -1,0 +1,76 @@
+"""Security: the nats CLI's variables, secrets kept out of reprs and URLs, settings checked."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from corps import Security
+from corps.wire._security import connect_options, redact_url
+
+secret = st.text("abcdefghijklmnopqrstuvwxyz0123456789-_~!$&'()*+,;=%", min_size=4, max_size=20)
+
+
+def test_the_nats_cli_variables_become_one_security() -> None:
+    env = {"NATS_CREDS": "/run/secrets/svc.creds", "NATS_CA": "/ca.pem", "NATS_CERT": "/c.pem", "NATS_KEY": "/c.key",
+           "NATS_INBOX_PREFIX": "_INBOX.svc", "NATS_URL": "ignored here", "NATS_TOKEN": ""}
+    assert Security.from_env(env) == Security(creds="/run/secrets/svc.creds", ca="/ca.pem", cert="/c.pem",
+                                              key="/c.key", inbox_prefix="_INBOX.svc")
+    assert Security.from_env({"NATS_USER": "svc", "NATS_PASSWORD": "pw"}) == Security(user="svc", password="pw")
+    assert Security.from_env({"NATS_NKEY": "/svc.nk"}) == Security(nkey="/svc.nk")
+    assert Security.from_env({}) == Security()
+
+
+def test_a_user_without_a_password_is_a_token_as_in_the_nats_cli() -> None:
+    assert Security.from_env({"NATS_USER": "s3cret"}) == Security(token="s3cret")
+
+
+@given(password=secret, token=secret)
+def test_the_repr_never_shows_a_password_or_a_token(password: str, token: str) -> None:
+    for security in (Security(user="svc", password=password), Security(token=token)):
+        assert password not in repr(security)
+        assert token not in repr(security)
+        assert "***" in repr(security)
+        assert "***" in str(security)
+        assert all(password not in repr(v) and token not in repr(v) for v in dict(security.__rich_repr__()).values())
+
+
+@given(user=st.text("abcdefghij", min_size=1, max_size=8), password=secret,
+       host=st.sampled_from(["127.0.0.1", "nats.example", "[::1]"]), port=st.integers(1, 65535),
+       scheme=st.sampled_from(["nats", "tls", "ws"]))
+def test_a_url_never_shows_its_password_or_token(user: str, password: str, host: str, port: int, scheme: str) -> None:
+    with_password = redact_url(f"{scheme}://{user}:{password}@{host}:{port}")
+    assert with_password == f"{scheme}://{user}:***@{host}:{port}"
+    assert redact_url(f"{scheme}://{password}@{host}:{port}") == f"{scheme}://***@{host}:{port}"
+    assert redact_url(f"{scheme}://{host}:{port}") == f"{scheme}://{host}:{port}"
+
+
+def test_an_unparseable_url_still_hides_what_stands_before_the_at() -> None:
+    assert redact_url("nats://svc:pw@[::1:4222") == "nats://***@[::1:4222"  # urlsplit: invalid IPv6 URL
+    assert redact_url("nats://svc:pw@host:notaport") == "nats://svc:***@host:notaport"
+
+
+@pytest.mark.parametrize(("security", "problem"), [
+    (Security(user="a", password="b", token="c"), "one kind of credential"),
+    (Security(creds="x.creds", nkey="x.nk"), "one kind of credential"),
+    (Security(password="b"), "a password needs a user"),
+    (Security(cert="c.pem"), "needs its key"),
+    (Security(key="c.key"), "needs its key"),
+])
+def test_settings_that_cannot_work_are_named(security: Security, problem: str) -> None:
+    assert any(problem in p for p in security.problems())
+
+
+def test_tls_is_asked_for_by_a_tls_url_or_any_tls_setting() -> None:
+    assert Security().wants_tls(["tls://h:4222"])
+    assert not Security().wants_tls(["nats://h:4222"])
+    assert Security(ca="ca.pem").wants_tls(["nats://h:4222"])
+    assert Security(tls_handshake_first=True).wants_tls(["nats://h:4222"])
+
+
+def test_connect_options_name_nats_pys_arguments() -> None:
+    opts = connect_options(Security(user="svc", password="pw", inbox_prefix="_INBOX.svc"), ["nats://h:4222"])
+    assert opts == {"user": "svc", "password": "pw", "inbox_prefix": "_INBOX.svc"}
+    assert connect_options(Security(token="t"), ["nats://h:4222"]) == {"token": "t"}
+    assert "tls" in connect_options(Security(), ["tls://h:4222"])
