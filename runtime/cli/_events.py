@@ -10,6 +10,7 @@ from typing import Any
 
 import msgspec
 
+from corps.errors import EventError
 from corps.events._dlq import DeadLetterEvent
 
 DLQ_EPILOG = """\
@@ -51,17 +52,32 @@ def add_commands(sub: Any, formatter: Callable[[str], argparse.HelpFormatter], c
     events.set_defaults(func=tail_cmd)
 
 
+SHOWN_BYTES = 200
+"""Bytes of a payload that is not msgpack (or is nested too deeply for JSON) that ``show`` prints."""
+
+
 def _json(data: bytes) -> str:
+    """The msgpack payload as JSON, else the start of its bytes: stored payloads are untrusted
+    (RecursionError on deep nesting, ext types, non-string keys)."""
     try:
         return msgspec.json.encode(msgspec.msgpack.decode(data)).decode()
-    except (msgspec.DecodeError, TypeError):
-        return repr(data)
+    except Exception:  # noqa: BLE001 -- untrusted bytes
+        more = f" ... ({len(data)} bytes)" if len(data) > SHOWN_BYTES else ""
+        return repr(data[:SHOWN_BYTES]) + more
+
+
+def _when(at: float) -> str:
+    try:
+        return datetime.datetime.fromtimestamp(at).isoformat(timespec="seconds")
+    except (ValueError, OverflowError, OSError):  # a forged At header
+        return "?"
 
 
 def describe(entry: DeadLetterEvent, full: bool = False) -> list[str]:
-    at = datetime.datetime.fromtimestamp(entry.at).isoformat(timespec="seconds")
-    lines = [f"{entry.dlq_seq:>5}  {at}  {entry.consumer:<16} {entry.event_type:<16} "
+    lines = [f"{entry.dlq_seq:>5}  {_when(entry.at)}  {entry.consumer:<16} {entry.event_type:<16} "
              f"{entry.reason} after {entry.attempts} attempt(s): {entry.error[:80]}"]
+    if entry.problem:
+        lines.append(f"       unreadable entry: {entry.problem}")
     if full:
         lines += [f"  subject   {entry.subject} (stream {entry.stream}, seq {entry.stream_seq})",
                   f"  event id  {entry.event_id}",
@@ -95,10 +111,23 @@ async def dlq(system: Any, args: argparse.Namespace, say: Callable[[str], None])
     if seqs == [None]:
         say("corps dlq redrive: give a sequence, or --all")
         return 2
+    code = 0
     for seq in seqs:
-        entry = await events.redrive(seq, keep=args.keep)
+        try:
+            entry = await events.redrive(seq, keep=args.keep)
+        except EventError as exc:  # an entry not written by corps: reported, the others still go
+            say(f"not redriven {seq}: {exc}")
+            code = 1
+            continue
         say(f"redriven {seq}: {entry.event_type} for {entry.consumer}" if entry else f"no dead letter at {seq}")
-    return 0
+    return code
+
+
+def _event_json(event: Any) -> str:
+    try:
+        return msgspec.json.encode(event).decode()
+    except Exception:  # noqa: BLE001 -- decoded without a schema from untrusted bytes: ext types, odd keys
+        return repr(event)[:SHOWN_BYTES]
 
 
 async def tail(system: Any, args: argparse.Namespace, say: Callable[[str], None]) -> int:
@@ -108,7 +137,7 @@ async def tail(system: Any, args: argparse.Namespace, say: Callable[[str], None]
     say(f"tailing {subject} ({'from the start' if args.all else 'new events'}); Ctrl-C to stop")
     async for event, seq in system.events.replay(subject=subject, follow=not args.all or args.count == 0,
                                                  from_seq=1 if args.all else None):
-        say(f"{seq:>6}  {msgspec.json.encode(event).decode()}")
+        say(f"{seq:>6}  {_event_json(event)}")
         n += 1
         if args.count and n >= args.count:
             break

@@ -19,14 +19,14 @@ import anyio
 
 from corps.core._actor import Actor, new_instance, overrides
 from corps.core._context import Current, current, current_correlation_id
-from corps.core._intake import decode, decode_fast
+from corps.core._intake import Intake, decode, decode_fast
 from corps.core._metrics import ClassMetrics
 from corps.core._presence import Presence
 from corps.core._supervision import Restart, Resume, Stop, restart_delay
 from corps.errors import StepRejected
 from corps.wire._client import Route, subscribe_route
 from corps.wire._codec import Envelope, ErrorReply, Reply, encode_as
-from corps.wire._subjects import actor_class_wildcard
+from corps.wire._subjects import actor_class_wildcard, inbox_subject
 from corps.wire._transport import flush
 
 if TYPE_CHECKING:
@@ -68,6 +68,7 @@ class ClassHost:
         self.cells: dict[str, _Cell] = {}
         self.services: list[_Cell] = []
         self._prefix_len = len(system.namespace) + len(self.name) + 8
+        self._corps_inboxes = inbox_subject(system.namespace, "")  # "{ns}.inbox.": any node's replies
         self._reply_types = {tp: spec.reply for tp, spec in cls._handlers.items()}
         self._sub: Subscription | None = None
         self._presence: Presence | None = None
@@ -188,19 +189,33 @@ class ClassHost:
     async def _decode(self, msg: Msg) -> tuple[list[Envelope[Any]], bool]:
         """Decode a frame or a bare message. Bad parts are answered and recorded here."""
         intake = decode(self.cls._decoders, self.options.max_message_bytes, msg.data, bool(msg.reply))
-        for problem in intake.problems:
-            await self._reject(msg.subject, msg.reply, problem.rid, intake.is_json, "InvalidMessage", problem.why)
+        if intake.problems:
+            await self._refuse(msg.subject, msg.reply, intake)
         return intake.envelopes, intake.is_json
 
+    async def _refuse(self, subject: str, reply: str, intake: Intake) -> None:
+        """Answer or record every problem. Tells (rid 0) are not answered: a corps frame carries its
+        sender's inbox for 503s only. But a request from anyone else (``nc.request`` of ``[[1]]``)
+        waits for an answer: if nothing in it is answered, it gets InvalidMessage, bare."""
+        answered = False
+        for problem in intake.problems:
+            await self._reject(subject, reply, problem.rid, intake.is_json, "InvalidMessage", problem.why,
+                               payload=problem.payload)
+            answered = answered or problem.rid != 0
+        if reply and not answered and not reply.startswith(self._corps_inboxes) \
+                and not any(env.rid for env in intake.envelopes):
+            await self._send_reply(reply, -1, intake.is_json, False,
+                                   ErrorReply("InvalidMessage", "InvalidMessage", intake.problems[0].why))
+
     async def _reject(self, subject: str, reply: str, rid: int, is_json: bool, kind: str, why: str,
-                      message_type: str = "?") -> None:
+                      message_type: str = "?", payload: bytes = b"") -> None:
         """Answer an ask with an error, or record a tell as a dead letter (and count it)."""
         if kind == "InvalidMessage":
             self.metrics.invalid += 1
         if rid and reply:
             await self._send_reply(reply, rid, is_json, False, ErrorReply(kind, kind, why))
         if kind != "NoResponders" or not rid:
-            self.system.dead_letters.record(subject, f"{kind}: {why}", message_type)
+            self.system.dead_letters.record(subject, f"{kind}: {why}", message_type, payload=payload)
 
     async def _unknown(self, subject: str, reply: str, envs: list[Envelope[Any]], is_json: bool) -> None:
         assert self._presence is not None

@@ -6,11 +6,10 @@ import asyncio
 import logging
 from typing import Any
 
-import msgspec
-
 from corps.core._outbox import Tracker
 from corps.errors import AskError, AskTimeout, InvalidMessage, MailboxFull, NoResponders, RemoteError
-from corps.wire._codec import ERROR_DECODER, RAW_REPLIES, Decoders, ErrorReply, sniff
+from corps.wire._client import Throttled
+from corps.wire._codec import ERROR_DECODER, RAW_REPLIES, Decoders, ErrorReply, sniff, undecodable
 
 log = logging.getLogger("corps.ask")
 
@@ -31,8 +30,10 @@ def error_from_reply(subject: str, err: ErrorReply) -> AskError | InvalidMessage
         return InvalidMessage(subject, err.message)
     if err.kind == "NoResponders":
         return NoResponders(subject, err.message)
-    if err.kind == "MailboxFull":
-        return MailboxFull(subject, int(err.type) if err.type.isdigit() else 0)
+    if err.kind == "MailboxFull":  # the size travels in .type (isdigit() would pass "²", which int() refuses)
+        if not (err.type.isdecimal() and len(err.type) < 19):
+            return InvalidMessage(subject, f"malformed error reply: MailboxFull of size {err.type[:20]!r}")
+        return MailboxFull(subject, int(err.type))
     return RemoteError(subject, err.type, err.message)
 
 
@@ -46,6 +47,11 @@ class Inbox:
         self._next = 0
         self._reply_decoders: dict[Any, Decoders] = {}
         self.late_replies = 0
+        self.undecodable = 0
+        """Payloads on the inbox that are not reply frames (anyone may publish there): dropped."""
+        self.bad_replies = 0
+        """Replies whose body did not decode: their ask failed with InvalidMessage."""
+        self._quiet = Throttled(log)
 
     def decoders_for(self, tp: Any) -> Decoders:
         d = self._reply_decoders.get(tp)
@@ -97,11 +103,16 @@ class Inbox:
         self._replies(msg.data, msg.subject)
 
     def _replies(self, data: bytes, subject: str | bytes) -> None:
+        """Resolve the asks a reply frame answers. Never raises: it runs inside nats-py's parser
+        (``take``), and the bytes are untrusted. A frame that does not decode is counted and
+        dropped (its rids are unknown: those asks time out); a reply whose body does not decode
+        fails its ask with InvalidMessage."""
         _, is_json = sniff(data)
         try:
             replies = RAW_REPLIES[is_json].decode(data)
-        except msgspec.MsgspecError as exc:
-            log.warning("undecodable reply frame on %r: %s", subject, exc)
+        except Exception as exc:  # noqa: BLE001 -- untrusted bytes
+            self.undecodable += 1
+            self._quiet.warning("frame", "undecodable reply frame on %r dropped: %s", subject, undecodable(exc))
             return
         for r in replies:
             p = self._pending.pop(r.rid, None)
@@ -114,9 +125,11 @@ class Inbox:
                     p.future.set_result(bare.decode(r.body))
                 else:
                     p.future.set_exception(error_from_reply(p.subject, ERROR_DECODER[is_json].decode(r.body)))
-            except msgspec.MsgspecError as exc:
-                name = getattr(p.decoders.type, "__name__", p.decoders.type)
-                p.future.set_exception(InvalidMessage(p.subject, f"reply does not decode as {name}: {exc}"))
+            except Exception as exc:  # noqa: BLE001 -- untrusted bytes
+                self.bad_replies += 1
+                name = getattr(p.decoders.type, "__name__", p.decoders.type) if r.ok else "an error reply"
+                why = f"reply does not decode as {name}: {undecodable(exc)}"
+                p.future.set_exception(InvalidMessage(p.subject, why))
 
     def _no_responders(self, reply_subject: str) -> None:
         found = self._tracker.lookup(reply_subject)

@@ -2,15 +2,15 @@
 
 Pure decoding, no I/O. The host (``corps.core._host``) answers or records each problem: a bad
 message costs only itself, never its neighbours in the frame, and is never dropped silently.
+Nothing here raises on any payload: the bytes are untrusted, and msgspec raises RecursionError
+(not a msgspec error) on deep nesting, so every decode catches ``Exception``.
 """
 
 from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-import msgspec
-
-from corps.wire._codec import BAD, BARE, MSGPACK_ARRAY, RAW_FRAME, Decoders, Envelope, sniff
+from corps.wire._codec import BAD, BARE, MSGPACK_ARRAY, RAW_FRAME, Decoders, Envelope, sniff, undecodable
 
 
 class Problem(NamedTuple):
@@ -18,6 +18,8 @@ class Problem(NamedTuple):
 
     rid: int
     why: str
+    payload: bytes = b""
+    """The bytes refused: the message, or the whole payload if it could not be split."""
 
 
 class Intake(NamedTuple):
@@ -33,31 +35,32 @@ def decode_fast(decoders: Decoders | None, limit: int, data: bytes) -> list[Enve
         return None
     try:
         envs: list[Envelope[Any]] = decoders.frame_and_bare(False)[0].decode(data)
-    except msgspec.MsgspecError:
+    except Exception:  # noqa: BLE001 -- untrusted bytes: decode() says what is wrong
         return None
     return envs
 
 
 def decode(decoders: Decoders | None, limit: int, data: bytes, has_reply: bool) -> Intake:
     """Decode a frame or a bare message (msgpack or JSON) for an actor class whose handlers
-    take ``decoders``' types, with messages of at most ``limit`` bytes."""
+    take ``decoders``' types, with messages of at most ``limit`` bytes. Never raises."""
     kind, is_json = sniff(data)
     if kind == BAD or decoders is None:
         why = "no handlers" if decoders is None else "payload is neither a message (map) nor a frame (array)"
-        return Intake([], is_json, [Problem(-1, why)])
+        return Intake([], is_json, [Problem(-1, why, data)])
     frame, bare = decoders.frame_and_bare(is_json)
     if kind == BARE:
         rid = -1 if has_reply else 0
         if len(data) > limit:
-            return Intake([], is_json, [Problem(rid, f"message of {len(data)} bytes is over the {limit}-byte limit")])
+            return Intake([], is_json, [Problem(rid, f"message of {len(data)} bytes is over the {limit}-byte limit",
+                                                data)])
         try:
             return Intake([Envelope(bare.decode(data), rid)], is_json, [])
-        except msgspec.MsgspecError as exc:
-            return Intake([], is_json, [Problem(rid, str(exc))])
+        except Exception as exc:  # noqa: BLE001 -- untrusted bytes
+            return Intake([], is_json, [Problem(rid, undecodable(exc), data)])
     if len(data) <= limit:
         try:
             return Intake(frame.decode(data), is_json, [])  # one typed decode for the batch
-        except msgspec.MsgspecError:
+        except Exception:  # noqa: BLE001 -- untrusted bytes: _one_by_one says what is wrong
             pass
     return _one_by_one(bare, limit, data, is_json)
 
@@ -66,17 +69,17 @@ def _one_by_one(bare: Any, limit: int, data: bytes, is_json: bool) -> Intake:
     """Message by message, so one bad or oversized message costs only itself."""
     try:
         raw = RAW_FRAME[is_json].decode(data)
-    except msgspec.MsgspecError as exc:
-        return Intake([], is_json, [Problem(-1, f"malformed frame: {exc}")])
+    except Exception as exc:  # noqa: BLE001 -- untrusted bytes
+        return Intake([], is_json, [Problem(-1, f"malformed frame: {undecodable(exc)}", data)])
     good: list[Envelope[Any]] = []
     problems: list[Problem] = []
     for env in raw:
         size = len(env.msg)
         if size > limit:
-            problems.append(Problem(env.rid, f"message of {size} bytes is over the {limit}-byte limit"))
+            problems.append(Problem(env.rid, f"message of {size} bytes is over the {limit}-byte limit", bytes(env.msg)))
             continue
         try:
-            good.append(Envelope(bare.decode(env.msg), env.rid, env.mid, env.corr, env.cause))
-        except msgspec.MsgspecError as exc:
-            problems.append(Problem(env.rid, str(exc)))
+            good.append(Envelope(bare.decode(env.msg), env.rid, env.mid, env.corr, env.cause, env.key))
+        except Exception as exc:  # noqa: BLE001 -- untrusted bytes
+            problems.append(Problem(env.rid, undecodable(exc), bytes(env.msg)))
     return Intake(good, is_json, problems)

@@ -13,6 +13,9 @@ import msgspec
 log = logging.getLogger("corps.deadletters")
 
 DEAD_LETTERS_KEPT: Final = 1000
+PAYLOAD_KEPT: Final = 4096
+"""Bytes of a refused payload a dead letter keeps: enough to see what it was, and 1,000 dead
+letters of hostile 1 MB payloads stay a few MB."""
 
 
 class DeadLetter(msgspec.Struct, frozen=True):
@@ -22,12 +25,15 @@ class DeadLetter(msgspec.Struct, frozen=True):
     reason: str
     message_type: str
     at: float
+    payload: bytes = b""
+    """The refused bytes (their first PAYLOAD_KEPT), when the message could not be decoded."""
 
 
 class ClassMetrics:
     """Counters for one actor class on this node."""
 
-    __slots__ = ("failed", "invalid", "overloaded", "processed", "rejected", "restarts", "stopped", "unrouted")
+    __slots__ = ("failed", "invalid", "overloaded", "processed", "rejected", "restarts", "stopped", "undecodable",
+                 "unrouted")
 
     def __init__(self) -> None:
         self.processed = 0
@@ -40,6 +46,8 @@ class ClassMetrics:
         self.stopped = 0
         self.unrouted = 0
         """Messages for an id this node does not host, while other nodes host the class."""
+        self.undecodable = 0
+        """Events that did not decode as any type the class handles: dead-lettered at once."""
 
     def snapshot(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in self.__slots__}
@@ -53,9 +61,9 @@ class DeadLetters:
         self.recent: deque[DeadLetter] = deque(maxlen=DEAD_LETTERS_KEPT)
         self._waiters: list[tuple[int, anyio.Event]] = []
 
-    def record(self, subject: str, reason: str, message_type: str = "?", n: int = 1) -> None:
+    def record(self, subject: str, reason: str, message_type: str = "?", n: int = 1, payload: bytes = b"") -> None:
         self.count += n
-        self.recent.append(DeadLetter(subject, reason, message_type, time.time()))
+        self.recent.append(DeadLetter(subject, reason, message_type, time.time(), payload[:PAYLOAD_KEPT]))
         log.warning("dead letter%s on %s (%s): %s", f" x{n}" if n > 1 else "", subject, message_type, reason)
         if self._waiters:
             for threshold, event in self._waiters:

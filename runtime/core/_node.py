@@ -281,6 +281,10 @@ class Node:
             "dead_letters": self.dead_letters.count,
             "late_replies": self._inbox.late_replies if self._inbox else 0,
             "nats_messages_out": self._outbox.nats_messages if self._outbox else 0,
+            # hostile or broken input, refused and counted (never raised into the protocol parser)
+            "undecodable_replies": (self._inbox.undecodable + self._inbox.bad_replies) if self._inbox else 0,
+            "dropped_messages": self._nc.dropped if self._nc is not None else 0,
+            "read_loop_restarts": self._nc.read_loop_restarts if self._nc is not None else 0,
         }
         return out
 

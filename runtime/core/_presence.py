@@ -14,17 +14,21 @@ same round trip can both believe they are alone for that moment.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Final
 
 import nats.errors
 
-from corps.wire._subjects import presence_subject
+from corps.wire._client import Throttled
+from corps.wire._subjects import check_token, presence_subject
 
 if TYPE_CHECKING:
     from nats.aio.msg import Msg
     from nats.aio.subscription import Subscription
 
     from corps.core._node import Node
+
+log = logging.getLogger("corps.actor")
 
 JOIN_TIMEOUT: Final = 0.5
 
@@ -35,6 +39,9 @@ class Presence:
         self._base = presence_subject(system.namespace, actor_name)
         self.peers: set[str] = set()
         self._sub: Subscription | None = None
+        self.ignored = 0
+        """Presence messages that were not ``join|here|leave <node>``: anyone can publish there."""
+        self._quiet = Throttled(log)
 
     @property
     def shared(self) -> bool:
@@ -52,18 +59,28 @@ class Presence:
             self.peers.add("?")  # someone listens but did not answer: assume shared (the safe side)
         self._sub = await nc.subscribe(f"{self._base}.>", cb=self._on_msg)
 
-    def _hear(self, data: bytes) -> None:
-        op, _, node = data.decode(errors="replace").partition(" ")
+    def _hear(self, data: bytes) -> bool:
+        """Record a peer's ``join``/``here``/``leave``; False (counted, ignored) for anything else."""
+        try:
+            op, _, node = data.decode(errors="replace").partition(" ")
+            if op not in ("join", "here", "leave"):
+                raise ValueError(f"not a presence message: {data[:60]!r}")
+            check_token(node, "node")  # a node id is one subject token: not "", "a.b" or 300 characters
+        except Exception as exc:  # noqa: BLE001 -- untrusted bytes
+            self.ignored += 1
+            self._quiet.warning("presence", "presence on %s: ignored: %s", self._base, exc)
+            return False
         if node == self._system.node:
-            return
-        if op in ("join", "here"):
-            self.peers.add(node)
-        elif op == "leave":
+            return True
+        if op == "leave":
             self.peers.discard(node)
+        else:
+            self.peers.add(node)
+        return True
 
     async def _on_msg(self, msg: Msg) -> None:
-        self._hear(msg.data)
-        if msg.reply and msg.data.startswith(b"join ") and msg.data[5:].decode() != self._system.node:
+        if self._hear(msg.data) and msg.reply and msg.data.startswith(b"join ") \
+                and msg.data[5:] != self._system.node.encode():
             await self._system._nc.publish(msg.reply, b"here " + self._system.node.encode())
 
     async def leave(self) -> None:

@@ -33,7 +33,7 @@ from corps.events._wire import (
     parse_ack_subject,
     stream_name,
 )
-from corps.wire._codec import union_of
+from corps.wire._codec import undecodable, union_of
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
@@ -60,6 +60,8 @@ class Events:
         self.consumers: dict[str, EventConsumer] = {}
         self.available = False
         self._kv: KeyValue | None = None
+        self.skipped = 0
+        """Events ``replay`` skipped because they did not decode (logged one by one)."""
 
     async def start(self) -> None:
         """Provision the event and dead-letter streams (if the server has JetStream).
@@ -176,7 +178,9 @@ class Events:
 
         Without ``follow`` it stops at the last event stored when it started (rebuild a
         projection); with ``follow`` it keeps waiting for new ones (``corps events tail``).
-        With no types, every event is yielded as a dict (decoded without a schema).
+        With no types, every event is yielded as a dict (decoded without a schema). An event that
+        does not decode (as one of ``types``, or at all: nested too deeply) is skipped, logged
+        and counted in ``skipped``.
         """
         self._check()
         start_seq: int | None
@@ -214,8 +218,10 @@ class Events:
                     meta = parse_ack_subject(msg.reply)
                     try:
                         event = decoder.decode(msg.data)
-                    except msgspec.MsgspecError:
-                        log.warning("replay: undecodable event at seq %s skipped", meta and meta.stream_seq)
+                    except Exception as exc:  # noqa: BLE001 -- untrusted bytes: RecursionError on deep nesting
+                        self.skipped += 1
+                        log.warning("replay: undecodable event at seq %s skipped: %s", meta and meta.stream_seq,
+                                    undecodable(exc))
                         continue
                     yield event, meta.stream_seq if meta else 0
         finally:

@@ -26,7 +26,7 @@ from corps.events._delivery import EventDelivery
 from corps.events._dlq import write_dead_letter
 from corps.events._wire import REDRIVE_FOR, STATUS, AckBuffer, Inbound, events_subject, parse_ack_subject
 from corps.wire._client import Route, subscribe_route
-from corps.wire._codec import union_of
+from corps.wire._codec import undecodable, union_of
 
 if TYPE_CHECKING:
     from nats.aio.msg import Msg
@@ -218,10 +218,12 @@ class EventConsumer:
             return
         try:
             event = self.decoder.decode(msg.data)
-        except msgspec.MsgspecError as exc:
+        except Exception as exc:  # noqa: BLE001 -- untrusted bytes: dead-lettered now, not on every redelivery
+            self.host.metrics.undecodable += 1
             d = EventDelivery(self, msg, meta, None, None, None)
             self.outstanding[meta.stream_seq] = d
-            self._spawn(self._dead_letter(d, "undecodable", f"{type(exc).__name__}: {exc}"))
+            why = f"{type(exc).__name__}: {exc}" if isinstance(exc, msgspec.MsgspecError) else undecodable(exc)
+            self._spawn(self._dead_letter(d, "undecodable", why))
             return
         spec = self.handlers[type(event)]
         try:

@@ -5,16 +5,23 @@ stream, with the original headers (its ``Nats-Msg-Id`` kept as ``Corps-Dlq-Msg-I
 ``Corps-Dlq-*`` headers: Subject, Stream, Seq, Consumer, Attempts, Reason (handler-error,
 undecodable, max-deliver, no-instance), Error, At. Its own Nats-Msg-Id is derived from
 (stream, seq, consumer), so a retried dead-letter write is stored once.
+
+Reading an entry never raises on what it holds: its payload is often undecodable (that may be
+why it is here), and anyone who can publish on ``{ns}.dlq.>`` can store anything. An entry whose
+headers are not what corps writes is listed with ``problem`` saying so, and is not redriven.
 """
 
 from __future__ import annotations
 
+import math
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 import nats.js.errors
 
+from corps.errors import EventError
 from corps.events._wire import (
     CAUSE,
     CORR,
@@ -30,6 +37,8 @@ from corps.events._wire import (
 if TYPE_CHECKING:
     from corps.events._component import Events
     from corps.events._delivery import EventDelivery
+
+N = TypeVar("N", int, float)
 
 
 class DeadLetterEvent(msgspec.Struct, frozen=True, kw_only=True):
@@ -47,6 +56,8 @@ class DeadLetterEvent(msgspec.Struct, frozen=True, kw_only=True):
     event_type: str
     data: bytes
     headers: dict[str, str]
+    problem: str = ""
+    """Why the entry is not as corps writes them ("" if it is): a header missing or not a number."""
 
     @property
     def event_id(self) -> str:
@@ -77,22 +88,45 @@ async def write_dead_letter(events: Events, d: EventDelivery, reason: str, error
     await events.publisher.publish(dlq_subject(events.namespace, meta.consumer), d.msg.data, msg_id, headers)
 
 
+_TAG_ONLY = msgspec.msgpack.Decoder(dict[str, Any])
+
+
 def _type_of(data: bytes) -> str:
+    """The payload's ``$type``, or "?" if it has none or does not decode (at any depth)."""
     try:
-        obj = msgspec.msgpack.decode(data)
-    except msgspec.DecodeError:
+        tag = _TAG_ONLY.decode(data).get("$type", "?")
+    except Exception:  # noqa: BLE001 -- untrusted bytes: RecursionError on deep nesting, as any decode
         return "?"
-    return str(obj.get("$type", "?")) if isinstance(obj, dict) else "?"
+    return tag if isinstance(tag, str) else "?"
 
 
 def _entry(seq: int, data: bytes, headers: dict[str, str]) -> DeadLetterEvent:
+    """The entry at ``seq``, from whatever its headers hold; never raises."""
     h = headers
+    problems: list[str] = []
+
+    def number(name: str, kind: Callable[[str], N], default: N) -> N:
+        raw = h.get(DLQ_PREFIX + name)
+        if raw is None:
+            return default
+        try:
+            value = kind(raw)
+            if not math.isfinite(value):
+                raise ValueError(raw)
+        except (ValueError, OverflowError):
+            problems.append(f"{DLQ_PREFIX}{name} is not a number: {raw[:40]!r}")
+            return default
+        return value
+
+    for name in ("Subject", "Consumer"):
+        if not h.get(DLQ_PREFIX + name):
+            problems.append(f"no {DLQ_PREFIX}{name} header")
     return DeadLetterEvent(
         dlq_seq=seq, subject=h.get(DLQ_PREFIX + "Subject", ""), stream=h.get(DLQ_PREFIX + "Stream", ""),
-        stream_seq=int(h.get(DLQ_PREFIX + "Seq", 0)), consumer=h.get(DLQ_PREFIX + "Consumer", ""),
-        attempts=int(h.get(DLQ_PREFIX + "Attempts", 0)), reason=h.get(DLQ_PREFIX + "Reason", ""),
-        error=h.get(DLQ_PREFIX + "Error", ""), at=float(h.get(DLQ_PREFIX + "At", 0)),
-        event_type=_type_of(data), data=data, headers=h,
+        stream_seq=number("Seq", int, 0), consumer=h.get(DLQ_PREFIX + "Consumer", ""),
+        attempts=number("Attempts", int, 0), reason=h.get(DLQ_PREFIX + "Reason", ""),
+        error=h.get(DLQ_PREFIX + "Error", ""), at=number("At", float, 0.0),
+        event_type=_type_of(data), data=data, headers=h, problem="; ".join(problems),
     )
 
 
@@ -116,7 +150,7 @@ async def dead_letter(events: Events, seq: int) -> DeadLetterEvent | None:
     except (nats.js.errors.NotFoundError, nats.js.errors.BadRequestError):
         return None
     headers: dict[str, Any] = dict(raw.headers or {})
-    return _entry(seq, raw.data or b"", {k: str(v) for k, v in headers.items()})
+    return _entry(seq, raw.data or b"", {str(k): str(v) for k, v in headers.items()})
 
 
 async def redrive(events: Events, seq: int, *, keep: bool = False) -> DeadLetterEvent | None:
@@ -126,10 +160,17 @@ async def redrive(events: Events, seq: int, *, keep: bool = False) -> DeadLetter
     the old one), with ``Corps-Event-Id`` keeping its identity for idempotent handlers and
     ``Corps-Redrive-For`` naming the consumer (the others skip it). The entry is then deleted,
     unless ``keep``. Returns the entry, or None if there is none at ``seq``.
+
+    Raises:
+        EventError: the entry does not say where it came from (not written by corps): it stays.
+        PublishFailed: the event stream did not acknowledge it.
     """
     entry = await dead_letter(events, seq)
     if entry is None:
         return None
+    if not entry.subject.startswith(f"{events.namespace}.events.") or not entry.consumer:
+        raise EventError(f"dead letter {seq} cannot be redriven: it names no event subject of namespace "
+                         f"{events.namespace!r} and consumer ({entry.problem or entry.subject!r})")
     h = entry.headers
     headers: dict[str, str] = {k: h[k] for k in (CORR, CAUSE) if k in h}
     headers[EVENT_ID] = entry.event_id

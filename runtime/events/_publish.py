@@ -22,6 +22,7 @@ from corps.core._messages import Message
 from corps.errors import InvalidMessage, PublishFailed
 from corps.events._wire import CAUSE, CORR, MSG_ID, PUBACK_DECODER, STATUS, PubAck, build_headers, hpub
 from corps.wire._client import Route, subscribe_route
+from corps.wire._codec import undecodable
 from corps.wire._transport import nats_errors
 
 if TYPE_CHECKING:
@@ -141,8 +142,8 @@ class Publisher:
             raise _Retry(f"status {status}")
         try:
             ack = PUBACK_DECODER.decode(data)
-        except msgspec.DecodeError as exc:
-            raise PublishFailed(subject, "?", f"unreadable ack: {exc}") from exc
+        except Exception as exc:
+            raise PublishFailed(subject, "?", f"unreadable ack: {undecodable(exc)}") from exc
         if ack.error is not None and ack.error.code == 503:
             raise _Retry(f"503 {ack.error.description}")
         return ack

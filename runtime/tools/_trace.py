@@ -20,11 +20,14 @@ The event stream is read headers-only (no payloads cross the wire) by an ephemer
 memory, from the start or from ``since`` seconds ago, and ends by count (``corps.wire._snapshot``):
 the consumer's delivered-plus-pending when it starts is what is read. Never a quiet
 timeout: a slow server must not shorten the trace. Events published during the scan may be left out.
+Records are untrusted (anyone can publish on the streams' subjects): one that cannot be read is
+skipped, logged and counted (``Trace.unreadable``), and the trace goes on.
 """
 
 from __future__ import annotations
 
 import datetime
+import logging
 import time
 from typing import TYPE_CHECKING, Final, Literal
 
@@ -45,6 +48,8 @@ from corps.wire._snapshot import scan
 
 if TYPE_CHECKING:
     from corps.system._system import ActorSystem
+
+log = logging.getLogger("corps.trace")
 
 SCAN_TIMEOUT: Final = 60.0
 """Seconds the event scan, and the dead-letter listing, may each take; past it, EventError
@@ -90,6 +95,8 @@ class Trace(msgspec.Struct, frozen=True, kw_only=True):
     entries: tuple[Entry, ...]
     scanned: int
     """Events read from the event stream to find these (the cost of the scan)."""
+    unreadable: int = 0
+    """Records (events, dead letters) skipped because they could not be read."""
 
     @property
     def empty(self) -> bool:
@@ -113,7 +120,9 @@ async def trace(system: ActorSystem, correlation_id: str, *, since: float | None
         raise EventError("corps trace needs a nats-server with JetStream enabled (nats-server -js)")
     cutoff = time.time() - since if since is not None else None
     info = await _saga(events.js, system.namespace, correlation_id)
-    found, scanned = await scan_events(events.js, system.namespace, correlation_id, cutoff=cutoff, timeout=timeout)
+    skipped: list[int] = []
+    found, scanned = await scan_events(events.js, system.namespace, correlation_id, cutoff=cutoff, timeout=timeout,
+                                       skipped=skipped)
     try:
         with anyio.fail_after(timeout):
             letters = await events.dead_letters()
@@ -121,15 +130,16 @@ async def trace(system: ActorSystem, correlation_id: str, *, since: float | None
         raise EventError(f"cannot read the dead-letter stream: {exc!r}") from exc
     for d in letters:
         if (d.headers.get(CORR) or d.event_id) == correlation_id and (cutoff is None or d.at >= cutoff):
+            detail = f"{d.error} [unreadable entry: {d.problem}]" if d.problem else d.error
             found.append(Entry(at=d.at, source="dead-letter", kind=d.reason, consumer=d.consumer, attempt=d.attempts,
-                               detail=d.error, event_id=d.event_id, cause=d.headers.get(CAUSE, ""), seq=d.dlq_seq))
+                               detail=detail, event_id=d.event_id, cause=d.headers.get(CAUSE, ""), seq=d.dlq_seq))
     saga_entries = [Entry(at=t.at, source="saga", kind=t.kind.value, step=t.step, attempt=t.attempt, detail=t.detail,
                           seq=t.seq, event_id=_step_key(correlation_id, t.kind.value, t.step))
                     for t in (info.history if info is not None else ())]
     # Stable sort: transitions sharing a time keep their log order, events their stream order.
     entries = sorted([*saga_entries, *found], key=lambda e: e.at)
     return Trace(correlation_id=correlation_id, namespace=system.namespace, saga=info,
-                 entries=tuple(nest(entries)), scanned=scanned)
+                 entries=tuple(nest(entries)), scanned=scanned, unreadable=len(skipped))
 
 
 async def _saga(js: JetStreamContext, namespace: str, saga_id: str) -> SagaInfo | None:
@@ -151,9 +161,10 @@ async def _saga(js: JetStreamContext, namespace: str, saga_id: str) -> SagaInfo 
 
 
 async def scan_events(js: JetStreamContext, namespace: str, correlation_id: str, *, cutoff: float | None = None,
-                      timeout: float = SCAN_TIMEOUT) -> tuple[list[Entry], int]:
+                      timeout: float = SCAN_TIMEOUT, skipped: list[int] | None = None) -> tuple[list[Entry], int]:
     """The events of ``correlation_id`` stored from ``cutoff`` (unix time; None: the start) until
-    the scan began, in stream order, and how many events were read.
+    the scan began, in stream order, and how many events were read. The stream sequence of each
+    event that could not be read is appended to ``skipped`` (it is logged and left out).
 
     Raises:
         EventError: the stream could not be read within ``timeout`` seconds.
@@ -168,7 +179,15 @@ async def scan_events(js: JetStreamContext, namespace: str, correlation_id: str,
     found: list[Entry] = []
 
     def on_msg(msg: Msg) -> None:
-        entry = _event_entry(stream, msg.subject, msg.reply, msg.headers or {}, correlation_id)
+        try:
+            entry = _event_entry(stream, msg.subject, msg.reply, msg.headers or {}, correlation_id)
+        except Exception as exc:  # noqa: BLE001 -- an untrusted record: skipped, counted, the trace goes on
+            meta = parse_ack_subject(msg.reply)
+            seq = meta.stream_seq if meta is not None else 0
+            log.warning("trace: event at seq %d of %s skipped: %s: %s", seq, stream, type(exc).__name__, exc)
+            if skipped is not None:
+                skipped.append(seq)
+            return
         if entry is not None:
             found.append(entry)
 

@@ -9,8 +9,10 @@ wakes its flusher exactly as ``publish`` would.
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import nats.errors
 from nats.aio.client import Client
@@ -21,8 +23,35 @@ if TYPE_CHECKING:
     from nats.aio.msg import Msg
     from nats.aio.subscription import Subscription
 
+log = logging.getLogger("corps.transport")
+
 Take = Callable[[bytes, bytes, bytes, "bytes | None"], bool]
 """A direct handler: (subject, reply, payload, raw header block or None) -> taken."""
+
+QUIET_PERIOD: Final = 60.0
+"""Seconds between two log lines about one kind of failure (``Throttled``)."""
+
+
+class Throttled:
+    """Logs each kind of failure at once, then at most once per ``period`` seconds with the count
+    since: a flood of hostile messages must not become a flood of log lines."""
+
+    __slots__ = ("_logger", "_period", "_seen")
+
+    def __init__(self, logger: logging.Logger, period: float = QUIET_PERIOD) -> None:
+        self._logger = logger
+        self._period = period
+        self._seen: dict[str, tuple[float, int]] = {}  # kind -> (last logged at, suppressed since)
+
+    def warning(self, kind: str, msg: str, *args: object, exc_info: BaseException | None = None) -> None:
+        now = time.monotonic()
+        last, suppressed = self._seen.get(kind, (-self._period, 0))
+        if now - last < self._period:
+            self._seen[kind] = (last, suppressed + 1)
+            return
+        self._seen[kind] = (now, 0)
+        more = f" (and {suppressed} more since the last report)" if suppressed else ""
+        self._logger.warning(msg + more, *args, exc_info=exc_info, stacklevel=2)
 
 
 class Route:
@@ -57,12 +86,25 @@ class Route:
 
 class CorpsClient(Client):
     """nats-py's client with direct routes (see ``Route``) and a faster protocol parser
-    (``corps.wire._parser``): the two places corps replaces nats-py internals."""
+    (``corps.wire._parser``): the two places corps replaces nats-py internals.
+
+    Nothing a message holds may stop the connection from reading. ``_process_msg`` runs inside
+    the protocol parser, and nats-py's read loop ends on any exception but a protocol or socket
+    error, leaving the connection up and unread until pings time out (~40 s of deafness). So a
+    failing route, or nats-py failing on a message (a subject that is not UTF-8), costs that one
+    message, logged and counted (``dropped``); and if the read loop ends anyway while the
+    connection is up, the client reconnects at once (``read_loop_restarts``).
+    """
 
     def __init__(self) -> None:
         super().__init__()
         self._routes: dict[int, Route] = {}
         self._ps = FastParser(self)
+        self.dropped = 0
+        """Messages that made a route (or nats-py) raise in the parser: logged, counted, dropped."""
+        self.read_loop_restarts = 0
+        """Times the read loop ended while connected and a reconnect was forced."""
+        self._quiet = Throttled(log)
 
     async def subscribe_route(self, subject: str, route: Route, queue: str = "") -> Subscription:
         """Subscribe ``route``: unbounded pending limits, as every corps subscription has."""
@@ -73,12 +115,44 @@ class CorpsClient(Client):
 
     async def _process_msg(self, sid: int, subject: bytes, reply: bytes, data: bytes,
                            headers: bytes | None) -> None:
+        # try costs nothing when nothing raises (CPython 3.11); CancelledError is not caught.
         route = self._routes.get(sid)
-        if route is not None and sid in self._subs and route.take(subject, reply, data, headers):
-            self.stats["in_msgs"] += 1
-            self.stats["in_bytes"] += len(data)
+        try:
+            if route is not None and sid in self._subs and route.take(subject, reply, data, headers):
+                self.stats["in_msgs"] += 1
+                self.stats["in_bytes"] += len(data)
+                return
+        except Exception as exc:  # noqa: BLE001 -- untrusted bytes: nothing may escape into the parser
+            self._drop(subject, exc)
             return
-        await super()._process_msg(sid, subject, reply, data, headers)  # type: ignore[arg-type]  # None: no headers
+        try:
+            await super()._process_msg(sid, subject, reply, data, headers)  # type: ignore[arg-type]  # None: no headers
+        except Exception as exc:  # noqa: BLE001 -- untrusted bytes (a subject that is not UTF-8)
+            if route is not None and sid in self._subs:
+                route.pending -= 1  # declined, but nats-py failed before queueing it for route.cb
+            self._drop(subject, exc)
+
+    def _drop(self, subject: bytes, exc: Exception) -> None:
+        self.dropped += 1
+        self._quiet.warning(f"drop:{type(exc).__name__}", "nats message on %r dropped: processing it raised %s: %s",
+                            subject[:120], type(exc).__name__, str(exc)[:200], exc_info=exc)
+
+    async def _read_loop(self) -> None:
+        """nats-py's read loop; if it ends while the connection is up, reconnect now.
+
+        nats-py's loop stops on an exception from the parser other than a protocol or socket error
+        (it logs "nats: encountered error") without telling the client: the socket stays open and
+        unread, and only missed pongs (PING_INTERVAL x MAX_OUTSTANDING_PINGS) end it. Nothing in
+        corps should raise there (``_process_msg``); this is the backstop if anything does.
+        """
+        await super()._read_loop()
+        task = asyncio.current_task()
+        if (task is not None and task.cancelling()) or self.is_closed or self.is_reconnecting \
+                or not self.is_connected:
+            return  # ended on purpose (close, drain, reconnect), or nats-py already reconnects
+        self.read_loop_restarts += 1
+        log.warning("the nats read loop stopped while connected; reconnecting now")
+        await self._process_op_err(nats.errors.ProtocolError())
 
     def publish_now(self, subject: str, payload: bytes, reply: str = "") -> bool:
         """``publish`` without its four coroutines and its Future per call: the PUB goes into

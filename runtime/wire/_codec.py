@@ -77,7 +77,7 @@ FRAME, BARE, BAD = 0, 1, 2
 
 
 def sniff(data: bytes) -> tuple[int, bool]:
-    """Classify a payload: (FRAME | BARE | BAD, is_json)."""
+    """Classify a payload: (FRAME | BARE | BAD, is_json). Total: any bytes, never raises."""
     if not data:
         return BAD, False
     first = data[0]
@@ -93,6 +93,18 @@ def sniff(data: bytes) -> tuple[int, bool]:
     if first == 0x7B:  # {
         return BARE, True
     return BAD, False
+
+
+def undecodable(exc: Exception) -> str:
+    """What to tell the sender of bytes that did not decode. Decoding untrusted bytes must catch
+    ``Exception``, not only msgspec's errors: on nesting deeper than Python's recursion limit
+    (~1,000 levels, in any ``Any``-typed part or skipped unknown field) msgspec raises
+    RecursionError, in msgpack and JSON alike."""
+    if isinstance(exc, msgspec.MsgspecError):
+        return str(exc)
+    if isinstance(exc, RecursionError):
+        return f"nested too deeply to decode (RecursionError: {exc})"
+    return f"{type(exc).__name__}: {exc}"[:200]
 
 
 def msgpack_array_header(n: int) -> bytes:

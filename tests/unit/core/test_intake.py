@@ -69,12 +69,35 @@ def test_a_bare_message_is_a_bare_ask_when_it_has_a_reply_subject(has_reply: boo
 
 def test_garbage_oversized_and_handlerless_payloads_are_one_problem_each() -> None:
     assert decode(DECODERS, LIMIT, b"hello", True).problems == [
-        Problem(-1, "payload is neither a message (map) nor a frame (array)")]
+        Problem(-1, "payload is neither a message (map) nor a frame (array)", b"hello")]
     big = encode_as(Note("z" * LIMIT), False)
     assert decode(DECODERS, LIMIT, big, True).problems == [
-        Problem(-1, f"message of {len(big)} bytes is over the {LIMIT}-byte limit")]
-    assert decode(None, LIMIT, frame([Envelope(Note("x"))]), True).problems == [Problem(-1, "no handlers")]
+        Problem(-1, f"message of {len(big)} bytes is over the {LIMIT}-byte limit", big)]
+    handlerless = frame([Envelope(Note("x"))])
+    assert decode(None, LIMIT, handlerless, True).problems == [Problem(-1, "no handlers", handlerless)]
     truncated = frame([Envelope(Note("x")), Envelope(Note("y"))])[:-3]
     (problem,) = decode(DECODERS, LIMIT, truncated, True).problems
     assert problem.rid == -1
     assert problem.why.startswith("malformed frame:")
+
+
+DEEP = b"\x91" * 2000 + b"\xc0"  # [[[...[nil]...]]] 2,000 deep: msgspec raises RecursionError, not a msgspec error
+BIG = 1 << 20
+
+
+@pytest.mark.parametrize("is_json", [False, True])
+def test_nesting_deeper_than_the_recursion_limit_is_a_problem_not_an_exception(is_json: bool) -> None:
+    deep = b"[" * 2000 + b"]" * 2000 if is_json else DEEP
+    deep_field = join_frame([encode_as(Envelope(Note("a")), is_json),  # a good neighbour: costs only the frame
+                             encode_as(Envelope({"$type": "Add", "n": 1, "x": "HOLE"}, rid=4), is_json)
+                             .replace(encode_as("HOLE", is_json), deep)], is_json)
+    assert decode_fast(DECODERS, BIG, deep_field) is None
+    for payload in (deep, deep_field):
+        (problem,) = decode(DECODERS, BIG, payload, has_reply=True).problems
+        assert problem.rid == -1  # the frame cannot be split: its asks are unknown, so the NATS request is answered
+        assert problem.why.startswith("malformed frame: nested too deeply to decode (RecursionError: ")
+        assert problem.payload == payload
+    bare = encode_as({"$type": "Add", "n": 1, "x": "HOLE"}, is_json).replace(encode_as("HOLE", is_json), deep)
+    assert decode(DECODERS, BIG, bare, has_reply=True).problems == [
+        Problem(-1, "nested too deeply to decode (RecursionError: maximum recursion depth exceeded while "
+                    "deserializing an object)", bare)]
