@@ -68,7 +68,12 @@ class ClassHost:
         self.cells: dict[str, _Cell] = {}
         self.services: list[_Cell] = []
         self._prefix_len = len(system.namespace) + len(self.name) + 8
-        self._corps_inboxes = inbox_subject(system.namespace, "")  # "{ns}.inbox.": any node's replies
+        own = system.security.inbox_prefix
+        # "{ns}.inbox." (and "{prefix}.inbox." under an inbox prefix): any corps node's replies
+        self._corps_inboxes = tuple({inbox_subject(system.namespace, ""), *([inbox_subject(own, "")] if own else [])})
+        # Reply subjects this node answers on; any other is refused unhandled (Security.reply_prefixes).
+        self._reply_ok = (*self._corps_inboxes, *system.security.reply_prefixes)
+        self._reply_ok_b = tuple(p.encode() for p in self._reply_ok)
         self._reply_types = {tp: spec.reply for tp, spec in cls._handlers.items()}
         self._sub: Subscription | None = None
         self._presence: Presence | None = None
@@ -149,6 +154,8 @@ class ClassHost:
         return cell is not None and self._take(cell, subject, reply, data, headers)
 
     def _take(self, cell: _Cell, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> bool:
+        if reply and not reply.startswith(self._reply_ok_b):
+            return False  # misdirected: refused and recorded on the slow path
         envs = decode_fast(self.cls._decoders, self.options.max_message_bytes, data)
         return envs is not None and self._enqueue_now(cell, reply.decode(), envs, False)
 
@@ -157,6 +164,12 @@ class ClassHost:
 
     async def _receive(self, cell: _Cell | None, msg: Msg) -> None:
         """Decode one NATS message and route it to ``cell`` (None: no instance with that id here)."""
+        if msg.reply and not msg.reply.startswith(self._reply_ok):
+            self.metrics.misdirected += 1
+            self.system.dead_letters.record(msg.subject, f"reply subject {msg.reply[:80]!r} is outside the reply "
+                                                         f"prefixes {self._reply_ok}: refused, not handled",
+                                            payload=msg.data)
+            return
         envs = decode_fast(self.cls._decoders, self.options.max_message_bytes, msg.data)
         is_json = False
         if envs is None:

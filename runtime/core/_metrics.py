@@ -32,8 +32,8 @@ class DeadLetter(msgspec.Struct, frozen=True):
 class ClassMetrics:
     """Counters for one actor class on this node."""
 
-    __slots__ = ("failed", "invalid", "overloaded", "processed", "rejected", "restarts", "stopped", "undecodable",
-                 "unrouted")
+    __slots__ = ("failed", "invalid", "misdirected", "overloaded", "processed", "rejected", "restarts", "stopped",
+                 "undecodable", "unrouted")
 
     def __init__(self) -> None:
         self.processed = 0
@@ -48,6 +48,9 @@ class ClassMetrics:
         """Messages for an id this node does not host, while other nodes host the class."""
         self.undecodable = 0
         """Events that did not decode as any type the class handles: dead-lettered at once."""
+        self.misdirected = 0
+        """Messages refused unhandled because their reply subject is outside the reply prefixes
+        (``Security.reply_prefixes``): no caller can make an actor publish its reply elsewhere."""
 
     def snapshot(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in self.__slots__}

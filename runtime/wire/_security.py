@@ -58,6 +58,12 @@ class Security(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     inbox_prefix: str | None = None
     """Prefix of nats-py's reply inboxes (JetStream API replies): ``_INBOX.<service>`` lets a
     service be granted only its own (``corps authz`` prints the one to use). Default ``_INBOX``."""
+    reply_prefixes: tuple[str, ...] = ("_INBOX.",)
+    """Where this node sends replies, besides every corps inbox of its namespace (``{ns}.inbox.``
+    and ``{inbox_prefix}.inbox.``): a request whose reply subject lies elsewhere is refused
+    unhandled, counted (``misdirected``) and recorded as a dead letter, so no caller can turn an
+    actor into a relay that publishes onto another service's subjects (an event, a saga record).
+    ``_INBOX.`` is what the NATS clients of every language use for requests."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Security:
