@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from corps import Actor, ActorSystem, handler
+from corps import Actor, ActorOptions, ActorSystem, handler
 from corps.bench import peers
 from corps.bench._model import Context, Row, Sample, Scenario, Target, Variant
 from corps.bench._raw import RAW_SUBJECT, raw_connection
@@ -36,8 +36,12 @@ ASK_TIMEOUT = 30.0
 """Per-ask timeout: generous, a bench never fails on a slow machine, it reports."""
 
 
-class Counter(Actor):
-    """Counts Pings into the class's current tally (one instance per system in this bench)."""
+class Counter(Actor, options=ActorOptions(mailbox_size=1_000_000)):
+    """Counts Pings into the class's current tally (one instance per system in this bench).
+
+    The scenarios burst their whole run at one instance, which raw nats-py buffers without bound;
+    the mailbox is sized to hold the burst (corps's default, 10,000, would shed the rest).
+    """
 
     tally: ClassVar[Tally] = Tally(0)
 

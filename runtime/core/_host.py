@@ -8,7 +8,6 @@ its mailbox holds messages. Service actors: each instance has its own queue-grou
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 import time
@@ -19,13 +18,14 @@ import anyio
 
 from corps.core._actor import Actor, new_instance, overrides
 from corps.core._context import Current, current, current_correlation_id
-from corps.core._intake import Intake, decode, decode_fast
+from corps.core._intake import Intake, decode, decode_fast, decode_fast_bare
 from corps.core._metrics import ClassMetrics
 from corps.core._presence import Presence
+from corps.core._shed import Shedder
 from corps.core._supervision import Restart, Resume, Stop, restart_delay
 from corps.errors import StepRejected
 from corps.wire._client import Route, subscribe_route
-from corps.wire._codec import Envelope, ErrorReply, Reply, encode_as
+from corps.wire._codec import MSGPACK_MAP, Envelope, ErrorReply, Reply, encode_as
 from corps.wire._subjects import actor_class_wildcard, inbox_subject
 from corps.wire._transport import flush
 
@@ -42,7 +42,7 @@ Item = tuple[Envelope[Any], str, bool]
 
 
 class _Cell:
-    __slots__ = ("actor", "actor_id", "busy", "queue", "restarts", "room", "stopped", "sub", "subject")
+    __slots__ = ("actor", "actor_id", "busy", "over_since", "queue", "restarts", "stopped", "sub", "subject")
 
     def __init__(self, actor_id: str, subject: str) -> None:
         self.actor_id = actor_id
@@ -53,7 +53,7 @@ class _Cell:
         self.stopped = False
         self.restarts: list[float] | None = None
         self.sub: Subscription | None = None
-        self.room: asyncio.Event | None = None  # set by the drain task once a full mailbox has room
+        self.over_since: float | None = None  # when the mailbox last went above its high-water mark
 
 
 class ClassHost:
@@ -79,6 +79,11 @@ class ClassHost:
         self._presence: Presence | None = None
         self._on_start = overrides(cls, "on_start")
         self._on_stop = overrides(cls, "on_stop")
+        o = self.options
+        self._high = max(1, o.mailbox_size // 2)  # high-water mark: overload once held above it
+        self._held_why = f"mailbox above its high-water mark ({self._high}) for {o.overload_wait}s"
+        self._shedder = Shedder(system._nc, system.codec, self.metrics, system.dead_letters, cls._decoders,
+                                o.max_message_bytes, o.mailbox_size)
 
     # -- start and stop ------------------------------------------------------------------
 
@@ -88,10 +93,15 @@ class ClassHost:
             return
         self._presence = Presence(self.system, self.name)
         await self._presence.join()
-        route = Route(self._take_entity, self._on_entity_msg)
+        route = self._route(self._take_entity, self._on_entity_msg)
         self._sub = await subscribe_route(self.system._nc, actor_class_wildcard(self.system.namespace, self.name),
                                           route)
         await flush(self.system._nc)
+
+    def _route(self, take: Any, slow: Any) -> Route:
+        """A route whose slow path holds at most the class's pending bounds; beyond, it sheds."""
+        o = self.options
+        return Route(take, slow, self._shedder.shed_raw, max_pending=o.pending_limit, max_bytes=o.pending_bytes)
 
     async def spawn(self, actor_id: str, subject: str) -> None:
         from corps.errors import SpawnError
@@ -107,7 +117,7 @@ class ClassHost:
             self.cells.pop(actor_id, None)
             raise SpawnError(subject, f"{type(exc).__name__} in __init__ or on_start: {exc}") from exc
         if self.options.service:
-            route = Route(functools.partial(self._take, cell), functools.partial(self._receive, cell))
+            route = self._route(functools.partial(self._take, cell), functools.partial(self._receive, cell))
             cell.sub = await subscribe_route(self.system._nc, subject, route, queue=subject)
             self.services.append(cell)
             await flush(self.system._nc)
@@ -156,8 +166,12 @@ class ClassHost:
     def _take(self, cell: _Cell, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> bool:
         if reply and not reply.startswith(self._reply_ok_b):
             return False  # misdirected: refused and recorded on the slow path
+        if cell.over_since is not None and data and data[0] in MSGPACK_MAP and self._overloaded(cell):
+            return self._shedder.shed_bare(cell.subject, reply, data, self._held_why)
         envs = decode_fast(self.cls._decoders, self.options.max_message_bytes, data)
-        return envs is not None and self._enqueue_now(cell, reply.decode(), envs, False)
+        if envs is None:
+            envs = decode_fast_bare(self.cls._decoders, self.options.max_message_bytes, data, bool(reply))
+        return envs is not None and self._admit(cell, reply.decode(), envs, False)
 
     async def _on_entity_msg(self, msg: Msg) -> None:
         await self._receive(self.cells.get(msg.subject[self._prefix_len :]), msg)
@@ -178,26 +192,8 @@ class ClassHost:
                 return
         if cell is None:
             await self._unknown(msg.subject, msg.reply, envs, is_json)
-        elif not self._enqueue_now(cell, msg.reply, envs, is_json):
-            await self._deliver(cell, msg.reply, envs, is_json)
-
-    def _enqueue_now(self, cell: _Cell, reply: str, envs: list[Envelope[Any]], is_json: bool) -> bool:
-        """Queue ``envs`` for a live instance whose mailbox has room for all of them, without
-        awaiting. False: ``_deliver`` must handle them (stopped instance, back-pressure)."""
-        if cell.stopped:
-            return False
-        q = cell.queue
-        if q is None:
-            q = cell.queue = deque()
-        if len(q) + len(envs) > self.options.mailbox_size:
-            return False
-        if len(envs) == 1:
-            q.append((envs[0], reply, is_json))
-        else:
-            q.extend([(env, reply, is_json) for env in envs])
-        if not cell.busy:
-            self._schedule(cell)
-        return True
+        elif not self._admit(cell, msg.reply, envs, is_json):
+            await self._stopped(cell, msg.reply, envs, is_json)
 
     async def _decode(self, msg: Msg) -> tuple[list[Envelope[Any]], bool]:
         """Decode a frame or a bare message. Bad parts are answered and recorded here."""
@@ -240,49 +236,45 @@ class ClassHost:
             await self._reject(subject, reply, env.rid, is_json, "NoResponders",
                                "no instance with this id is running", type(env.msg).__name__)
 
-    async def _deliver(self, cell: _Cell, reply: str, envs: list[Envelope[Any]], is_json: bool) -> None:
-        if cell.stopped:
-            for env in envs:
-                await self._reject(cell.subject, reply, env.rid, is_json, "NoResponders",
-                                   "the instance has stopped", type(env.msg).__name__)
-            return
-        size = self.options.mailbox_size
-        start = 0
-        while start < len(envs):
-            q = cell.queue  # re-read each round: the drain task drops an empty queue when it ends
-            if q is None:
-                q = cell.queue = deque()
-            room = size - len(q)
-            if room > 0:
-                q.extend([(env, reply, is_json) for env in envs[start : start + room]])
-                start += room
-                if not cell.busy:
-                    self._schedule(cell)
-                continue
-            # Full: back-pressure. This subscription (this class, on this node) waits for the
-            # drain task to make room, up to OVERLOAD_WAIT; NATS buffers meanwhile. Only then are
-            # messages refused, each one answered or recorded: never dropped silently.
-            cell.room = asyncio.Event()
-            with anyio.move_on_after(self.options.overload_wait):
-                await cell.room.wait()
-            cell.room = None
-            if cell.queue is not None and len(cell.queue) >= size:
-                await self._overload(cell, reply, envs[start:], is_json)
-                return
+    def _admit(self, cell: _Cell, reply: str, envs: list[Envelope[Any]], is_json: bool) -> bool:
+        """Queue what the instance's mailbox admits and refuse the rest at once, without awaiting
+        (so one busy instance never holds up its class's subscription). False: it has stopped.
 
-    async def _overload(self, cell: _Cell, reply: str, envs: list[Envelope[Any]], is_json: bool) -> None:
-        size = self.options.mailbox_size
-        log.warning("mailbox of %s is full (%d) for %ss: refusing %d message(s)",
-                    cell.subject, size, self.options.overload_wait, len(envs))
-        self.metrics.overloaded += len(envs)
-        tells = 0
-        for env in envs:
-            if env.rid:
-                await self._send_reply(reply, env.rid, is_json, False, ErrorReply("MailboxFull", str(size), "full"))
+        A mailbox takes at most ``mailbox_size`` messages; once it has stayed at or above its
+        high-water mark (half of that) for ``overload_wait``, it takes none until it drains below.
+        """
+        if cell.stopped:
+            return False
+        q = cell.queue
+        if q is None:
+            q = cell.queue = deque()
+        n, size = len(q), self.options.mailbox_size
+        held = cell.over_since is not None and self._overloaded(cell)
+        taken = envs if not held and n + len(envs) <= size else [] if held else envs[: max(size - n, 0)]
+        if taken:
+            if len(taken) == 1:  # the hot path
+                q.append((taken[0], reply, is_json))
             else:
-                tells += 1
-        if tells:
-            self.system.dead_letters.record(cell.subject, f"mailbox full ({size})", type(envs[0].msg).__name__, tells)
+                q.extend([(env, reply, is_json) for env in taken])
+            if cell.over_since is None and len(q) >= self._high:
+                cell.over_since = time.monotonic()  # crossed the mark: overload_wait starts now
+            if not cell.busy:
+                self._schedule(cell)
+        if len(taken) < len(envs):
+            why = self._held_why if held else f"mailbox full ({size})"
+            self._shedder.refuse(cell.subject, reply, envs[len(taken):], is_json, why)
+        return True
+
+    async def _stopped(self, cell: _Cell, reply: str, envs: list[Envelope[Any]], is_json: bool) -> None:
+        for env in envs:
+            await self._reject(cell.subject, reply, env.rid, is_json, "NoResponders", "the instance has stopped",
+                               type(env.msg).__name__)
+
+    def _overloaded(self, cell: _Cell) -> bool:
+        """Has the mailbox stayed at or above its high-water mark for overload_wait? (It went
+        above at ``cell.over_since``; the drain task clears that once it is below again.)"""
+        assert cell.over_since is not None
+        return time.monotonic() - cell.over_since >= self.options.overload_wait
 
     def enqueue_event(self, cell: _Cell, delivery: Any) -> None:
         """Put an event delivery into an instance's mailbox, behind its tells and asks.
@@ -309,7 +301,7 @@ class ClassHost:
         here = Current()
         current.set(here)  # this task's own context: what handlers send inherits corr/cause
         dispatch = self.cls._dispatch
-        low = self.options.mailbox_size // 2
+        high = self._high
         processed = 0
         try:
             while q and not cell.stopped:
@@ -324,8 +316,8 @@ class ClassHost:
                     processed += 1
                     if env.rid:
                         await self._answer(item, result)
-                if cell.room is not None and len(q) <= low:
-                    cell.room.set()
+                if cell.over_since is not None and len(q) < high:
+                    cell.over_since = None  # drained below the high-water mark: admit again
             while q:  # stopped while messages waited
                 env, reply, is_json = q.popleft()
                 await self._reject(cell.subject, reply, env.rid, is_json, "NoResponders",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from corps.wire._codec import BAD, BARE, MSGPACK_ARRAY, RAW_FRAME, Decoders, Envelope, sniff, undecodable
+from corps.wire._codec import BAD, BARE, MSGPACK_ARRAY, MSGPACK_MAP, RAW_FRAME, Decoders, Envelope, sniff, undecodable
 
 
 class Problem(NamedTuple):
@@ -38,6 +38,20 @@ def decode_fast(decoders: Decoders | None, limit: int, data: bytes) -> list[Enve
     except Exception:  # noqa: BLE001 -- untrusted bytes: decode() says what is wrong
         return None
     return envs
+
+
+def decode_fast_bare(decoders: Decoders | None, limit: int, data: bytes, has_reply: bool) -> list[Envelope[Any]] | None:
+    """A bare msgpack message (what clients in other languages send) within the limit that
+    decodes, as one envelope (a request if it has a reply subject), or None: ``decode`` then
+    says whatever is wrong with it. Its own fast path: a flood of bare messages must not queue
+    up behind the slow path, in front of other instances' messages."""
+    if not data or data[0] not in MSGPACK_MAP or decoders is None or len(data) > limit:
+        return None
+    try:
+        msg = decoders.frame_and_bare(False)[1].decode(data)
+    except Exception:  # noqa: BLE001 -- untrusted bytes: decode() says what is wrong
+        return None
+    return [Envelope(msg, -1 if has_reply else 0)]
 
 
 def decode(decoders: Decoders | None, limit: int, data: bytes, has_reply: bool) -> Intake:

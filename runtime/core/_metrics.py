@@ -10,7 +10,12 @@ from typing import Final
 import anyio
 import msgspec
 
+from corps.wire._client import Throttled
+
 log = logging.getLogger("corps.deadletters")
+
+TALLY_PERIOD: Final = 1.0
+"""Under a flood (``DeadLetters.tally``), at most one kept entry per this many seconds."""
 
 DEAD_LETTERS_KEPT: Final = 1000
 PAYLOAD_KEPT: Final = 4096
@@ -63,16 +68,37 @@ class DeadLetters:
         self.count = 0
         self.recent: deque[DeadLetter] = deque(maxlen=DEAD_LETTERS_KEPT)
         self._waiters: list[tuple[int, anyio.Event]] = []
+        self._quiet = Throttled(log)
+        self._tallied_at = -TALLY_PERIOD
 
     def record(self, subject: str, reason: str, message_type: str = "?", n: int = 1, payload: bytes = b"") -> None:
         self.count += n
         self.recent.append(DeadLetter(subject, reason, message_type, time.time(), payload[:PAYLOAD_KEPT]))
-        log.warning("dead letter%s on %s (%s): %s", f" x{n}" if n > 1 else "", subject, message_type, reason)
+        # Throttled per kind of reason (its first words, never the subject: a flood of ids must not
+        # grow the table): a flood of dead letters costs counters, not a log line each.
+        kind = " ".join(reason.split(" ", 2)[:2])[:32]
+        self._quiet.warning(kind, "dead letter%s on %s (%s): %s", f" x{n}" if n > 1 else "", subject, message_type,
+                            reason)
         if self._waiters:
-            for threshold, event in self._waiters:
-                if self.count >= threshold:
-                    event.set()
-            self._waiters = [(t, e) for t, e in self._waiters if not e.is_set()]
+            self._wake()
+
+    def tally(self, subject: str, reason: str, message_type: str = "?", n: int = 1, payload: bytes = b"") -> None:
+        """Count ``n`` dead letters of a flood: each is counted, but an entry is kept (and logged,
+        throttled) at most once per ``TALLY_PERIOD`` seconds, so shedding stays cheap per message."""
+        now = time.monotonic()
+        if now - self._tallied_at >= TALLY_PERIOD:
+            self._tallied_at = now
+            self.record(subject, reason, message_type, n, payload)
+            return
+        self.count += n
+        if self._waiters:
+            self._wake()
+
+    def _wake(self) -> None:
+        for threshold, event in self._waiters:
+            if self.count >= threshold:
+                event.set()
+        self._waiters = [(t, e) for t, e in self._waiters if not e.is_set()]
 
     async def wait_for(self, count: int, timeout: float = 5.0) -> None:
         """Wait until at least ``count`` dead letters have been recorded (a test barrier).

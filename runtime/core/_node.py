@@ -285,6 +285,8 @@ class Node:
             "undecodable_replies": (self._inbox.undecodable + self._inbox.bad_replies) if self._inbox else 0,
             "dropped_messages": self._nc.dropped if self._nc is not None else 0,
             "read_loop_restarts": self._nc.read_loop_restarts if self._nc is not None else 0,
+            "slow_consumer_drops": self._nc.slow_consumer_drops if self._nc is not None else 0,
+            "reconnects": self._nc.stats["reconnects"] if self._nc is not None else 0,
         }
         return out
 

@@ -10,13 +10,17 @@ from corps.core._supervision import Resume, Supervision
 
 DEFAULT_MAILBOX_SIZE: Final = 10_000
 DEFAULT_MAX_MESSAGE_BYTES: Final = 1024 * 1024
+DEFAULT_PENDING_LIMIT: Final = 10_000
+DEFAULT_PENDING_BYTES: Final = 32 * 1024 * 1024
 
 
 class ActorOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Options given as a class keyword: ``class Inventory(Actor, options=ActorOptions(...))``."""
 
     mailbox_size: int = DEFAULT_MAILBOX_SIZE
-    """Messages buffered per instance; beyond it a message is refused and counted as overload."""
+    """Messages queued per instance, at most; beyond it a message is refused at once (an ask gets
+    MailboxFull, a tell becomes a dead letter) and counted as ``overloaded``. Half of it is the
+    high-water mark (see ``overload_wait``)."""
     supervision: Supervision = Resume()
     """What a handler failure does to the instance: Resume(), Restart(...) or Stop()."""
     service: bool = False
@@ -28,11 +32,21 @@ class ActorOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     name: str | None = None
     """The class's name in subjects (default: the class name)."""
     overload_wait: float = 1.0
-    """Seconds a full mailbox holds up the class's subscription (back-pressure, NATS buffers
-    meanwhile) before the messages that do not fit are refused."""
+    """Seconds an instance's mailbox may stay above its high-water mark (half of ``mailbox_size``)
+    before new messages for it are refused, until it drains below the mark. Nothing waits: one
+    busy instance never holds up the others of its class."""
+    pending_limit: int = DEFAULT_PENDING_LIMIT
+    """Messages the class's subscription may hold for its slow path (decoding outside the
+    parser, a mailbox's refusals) on this node; beyond it they are refused in the parser."""
+    pending_bytes: int = DEFAULT_PENDING_BYTES
+    """Bytes the class's subscription may hold for its slow path, as ``pending_limit``."""
 
     def __post_init__(self) -> None:
         if self.mailbox_size < 1:
             raise ValueError("mailbox_size must be at least 1")
         if self.max_message_bytes < 16:
             raise ValueError("max_message_bytes must be at least 16")
+        if self.pending_limit < 1 or self.pending_bytes < self.max_message_bytes:
+            raise ValueError("pending_limit must be at least 1 and pending_bytes at least max_message_bytes")
+        if self.overload_wait < 0:
+            raise ValueError("overload_wait must not be negative")

@@ -54,6 +54,18 @@ class Throttled:
         self._logger.warning(msg + more, *args, exc_info=exc_info, stacklevel=2)
 
 
+DEFAULT_PENDING_LIMIT: Final = 65_536
+"""Messages one route may hold for its slow path before it sheds (see ``Route``)."""
+DEFAULT_PENDING_BYTES: Final = 64 * 1024 * 1024
+"""Bytes one route may hold for its slow path before it sheds."""
+
+Shed = Callable[[bytes, bytes, bytes], None]
+
+
+def _count_only(subject: bytes, reply: bytes, data: bytes) -> None:
+    """The default shed: nothing to answer (the route's owner counts ``Route.shed``)."""
+
+
 class Route:
     """A subscription whose messages a synchronous handler takes straight from nats-py's parser.
 
@@ -62,26 +74,49 @@ class Route:
     client-side cost of a small message. ``take`` skips all of it for what it accepts. What it
     declines goes the usual way, to ``slow``, and so does everything after it until ``slow``
     has caught up: per subscription, messages are handled in the order they arrived.
+
+    Bounded: at most ``max_pending`` messages and ``max_bytes`` bytes wait for ``slow``. Beyond
+    that a message is shed at once, in the parser: ``shed(subject, reply, data)`` answers or
+    records it (synchronously; it must not raise) and ``shed_count`` counts it. The reader never
+    stops, so the server never cuts the connection as a slow consumer, and memory stays bounded
+    under any flood.
     """
 
-    __slots__ = ("_direct", "_slow", "pending")
+    __slots__ = ("_direct", "_shed", "_slow", "max_bytes", "max_pending", "pending", "pending_bytes", "shed_count")
 
-    def __init__(self, direct: Take, slow: Callable[[Msg], Awaitable[None]]) -> None:
+    def __init__(self, direct: Take, slow: Callable[[Msg], Awaitable[None]], shed: Shed = _count_only, *,
+                 max_pending: int = DEFAULT_PENDING_LIMIT, max_bytes: int = DEFAULT_PENDING_BYTES) -> None:
         self._direct = direct
         self._slow = slow
+        self._shed = shed
+        self.max_pending = max_pending
+        self.max_bytes = max_bytes
         self.pending = 0  # declined messages not yet handled by slow
+        self.pending_bytes = 0
+        self.shed_count = 0
 
     def take(self, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> bool:
         if not self.pending and self._direct(subject, reply, data, headers):
             return True
+        if self.pending >= self.max_pending or self.pending_bytes + len(data) > self.max_bytes:
+            self.shed_count += 1
+            self._shed(subject, reply, data)
+            return True  # consumed: refused, not queued
         self.pending += 1
+        self.pending_bytes += len(data)
         return False
+
+    def forget(self, msg_bytes: int) -> None:
+        """A declined message that will never reach ``slow`` (nats-py failed to queue it)."""
+        self.pending -= 1
+        self.pending_bytes -= msg_bytes
 
     async def cb(self, msg: Msg) -> None:
         try:
             await self._slow(msg)
         finally:
             self.pending -= 1
+            self.pending_bytes -= len(msg.data)
 
 
 class CorpsClient(Client):
@@ -104,6 +139,9 @@ class CorpsClient(Client):
         """Messages that made a route (or nats-py) raise in the parser: logged, counted, dropped."""
         self.read_loop_restarts = 0
         """Times the read loop ended while connected and a reconnect was forced."""
+        self.slow_consumer_drops = 0
+        """Messages nats-py dropped for a subscription over its pending limits (corps's own routes
+        shed before that; see ``Route``); a server that cuts a slow client shows as a reconnect."""
         self._quiet = Throttled(log)
 
     async def subscribe_route(self, subject: str, route: Route, queue: str = "") -> Subscription:
@@ -129,7 +167,7 @@ class CorpsClient(Client):
             await super()._process_msg(sid, subject, reply, data, headers)  # type: ignore[arg-type]  # None: no headers
         except Exception as exc:  # noqa: BLE001 -- untrusted bytes (a subject that is not UTF-8)
             if route is not None and sid in self._subs:
-                route.pending -= 1  # declined, but nats-py failed before queueing it for route.cb
+                route.forget(len(data))  # declined, but nats-py failed before queueing it for route.cb
             self._drop(subject, exc)
 
     def _drop(self, subject: bytes, exc: Exception) -> None:

@@ -70,7 +70,7 @@ class ErrorReply(msgspec.Struct, frozen=True, tag="corps.Error", tag_field=TAG_F
 
 
 MSGPACK_ARRAY: Final = frozenset([*range(0x90, 0xA0), 0xDC, 0xDD])
-_MSGPACK_MAP: Final = frozenset([*range(0x80, 0x90), 0xDE, 0xDF])
+MSGPACK_MAP: Final = frozenset([*range(0x80, 0x90), 0xDE, 0xDF])
 _JSON_SPACE: Final = frozenset(b" \t\r\n")
 
 FRAME, BARE, BAD = 0, 1, 2
@@ -83,7 +83,7 @@ def sniff(data: bytes) -> tuple[int, bool]:
     first = data[0]
     if first in MSGPACK_ARRAY:
         return FRAME, False
-    if first in _MSGPACK_MAP:
+    if first in MSGPACK_MAP:
         return BARE, False
     if first in _JSON_SPACE:
         data = data.lstrip()

@@ -55,6 +55,10 @@ async def connect(servers: list[str], name: str, closing: Callable[[], bool] = l
                 settled.set()
             log.debug("connecting %s: %s", name, explain(exc, security, servers))
             return
+        if isinstance(exc, nats.errors.SlowConsumerError):  # a subscription nats-py bounds: counted
+            nc.slow_consumer_drops += 1
+            nc._quiet.warning("slow-consumer", "nats dropped a message for a slow subscription on %s: %s", name, exc)
+            return
         log.warning("nats error on %s: %s", name, exc)  # e.g. a permissions violation
 
     async def disconnected_cb() -> None:

@@ -286,3 +286,26 @@ async def test_a_second_class_with_a_hosted_actor_name_is_refused_at_spawn(actor
                                          r"Account; tests\.integration\.test_errors\.StaleTeller needs another"):
         await actor_system.spawn(StaleTeller, "b")
     assert (await actor_system.ref(Account, "a").ask(Deposit("a", 1), timeout=2.0)).amount == 1
+
+
+class HeldAboveMark(Slow, options=ActorOptions(mailbox_size=10, overload_wait=0.0)):
+    pass
+
+
+async def test_a_mailbox_held_above_its_high_water_mark_sheds_until_it_drains_below(
+        actor_system: ActorSystem) -> None:
+    ref = await actor_system.spawn(HeldAboveMark, "h")
+    name = f"hold-{uuid4().hex}"
+    GATES[name] = gate = Gate()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(functools.partial(ref.ask, Hold(name), timeout=10.0))
+        await gate.entered.wait()  # the handler holds one; the mailbox fills behind it
+        for _ in range(6):  # above the mark (5): with overload_wait 0, held at once
+            await ref.tell(Hold(name))
+        await actor_system._outbox.flush()  # the tells leave as one frame, the ask in the next
+        with pytest.raises(MailboxFull):  # held above the mark: refused though the mailbox has room
+            await ref.ask(Hold(name), timeout=5.0)
+        gate.release.set()
+    # Drained below the mark: admitted again (this ask waits behind nothing).
+    assert (await ref.ask(Hold(name), timeout=5.0)) is not None
+    assert actor_system.metrics()["HeldAboveMark"]["overloaded"] == 1
