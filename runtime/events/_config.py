@@ -26,8 +26,12 @@ class EventsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     max_age: float = 7 * DAY
     max_bytes: int = -1
     dlq_max_age: float = 30 * DAY
-    ack_wait: float = 30.0
-    """Seconds before an unacked delivery is redelivered; long handlers are kept alive automatically."""
+    ack_wait: float = 4.0
+    """Seconds before an unacked delivery is redelivered: what a killed consumer held (and what was
+    published into its open pull) reaches another node within this. Long handlers and held-back
+    events are kept alive automatically (an in-progress ack every third of it), so a short
+    ack_wait costs nothing but those acks. (Consumers provisioned with another value raise
+    ProvisioningConflict: set it to match, or recreate them.)"""
     max_ack_pending: int = 1000
     """Deliveries a consumer holds unacked (across all nodes): the bound on concurrent work."""
     batch: int = 500

@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import anyio
 import msgspec
 import nats
 import pytest
 
-from corps import Actor, ActorSystem, EventsConfig, Message, ProvisioningConflict, PublishFailed, Request, handler
+from corps import (
+    Actor,
+    ActorSystem,
+    EventsConfig,
+    Message,
+    ProvisioningConflict,
+    PublishFailed,
+    Request,
+    handler,
+    on_event,
+)
 from tests.integration.events_domain import (
     Catcher,
     DeadLetterWatch,
@@ -266,9 +276,9 @@ async def test_a_publish_whose_ack_never_comes_times_out_per_attempt_then_fails(
 async def test_a_stopping_node_hands_its_pulled_backlog_back_at_once(
     nats_server: Any, corps_namespace: str
 ) -> None:
-    # ack_wait stays at its default (30 s): an event left unacked by the stopping node would
-    # reach the next one only after it, far past this test's deadline.
-    cfg = EventsConfig(batch=200, max_ack_pending=400)
+    # ack_wait 30 s: an event left unacked by the stopping node would reach the next one only
+    # after it, far past this test's deadline.
+    cfg = EventsConfig(batch=200, max_ack_pending=400, ack_wait=30.0)
     Recorder.log = log = Log()
     total = 3000
     async with ActorSystem(nats_server.url, namespace=corps_namespace, events=cfg) as first:
@@ -281,3 +291,39 @@ async def test_a_stopping_node_hands_its_pulled_backlog_back_at_once(
     async with ActorSystem(nats_server.url, namespace=corps_namespace, events=cfg) as second:
         await second.spawn(Recorder, "r")
         await log.wait_until(lambda: {n for _, n in log.seen} == set(range(total)), timeout=10)
+
+
+class Lingering(Message):
+    n: int
+
+
+class Lingerer(Actor):
+    """Holds each event until the test releases it: a handler far longer than ack_wait."""
+
+    entered: ClassVar[anyio.Event]
+    release: ClassVar[anyio.Event]
+    calls: ClassVar[int] = 0
+
+    @on_event(Lingering)
+    async def linger(self, event: Lingering) -> None:
+        type(self).calls += 1
+        self.entered.set()
+        await self.release.wait()
+
+
+async def test_a_handler_longer_than_a_short_ack_wait_is_kept_alive_not_redelivered(
+    nats_server: Any, corps_namespace: str
+) -> None:
+    Lingerer.entered, Lingerer.release, Lingerer.calls = anyio.Event(), anyio.Event(), 0
+    cfg = EventsConfig(ack_wait=0.5)
+    async with ActorSystem(nats_server.url, namespace=corps_namespace, events=cfg) as system:
+        await system.spawn(Lingerer, "l")
+        await system.publish(Lingering(1))
+        with anyio.fail_after(5):
+            await Lingerer.entered.wait()
+        # The property is about time passing: held for 6x ack_wait, kept alive by in-progress acks.
+        await anyio.sleep(3.0)
+        info = await system._nc.jetstream().consumer_info(system.events.stream, "Lingerer")
+        assert info.num_redelivered == 0
+        assert Lingerer.calls == 1
+        Lingerer.release.set()

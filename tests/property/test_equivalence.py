@@ -15,7 +15,7 @@ The fault plan, per order, is what both flows can express:
 * the business refusals the orders themselves carry (stock, declined cards, undeliverable).
 
 Not expressed: timeouts (choreography has no request to time out; a slow consumer is redelivered
-after ack_wait, 30 s, too slow for a property test).
+after ack_wait, 4 s by default, too slow for a property test).
 """
 
 from __future__ import annotations
