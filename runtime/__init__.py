@@ -30,6 +30,7 @@ from corps.errors import SagaError as SagaError
 from corps.errors import SagaNotFound as SagaNotFound
 from corps.errors import SagaStoreUnavailable as SagaStoreUnavailable
 from corps.errors import SagaTimeout as SagaTimeout
+from corps.errors import SagaUnreadable as SagaUnreadable
 from corps.errors import SpawnError as SpawnError
 from corps.errors import StepRejected as StepRejected
 from corps.events import Backoff as Backoff
@@ -76,6 +77,7 @@ __all__ = [
     "SagaNotFound",
     "SagaStoreUnavailable",
     "SagaTimeout",
+    "SagaUnreadable",
     "Security",
     "SpawnError",
     "StepRejected",

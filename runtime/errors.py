@@ -21,6 +21,7 @@ Every error a user can see is one of these; ``nats.errors`` never escapes the ru
     + StepRejected                          terminal refusal by a participant: compensate, do not retry
     + CompensationFailed                    a compensation failed after retries; saga ends FAILED
     + SagaNotFound (also KeyError)          no saga with that id in the log; .saga_id
+    + SagaUnreadable                        the saga's log record cannot be decoded; .saga_id, .reason
     + SagaStoreUnavailable                  the saga log (JetStream KV) cannot be read or written; .reason
     + SagaTimeout (also TimeoutError)       wait_saga gave up before a terminal state; .saga_id, .timeout
 """
@@ -197,6 +198,18 @@ class SagaNotFound(SagaError, KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0])
+
+
+class SagaUnreadable(SagaError):
+    """The saga's record in the saga log cannot be decoded (corrupt, or written by something else).
+
+    No coordinator drives such a saga; ``list_sagas`` and ``corps saga list`` show it as UNREADABLE.
+    """
+
+    def __init__(self, saga_id: str, reason: str) -> None:
+        self.saga_id = saga_id
+        self.reason = reason
+        super().__init__(f"saga {saga_id!r}: its log record cannot be decoded: {reason}")
 
 
 class SagaStoreUnavailable(SagaError):

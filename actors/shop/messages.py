@@ -115,6 +115,15 @@ class CancelCourier(Request[ShipmentCancelled]):
     order_id: str
 
 
+class Bookings(Message):
+    booked: dict[str, str]
+    """order id -> tracking number, for every booking that stands."""
+
+
+class GetBookings(Request[Bookings]):
+    pass
+
+
 # -- events of the choreographed flow (and domain events of the hybrid) ------------------
 
 

@@ -15,8 +15,10 @@ from corps.examples.shop.messages import (
     INITIAL_STOCK,
     UNDELIVERABLE,
     BookCourier,
+    Bookings,
     CancelCourier,
     ChargeCard,
+    GetBookings,
     GetLedger,
     GetStock,
     Ledger,
@@ -32,7 +34,7 @@ from corps.examples.shop.messages import (
     StockReleased,
     StockReserved,
 )
-from corps.saga import NOTHING_TO_UNDO, Retry, Saga, Step, compensation, idempotent
+from corps.saga import Retry, Saga, Step, compensation, idempotent
 
 
 class Inventory(Actor):
@@ -89,7 +91,7 @@ class Payments(Actor):
 
 
 class Shipping(Actor):
-    """Books couriers; one address is never served."""
+    """Books couriers; one address is never served. Cancelling an order never booked is a no-op."""
 
     def __init__(self) -> None:
         self.booked: dict[str, str] = {}
@@ -107,6 +109,10 @@ class Shipping(Actor):
     @compensation(noop=lambda msg: ShipmentCancelled(msg.order_id, ""))
     async def cancel(self, msg: CancelCourier) -> ShipmentCancelled:
         return ShipmentCancelled(msg.order_id, self.booked.pop(msg.order_id, ""))
+
+    @handler
+    async def bookings(self, msg: GetBookings) -> Bookings:
+        return Bookings(dict(self.booked))
 
 
 WAREHOUSE = "main"
@@ -128,8 +134,10 @@ class PlaceOrder(Saga[OrderRequest]):
              request=lambda s: ChargeCard(s.input.order_id, s.input.card, s.input.amount),
              undo=lambda s: RefundCard(s.input.order_id, s.input.card, s.input.amount),
              timeout=2.0, retry=_RETRY),
+        # The last step, and still compensated: a booking that timed out may land after the saga
+        # gave up on it (the step ends UNCERTAIN), so its undo cancels whatever was booked.
         Step("ship", to=Shipping, key=COURIER,
              request=lambda s: BookCourier(s.input.order_id, s.input.address),
-             undo=NOTHING_TO_UNDO,  # the last step: when it fails, it did not book anything
+             undo=lambda s: CancelCourier(s.input.order_id),
              timeout=2.0, retry=_RETRY),
     )

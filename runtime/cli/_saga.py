@@ -8,7 +8,9 @@ from collections.abc import Callable
 from typing import Any
 
 from corps.core._run import run
+from corps.errors import SagaUnreadable
 from corps.saga._info import SagaInfo
+from corps.saga._state import SagaStatus
 from corps.system._system import ActorSystem
 from corps.tools._loader import LoadError, load_saga_class
 
@@ -61,7 +63,11 @@ async def _saga(args: argparse.Namespace, sagas: tuple[Any, ...]) -> int:
             infos = await system.list_sagas(active_only=args.active)
             print(_table(infos) if infos else "no sagas")
         elif args.saga_command == "show":
-            print(describe(await system.saga_status(args.saga_id)))
+            try:
+                print(describe(await system.saga_status(args.saga_id)))
+            except SagaUnreadable as exc:
+                print(describe(SagaInfo.unreadable(exc.saga_id, exc.reason)))
+                return 1
         else:
             await system.retry_saga(args.saga_id)
             info = await system.wait_saga(args.saga_id, timeout=args.timeout)
@@ -75,6 +81,8 @@ def _table(infos: list[SagaInfo]) -> str:
     for info in infos:
         started = time.strftime("%H:%M:%S", time.localtime(info.history[0].at)) if info.history else "-"
         steps = " ".join(f"{name}:{status[:4].lower()}" for name, status, _ in info.step_outcomes())
+        if info.status is SagaStatus.UNREADABLE:
+            steps = f"(record cannot be decoded: {info.reason})"[:80]
         rows.append((info.saga_id, info.saga, info.status.value, steps, started))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)
@@ -83,6 +91,9 @@ def _table(infos: list[SagaInfo]) -> str:
 def describe(info: SagaInfo) -> str:
     """A saga's status, its steps, and its history with times relative to its start."""
     lines = [f"saga {info.saga_id} ({info.saga}): {info.status.value}"]
+    if info.status is SagaStatus.UNREADABLE:
+        return "\n".join([*lines, f"  its record in the saga log cannot be decoded: {info.reason}",
+                          "  no coordinator drives it; delete the key or write a valid record to resolve it"])
     if info.reason:
         lines.append(f"  reason: {info.reason}")
     if info.owner:

@@ -9,7 +9,7 @@ import anyio
 import anyio.abc
 
 from corps.core._messages import Message
-from corps.errors import SagaNotFound, SagaStoreUnavailable, SagaTimeout
+from corps.errors import SagaNotFound, SagaStoreUnavailable, SagaTimeout, SagaUnreadable
 from corps.saga._coordinator import Coordinator
 from corps.saga._definition import Saga
 from corps.saga._info import SagaInfo
@@ -75,6 +75,7 @@ class SagaAPI:
 
         Raises:
             SagaNotFound: no saga with this id.
+            SagaUnreadable: its record in the saga log cannot be decoded.
             SagaStoreUnavailable: the saga log cannot be read.
         """
         coordinator = await self.coordinator()
@@ -89,6 +90,7 @@ class SagaAPI:
         Raises:
             SagaTimeout: not terminal within ``timeout`` seconds (it goes on running).
             SagaNotFound: no saga with this id.
+            SagaUnreadable: its record in the saga log cannot be decoded.
         """
         coordinator = await self.coordinator()
         delay = 0.01
@@ -104,7 +106,10 @@ class SagaAPI:
                     log.info("waiting for saga %s: %s", saga_id, exc)
                 # Driven here: wake on its end. Driven elsewhere: read the log again, backing off.
                 with anyio.move_on_after(delay):
-                    await coordinator.wait_local(saga_id)
+                    if coordinator.drives(saga_id):
+                        await coordinator.wait_local(saga_id)
+                    else:
+                        await anyio.sleep(delay)
                 delay = min(delay * 2, 0.5)
         raise SagaTimeout(saga_id, timeout)
 
@@ -112,13 +117,19 @@ class SagaAPI:
         """Give a FAILED saga's failed compensations a new round (an operator's decision).
 
         Raises:
-            SagaNotFound, SagaStoreUnavailable: as for saga_status.
+            SagaNotFound, SagaUnreadable, SagaStoreUnavailable: as for saga_status.
         """
         coordinator = await self.coordinator()
         await coordinator.retry(saga_id)
 
     async def list_sagas(self, *, active_only: bool = False) -> list[SagaInfo]:
-        """Every saga in the log (or only those not terminal), oldest id first."""
+        """Every saga in the log (or only those not terminal), oldest id first.
+
+        A record that cannot be decoded is listed as ``SagaInfo.unreadable`` (status UNREADABLE).
+
+        Raises:
+            SagaStoreUnavailable: the saga log cannot be read.
+        """
         coordinator = await self.coordinator()
         ids = await (coordinator.log.active() if active_only else coordinator.log.all())
         infos = []
@@ -126,6 +137,9 @@ class SagaAPI:
             try:
                 record, _ = await coordinator.log.read(saga_id)
             except SagaNotFound:
+                continue
+            except SagaUnreadable as exc:
+                infos.append(SagaInfo.unreadable(saga_id, exc.reason))
                 continue
             infos.append(SagaInfo.of(record))
         return infos

@@ -9,6 +9,10 @@ coordinator whose scan finds an active saga with an expired lease takes it over 
 write and resumes it (``Engine.resume`` re-sends what was in flight, with the same idempotency
 keys). A coordinator whose write loses the CAS has lost the saga and stops driving it.
 
+Nothing a saga holds stops the coordinator: participants are asked through ``_outcome`` (every
+outcome an event), a saga that cannot be driven is dropped with its traceback, and a scan skips
+a record it cannot read or resume (once logged, kept in ``unreadable``).
+
 Crash points (``crash_points``) are hooks that do nothing unless a test switches them on; then
 the coordinator dies there, as a killed process would: every task stops, nothing more is written.
 """
@@ -23,13 +27,13 @@ from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 import anyio.abc
-import msgspec
 
 from corps.core._messages import Message
-from corps.errors import AskTimeout, CorpsError, RemoteError, SagaStoreUnavailable
+from corps.errors import CorpsError, SagaStoreUnavailable, SagaUnreadable
 from corps.saga._definition import Saga
 from corps.saga._engine import Engine
 from corps.saga._log import SagaLog, SagaRecord, Stale, check_saga_id
+from corps.saga._outcome import ask_participant, report, report_finish
 from corps.saga._state import (
     Command,
     Event,
@@ -41,12 +45,7 @@ from corps.saga._state import (
     SendStep,
     SendUndo,
     Started,
-    StepFailed,
-    StepSucceeded,
-    StepTimedOut,
-    UndoFailed,
-    UndoSucceeded,
-    UndoTimedOut,
+    Transition,
 )
 
 if TYPE_CHECKING:
@@ -60,6 +59,7 @@ DEFAULT_SCAN_INTERVAL: Final = 2.0
 STORE_RETRY_MAX: Final = 2.0
 
 CRASH_POINTS: Final = frozenset({"after_send", "after_reply", "after_write", "mid_compensation"})
+RECENT: Final = 1024  # entries kept in `taken` and `lost`: what tests wait on, oldest dropped first
 
 
 class _Drive:
@@ -72,6 +72,8 @@ class _Drive:
         self.lease_until = lease_until
         self.lock = anyio.Lock()  # one write at a time: transitions and lease renewals
         self.send, self.receive = anyio.create_memory_object_stream[Event](1000)
+        self.ended = anyio.Event()
+        """Set when this coordinator stops driving the saga: it is terminal, or lost, or broken."""
 
 
 class Coordinator:
@@ -86,7 +88,7 @@ class Coordinator:
         self.definitions: dict[str, type[Saga[Any]]] = {}
         self._engines: dict[str, Engine] = {}
         self._drives: dict[str, _Drive] = {}
-        self._finished: dict[str, anyio.Event] = {}
+        # Nothing per saga outlives its drive here (wait_saga reads a finished one in the log).
         self.crash_points: set[str] = set()
         """Switched-on crash points (tests): see CRASH_POINTS."""
         self.renewing = True
@@ -97,9 +99,11 @@ class Coordinator:
         """Set when the coordinator has stopped (a crash point, or its system closed)."""
         self._tg: anyio.abc.TaskGroup | None = None
         self.taken: dict[str, anyio.Event] = {}
-        """Sagas this coordinator took over from another (after its lease expired), as events."""
+        """Sagas this coordinator took over from another (lease expired), as events; the last RECENT."""
         self.lost: dict[str, anyio.Event] = {}
-        """Sagas whose CAS write this coordinator lost (another one owns them now), as events."""
+        """Sagas whose CAS write it lost (another one owns them now), as events; the last RECENT."""
+        self.unreadable: dict[str, str] = {}
+        """Active sagas the last scan could not read or resume (a corrupt record): id -> reason."""
         self.write_seconds = 0.0
         """Time spent writing the saga log (for the bench's share-of-time figure)."""
 
@@ -161,17 +165,16 @@ class Coordinator:
         return saga_id
 
     def _own(self, engine: Engine, state: SagaState, revision: int, lease_until: float,
-             commands: list[Command]) -> None:
+             commands: list[Command], new: tuple[Transition, ...] | None = None) -> None:
+        report(state.saga_id, state.history if new is None else new)  # None: all of it is new (a start)
         if self.dead:
-            # Died (crash, shutdown) while the record was written, as a start or an operator
-            # retry awaited it: as after a killed process, a scan takes the saga over once its
-            # lease runs out.
+            # Died (crash, shutdown) while the record was written, as a start or an operator retry
+            # awaited it: as after a killed process, a scan takes the saga over once its lease ends.
             log.warning("coordinator %s stopped: saga %s is left to a takeover", self.node, state.saga_id)
             return
         assert self._tg is not None
         drive = _Drive(engine, state, revision, lease_until)
         self._drives[state.saga_id] = drive
-        self._finished.setdefault(state.saga_id, anyio.Event())
         self._tg.start_soon(self._drive, state.saga_id, drive, commands)
 
     # -- driving one saga -----------------------------------------------------------------
@@ -185,16 +188,22 @@ class Coordinator:
                         event = await d.receive.receive()
                     except anyio.EndOfStream:
                         return  # its lease was lost (_renew): another coordinator drives it now
-                    new, commands = d.engine.advance(d.state, event)
-                    if new is d.state:
+                    old = d.state
+                    new, commands = d.engine.advance(old, event)
+                    if new is old:
                         continue  # stale or duplicate: nothing to write, nothing to do
                     if not await self._persist(saga_id, d, new):
                         return
+                    report(saga_id, new.history[len(old.history):])
                     self._hook("after_write")
                     self._execute(saga_id, d, commands)
+        except Exception:  # a bug: it stops this saga only, never the system's other work
+            log.exception("saga %s: cannot be driven; %s leaves it (its lease runs out, a scan retries it)",
+                          saga_id, self.node)
         finally:
             d.send.close()  # late outcomes of in-flight asks are dropped by _post, by design
             d.receive.close()
+            d.ended.set()
             if self._drives.get(saga_id) is d:
                 del self._drives[saga_id]
 
@@ -215,7 +224,7 @@ class Coordinator:
                     if await self._landed(saga_id, d, record):
                         return True
                     log.warning("saga %s: lost to another coordinator; %s stops driving it", saga_id, self.node)
-                    self.lost.setdefault(saga_id, anyio.Event()).set()
+                    _recent(self.lost, saga_id).set()
                     return False
                 except SagaStoreUnavailable as exc:
                     log.warning("saga %s: log write failed, retrying (nothing is sent meanwhile): %s", saga_id, exc)
@@ -243,36 +252,11 @@ class Coordinator:
             elif isinstance(cmd, ScheduleRetry):
                 self._tg.start_soon(self._retry_later, d, cmd)
             elif isinstance(cmd, Finish):
-                self._finish(saga_id, d, cmd)
+                report_finish(d.state, cmd)
 
     async def _send(self, saga_id: str, d: _Drive, cmd: SendStep | SendUndo) -> None:
-        undo = isinstance(cmd, SendUndo)
-        step = d.engine.saga.step_named(cmd.step)
-        ref = self.system.ref(step.to, cmd.actor_id)
-        now = time.time
-        event: Event
-        try:
-            rid, fut = await ref._send_ask(cmd.request, cmd.idempotency_key, saga_id)  # type: ignore[arg-type]
-            self._hook("after_send")
-            reply = await ref._wait(rid, fut, cmd.timeout)
-        except AskTimeout:
-            event = (UndoTimedOut if undo else StepTimedOut)(step=cmd.step, attempt=cmd.attempt, at=now())
-        except CorpsError as exc:
-            # StepRejected from the participant is terminal; anything else may be retried.
-            terminal = isinstance(exc, RemoteError) and exc.type == "StepRejected"
-            error_type = exc.type if isinstance(exc, RemoteError) else type(exc).__name__
-            message = exc.message if isinstance(exc, RemoteError) else str(exc)
-            event = (UndoFailed if undo else StepFailed)(
-                step=cmd.step, attempt=cmd.attempt, error_type=error_type, message=message,
-                terminal=terminal, at=now())
-        else:
-            self._hook("mid_compensation" if undo else "after_reply")
-            if undo:
-                event = UndoSucceeded(step=cmd.step, attempt=cmd.attempt, at=now())
-            else:
-                event = StepSucceeded(step=cmd.step, attempt=cmd.attempt, reply=msgspec.msgpack.encode(reply),
-                                      at=now())
-        await self._post(d, event)
+        to = d.engine.saga.step_named(cmd.step).to  # the engine checked it: an Actor class
+        await self._post(d, await ask_participant(self.system, saga_id, to, cmd, self._hook))
 
     async def _retry_later(self, d: _Drive, cmd: ScheduleRetry) -> None:
         await anyio.sleep(max(0.0, cmd.due_at - time.time()))
@@ -284,16 +268,6 @@ class Coordinator:
         # The saga ended or was lost: a late outcome has nowhere to go, by design.
         with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
             await d.send.send(event)
-
-    def _finish(self, saga_id: str, d: _Drive, cmd: Finish) -> None:
-        if cmd.status == "FAILED":
-            history = "\n".join(f"  {t.seq:3d} {t.kind:<22} {t.step or '':<12} #{t.attempt} {t.detail}"
-                                for t in d.state.history)
-            log.error("SAGA FAILED %s (%s): %s; needs an operator (corps saga retry %s)\n%s",
-                      saga_id, d.state.saga, cmd.reason, saga_id, history)
-        else:
-            log.info("saga %s %s", saga_id, cmd.status)
-        self._finished.setdefault(saga_id, anyio.Event()).set()
 
     # -- operator retry -------------------------------------------------------------------
 
@@ -309,9 +283,8 @@ class Coordinator:
             revision = await self.log.write(taken, revision)
         except Stale:
             return
-        self._finished[saga_id] = anyio.Event()
         await self.log.create_active(saga_id)
-        self._own(engine, new, revision, taken.lease_until, commands)
+        self._own(engine, new, revision, taken.lease_until, commands, new.history[len(record.state.history):])
 
     def _engine_for(self, state: SagaState) -> Engine:
         engine = self._engines.get(state.saga)
@@ -340,7 +313,7 @@ class Coordinator:
                 d.lease_until = record.lease_until
             except Stale:
                 log.warning("saga %s: lease lost to another coordinator; %s stops driving it", saga_id, self.node)
-                self.lost.setdefault(saga_id, anyio.Event()).set()
+                _recent(self.lost, saga_id).set()
                 d.send.close()  # ends its _drive loop (and only that saga's)
             except SagaStoreUnavailable:
                 pass  # the next round tries again; meanwhile no transition can be written either
@@ -351,42 +324,63 @@ class Coordinator:
                 await self.scan()
             except SagaStoreUnavailable as exc:
                 log.warning("saga scan failed: %s", exc)
+            except Exception:  # a bug in one scan must not stop the system; the next one tries again
+                log.exception("saga scan of %s failed", self.node)
             await anyio.sleep(self.scan_interval)
 
     async def scan(self) -> list[str]:
-        """Take over every active saga whose lease expired and whose class is known; their ids."""
-        taken = []
+        """Take over every active saga whose lease expired and whose class is known; their ids.
+        A saga that cannot be read or resumed is skipped (see the module docstring).
+
+        Raises:
+            SagaStoreUnavailable: the active index cannot be listed.
+        """
+        taken, seen = list[str](), set[str]()
         for saga_id in await self.log.active():
             if saga_id in self._drives:
                 continue
             try:
                 record, revision = await self.log.read(saga_id)
+                if record.state.status.terminal:
+                    await self.log.forget_active(saga_id)
+                elif (record.lease_until <= time.time() and record.state.saga in self._engines
+                      and await self._take_over(saga_id, record, revision)):
+                    taken.append(saga_id)
+            except SagaUnreadable as exc:
+                seen.add(self._skip(saga_id, exc.reason, None))
             except CorpsError:
-                continue
-            if record.state.status.terminal:
-                await self.log.forget_active(saga_id)
-                continue
-            if record.lease_until > time.time() or record.state.saga not in self._engines:
-                continue
-            if await self._take_over(saga_id, record, revision):
-                taken.append(saga_id)
+                continue  # gone, or the store: the next scan tries again
+            except Exception as exc:  # noqa: BLE001 -- a saga its definition cannot resume: skip only it
+                seen.add(self._skip(saga_id, f"cannot be resumed: {type(exc).__name__}: {exc}", exc))
+        self.unreadable = {k: v for k, v in self.unreadable.items() if k in seen}  # not fixed or deleted since
         return taken
+
+    def _skip(self, saga_id: str, reason: str, exc: Exception | None) -> str:
+        if saga_id not in self.unreadable:  # logged once, however many scans meet it
+            self.unreadable[saga_id] = reason
+            log.error("saga %s: skipped by the scan of %s: %s (corps saga show %s)", saga_id, self.node, reason,
+                      saga_id, exc_info=exc)
+        return saga_id
 
     async def _take_over(self, saga_id: str, record: SagaRecord, revision: int) -> bool:
         engine = self._engines[record.state.saga]
         now = time.time()
+        # Resume first (pure): a saga that cannot be resumed is not claimed either.
+        state, commands = engine.resume(record.state, now)
         claim = SagaRecord(state=record.state, owner=self.node, lease_until=now + self.lease)
         try:
             revision = await self.log.write(claim, revision)
         except Stale:
             return False  # another coordinator was quicker: one owner at a time
         log.warning("saga %s: taken over by %s from %s (lease expired)", saga_id, self.node, record.owner or "-")
-        state, commands = engine.resume(record.state, now)
         if state is not record.state:
             claim = SagaRecord(state=state, owner=self.node, lease_until=now + self.lease)
-            revision = await self.log.write(claim, revision)
-        self._own(engine, state, revision, claim.lease_until, commands)
-        self.taken.setdefault(saga_id, anyio.Event()).set()
+            try:
+                revision = await self.log.write(claim, revision)
+            except Stale:
+                return False
+        self._own(engine, state, revision, claim.lease_until, commands, state.history[len(record.state.history):])
+        _recent(self.taken, saga_id).set()
         return True
 
     # -- waiting --------------------------------------------------------------------------
@@ -396,4 +390,15 @@ class Coordinator:
         return saga_id in self._drives
 
     async def wait_local(self, saga_id: str) -> None:
-        await self._finished.setdefault(saga_id, anyio.Event()).wait()
+        """Return when this coordinator stops driving the saga (at once if it does not drive it)."""
+        d = self._drives.get(saga_id)
+        if d is not None:
+            await d.ended.wait()
+
+
+def _recent(events: dict[str, anyio.Event], saga_id: str) -> anyio.Event:
+    """``events[saga_id]``, created if new; the oldest entries go beyond RECENT."""
+    event = events.setdefault(saga_id, anyio.Event())
+    while len(events) > RECENT:
+        del events[next(iter(events))]
+    return event

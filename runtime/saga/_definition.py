@@ -11,7 +11,11 @@ A definition reads top to bottom, each compensation next to its action::
                  request=lambda s: ChargeCard(s.input.order_id, s.input.total),
                  undo=lambda s: RefundCard(s.input.order_id), pivot=True),
             Step("ship", to=Shipping, key="main",
-                 request=lambda s: BookCourier(s.input.order_id), undo=NOTHING_TO_UNDO),
+                 request=lambda s: BookCourier(s.input.order_id),
+                 undo=lambda s: CancelCourier(s.input.order_id)),
+            Step("mail", to=Mailer, key="main",
+                 request=lambda s: SendReceipt(s.input.order_id),
+                 undo=NOTHING_TO_UNDO, uncertain_is_safe=True),  # a receipt sent twice harms nobody
         )
 
 The functions given as ``key``, ``request`` and ``undo`` must be pure functions of their
@@ -28,8 +32,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, ClassVar, Final, Generic, Literal, TypeAlias, TypeVar, get_args, get_origin
 
+from corps.core._actor import Actor
 from corps.core._messages import Message
 from corps.errors import SagaDefinitionError as SagaDefinitionError
+from corps.saga._command import actor_id_problem, built_type_problem, target_problem
 from corps.saga._retry import DEFAULT_RETRY, DEFAULT_UNDO_RETRY, Retry
 
 I = TypeVar("I", bound=Message)  # noqa: E741 -- the conventional name for "input"
@@ -75,11 +81,18 @@ KeyFn: TypeAlias = Callable[[SagaContext[Any]], str]
 
 @dataclass(frozen=True)
 class Step:
-    """One step: ask ``to`` (an actor class) with id ``key`` for ``request``; ``undo`` compensates it.
+    """One step: ask ``to`` (an Actor class) with id ``key`` for ``request``; ``undo`` compensates it.
 
     ``undo`` must be given: a function building the compensating message, or
     :data:`NOTHING_TO_UNDO`. A step marked ``pivot`` is the saga's go/no-go point: once it
     succeeds, the steps after it are retried until they succeed and nothing is compensated.
+
+    Every step has a timeout, so every step can end *uncertain*: its last attempt timed out and
+    may still apply after the saga gave up on it. An uncertain step is compensated like a
+    completed one. So a step up to the pivot with ``undo=NOTHING_TO_UNDO`` is refused unless it
+    says ``uncertain_is_safe=True``: its effect, should it land late, needs no undo (a read, a
+    notification). A step with a real effect gets a real undo, made a no-op for a step that
+    never ran (``@compensation`` on the participant does that).
     """
 
     name: str
@@ -94,6 +107,8 @@ class Step:
     """Seconds per compensation attempt; None means the same as ``timeout``."""
     undo_retry: Retry = DEFAULT_UNDO_RETRY
     pivot: bool = False
+    uncertain_is_safe: bool = False
+    """With ``undo=NOTHING_TO_UNDO``: the author's word that a late effect of this step needs no undo."""
 
     @property
     def compensatable(self) -> bool:
@@ -213,6 +228,7 @@ def _problems(cls: type[Saga[Any]], input_type: Any) -> list[str]:
             found.append(f"step name {step.name!r} is used twice")
         seen.add(step.name)
     pivots = [s.name for s in flat if s.pivot]
+    found.extend(_uncertain_problems(flat))
     if len(pivots) > 1:
         found.append(f"only one step can be the pivot, not {', '.join(map(repr, pivots))}")
     elif pivots:
@@ -232,6 +248,18 @@ def _problems(cls: type[Saga[Any]], input_type: Any) -> list[str]:
     return found
 
 
+def _uncertain_problems(flat: list[Step]) -> list[str]:
+    """NOTHING_TO_UNDO up to the pivot (every step, without one) needs uncertain_is_safe=True."""
+    pivot = next((i for i, s in enumerate(flat) if s.pivot), len(flat) - 1)
+    return [
+        f"step {step.name!r} can end uncertain (an attempt that timed out may still apply), and is then "
+        "compensated, but its undo is NOTHING_TO_UNDO: give it an undo that is a no-op for a step that "
+        "never ran (@compensation), or pass uncertain_is_safe=True if a late effect needs no undo"
+        for step in flat[: pivot + 1]
+        if step.undo is NOTHING_TO_UNDO and step.uncertain_is_safe is False  # a non-bool is reported apart
+    ]
+
+
 def _step_problems(step: Step) -> list[str]:
     # Read as `object`: a definition is user code, and the annotations are only a promise.
     name: object = step.name
@@ -243,9 +271,12 @@ def _step_problems(step: Step) -> list[str]:
     found = []
     if not isinstance(name, str) or not _STEP_NAME.fullmatch(name):
         found.append(f"{what}: a step name must be 1-64 letters, digits, '_' or '-'")
-    if not isinstance(to, type):
-        found.append(f"{what}: 'to' must be an actor class, not {to!r}")
-    if not (isinstance(key, str) and key) and not callable(key):
+    if (problem := target_problem(to)) is not None:
+        found.append(f"{what}: {problem}")
+    if isinstance(key, str):
+        if (problem := actor_id_problem(key)) is not None:
+            found.append(f"{what}: 'key' {key!r} is not an actor id: {problem}")
+    elif not callable(key):
         found.append(f"{what}: 'key' must be an actor id or a function of the saga context, not {key!r}")
     if not callable(request):
         found.append(f"{what}: 'request' must be a function of the saga context, not {request!r}")
@@ -253,6 +284,15 @@ def _step_problems(step: Step) -> list[str]:
         found.append(f"{what} has no undo: pass undo=<function> or undo=NOTHING_TO_UNDO")
     elif undo is not NOTHING_TO_UNDO and not callable(undo):
         found.append(f"{what}: 'undo' must be a function or NOTHING_TO_UNDO, not {undo!r}")
+    if isinstance(to, type) and issubclass(to, Actor):  # what the builders give, where it can be known
+        for label, fn in (("request", request), ("undo", undo)):
+            if callable(fn) and (problem := built_type_problem(to, fn)) is not None:
+                found.append(f"{what}: '{label}': {problem}")
+    safe: object = step.uncertain_is_safe
+    if not isinstance(safe, bool):
+        found.append(f"{what}: uncertain_is_safe must be True or False, not {safe!r}")
+    elif safe and undo is not NOTHING_TO_UNDO:
+        found.append(f"{what}: uncertain_is_safe=True goes with undo=NOTHING_TO_UNDO only (it has an undo)")
     if not _positive(step.timeout):
         found.append(f"{what}: timeout must be a finite number > 0, not {step.timeout!r}")
     if step.undo_timeout is not None and not _positive(step.undo_timeout):

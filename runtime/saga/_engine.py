@@ -11,9 +11,10 @@ Rules, in brief:
 
 * A stage (one step, or a Parallel group) is sent all at once; the next starts when every
   step of it has succeeded.
-* ``StepFailed(terminal=True)`` (StepRejected) gives up at once; other failures and timeouts
-  retry per the step's policy. A step given up on after a timeout is UNCERTAIN: it may have
-  applied, so it is compensated (its undo must be a no-op if it never ran).
+* ``StepFailed(terminal=True)`` gives up at once; other failures and timeouts retry per the
+  step's policy. A step given up on after a timeout (or an ``uncertain`` failure) is UNCERTAIN:
+  it may have applied, so it is compensated (its undo must be a no-op if it never ran). A step
+  whose command cannot be built or sent (``_command``) is REJECTED before anything is sent.
 * Compensation starts when no forward request is in flight, then undoes the SUCCEEDED and
   UNCERTAIN steps stage by stage in reverse order, each once; a stage's undos run together.
 * Steps after the pivot are retried until they succeed; a rejection there ends the saga FAILED.
@@ -28,7 +29,7 @@ from typing import Any, Final
 
 import msgspec
 
-from corps.core._messages import Message
+from corps.saga._command import Unbuildable, actor_id_problem, build_step, build_undo
 from corps.saga._definition import Saga
 from corps.saga._retry import Retry, jitter_sample
 from corps.saga._state import (
@@ -173,6 +174,8 @@ class Engine:
             case StepFailed(step=name, attempt=attempt, terminal=terminal):
                 if (s := self._running(tx, name, attempt)) is None:
                     return False
+                if event.uncertain:  # it may have applied: compensated if given up
+                    s = tx.set(name, uncertain=True)
                 error = f"{event.error_type}: {event.message}"
                 tx.log(Kind.REJECTED if terminal else Kind.FAILED, name, attempt, error)
                 if terminal:
@@ -284,12 +287,17 @@ class Engine:
         defn = self._defs[name]
         try:
             ctx = self._contexts.build(tx, self._stage_of[name])
-            actor_id, request = defn.actor_id(ctx), defn.request(ctx)
-            _check_built(actor_id, request)
+            actor_id, request = build_step(defn.to, defn.key, defn.request, ctx)
         except Exception as exc:  # noqa: BLE001 -- user code: a broken step must not wedge the saga
-            error = f"building the request raised {type(exc).__name__}: {exc}"
+            # Unbuildable (a builder raised, or built what cannot be sent), or an earlier step's
+            # request raised while its reply was decoded: the same on every attempt, so no retry.
+            error = (str(exc) if isinstance(exc, Unbuildable)
+                     else f"building the request raised {type(exc).__name__}: {exc}")
             tx.log(Kind.REJECTED, name, attempt, error)
-            s = tx.set(name, attempt=attempt, uncertain=tx.steps[name].uncertain or resent)
+            # A resent attempt may have run, unless the id it went to was no address at all.
+            was = tx.steps[name]
+            sent = resent and actor_id_problem(was.actor_id) is None
+            s = tx.set(name, attempt=attempt, uncertain=was.uncertain or sent)
             self._give_up(tx, s, error, f"step {name!r} could not be built: {error}")
             return
         tx.set(name, status=StepStatus.RUNNING, attempt=attempt, actor_id=actor_id, due_at=None)
@@ -332,10 +340,10 @@ class Engine:
             tx.log(Kind.UNDO_SKIPPED, name)
             return
         try:
-            request = defn.undo(self._contexts.build(tx, len(self._stages)))
-            _check_built(s.actor_id, request)
+            request = build_undo(defn.to, s.actor_id, defn.undo, self._contexts.build(tx, len(self._stages)))
         except Exception as exc:  # noqa: BLE001 -- user code: surface it as a failed compensation
-            error = f"building the compensation raised {type(exc).__name__}: {exc}"
+            error = (str(exc) if isinstance(exc, Unbuildable)
+                     else f"building the compensation raised {type(exc).__name__}: {exc}")
             tx.set(name, undo_attempt=attempt)
             tx.log(Kind.UNDO_FAILED, name, attempt, error)
             self._retry_undo(tx, tx.steps[name], error, give_up=True)
@@ -420,13 +428,6 @@ class Engine:
             delay=delay,
             due_at=tx.at + delay if due_at is None else due_at,
         )
-
-
-def _check_built(actor_id: object, request: object) -> None:
-    if not isinstance(actor_id, str) or not actor_id:
-        raise TypeError(f"the key must give a non-empty str actor id, not {actor_id!r}")
-    if not isinstance(request, Message):
-        raise TypeError(f"expected a Message, got {type(request).__name__}")
 
 
 _ENGINES: Final[weakref.WeakKeyDictionary[type[Saga[Any]], Engine]] = weakref.WeakKeyDictionary()

@@ -9,7 +9,12 @@ from corps.saga._state import SagaStatus, StepState, Transition
 
 
 class SagaInfo(msgspec.Struct, frozen=True, kw_only=True):
-    """A saga as its log records it."""
+    """A saga as its log records it.
+
+    ``list_sagas`` lists a record it cannot decode too, as :meth:`unreadable` makes it: status
+    UNREADABLE, the decoding error as ``reason``, nothing else known (``saga_status`` and
+    ``wait_saga`` raise SagaUnreadable for it instead).
+    """
 
     saga_id: str
     saga: str
@@ -29,6 +34,12 @@ class SagaInfo(msgspec.Struct, frozen=True, kw_only=True):
         s = record.state
         return cls(saga_id=s.saga_id, saga=s.saga, status=s.status, reason=s.reason, owner=record.owner,
                    lease_until=record.lease_until, steps=s.steps, history=s.history)
+
+    @classmethod
+    def unreadable(cls, saga_id: str, reason: str) -> SagaInfo:
+        """What is known of a saga whose record cannot be decoded: its id, and why."""
+        return cls(saga_id=saga_id, saga="?", status=SagaStatus.UNREADABLE, reason=reason, owner="",
+                   lease_until=0.0, steps=(), history=())
 
     @property
     def terminal(self) -> bool:

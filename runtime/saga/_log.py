@@ -7,7 +7,8 @@ record names the revision it read (CAS), so a coordinator that lost its lease ca
 newer state: its write fails and it stops driving that saga.
 
 Failure of the store is never guessed around: every error becomes SagaStoreUnavailable and the
-coordinator sends nothing whose transition it could not write (fail closed).
+coordinator sends nothing whose transition it could not write (fail closed). A record that
+cannot be decoded is SagaUnreadable: scans skip it, and nobody drives that saga.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KeyValue
 
-from corps.errors import SagaNotFound, SagaStoreUnavailable
+from corps.errors import SagaNotFound, SagaStoreUnavailable, SagaUnreadable
 from corps.saga._state import SagaState
 from corps.wire._snapshot import live_keys
 
@@ -49,6 +50,18 @@ class Stale(Exception):  # a signal between log and coordinator, never seen by u
 
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(SagaRecord).decode
+
+
+def decode_record(saga_id: str, data: bytes) -> SagaRecord:
+    """The record in ``data``, the value of the saga's KV entry.
+
+    Raises:
+        SagaUnreadable: it is not a SagaRecord.
+    """
+    try:
+        return _decode(data)
+    except Exception as exc:  # untrusted bytes: msgspec errors, RecursionError, ... all mean "unreadable"
+        raise SagaUnreadable(saga_id, f"{type(exc).__name__}: {exc}"[:300]) from exc
 
 
 def check_saga_id(saga_id: str) -> str:
@@ -98,6 +111,7 @@ class SagaLog:
 
         Raises:
             SagaNotFound: no such saga.
+            SagaUnreadable: the record cannot be decoded (corrupt, or not written by corps).
             SagaStoreUnavailable: the store did not answer.
         """
         try:
@@ -106,9 +120,9 @@ class SagaLog:
             raise SagaNotFound(saga_id) from exc
         except (nats.errors.Error, TimeoutError) as exc:
             raise SagaStoreUnavailable(f"read {saga_id}: {exc!r}") from exc
-        assert entry.value is not None
-        assert entry.revision is not None
-        return _decode(entry.value), entry.revision
+        if entry.revision is None:
+            raise SagaStoreUnavailable(f"read {saga_id}: an entry without a revision")
+        return decode_record(saga_id, entry.value or b""), entry.revision
 
     async def create(self, record: SagaRecord) -> int | None:
         """Write a new saga; None if a saga with that id exists (starting is idempotent).

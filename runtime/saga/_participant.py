@@ -15,7 +15,8 @@ Every step request carries an idempotency key (``{saga_id}:{step}``; its compens
   forward request that arrives after its compensation (the fence below) is refused with
   StepRejected, so a late retry can never apply after the undo.
 * ``@compensation``: compensating a step that never ran is a recorded no-op: the decorator
-  fences the forward key and answers ``noop(msg)`` without calling the handler. A repeated
+  fences the forward key and answers ``noop(msg)`` without calling the handler (bare, without
+  ``noop``, it calls the handler, which must then find nothing to undo). A repeated
   compensation gets the first reply.
 
 Once the handler has run, its reply is the truth: if the record cannot be written (the store is
@@ -219,12 +220,23 @@ def idempotent(fn: Handler[M, R]) -> Handler[M, R]:
     return wrapper
 
 
-def compensation(*, noop: Callable[[Any], Any]) -> Callable[[Handler[M, R]], Handler[M, R]]:
+@typing.overload
+def compensation(fn: Handler[M, R], /) -> Handler[M, R]: ...
+@typing.overload
+def compensation(*, noop: Callable[[Any], Any] | None = None) -> Callable[[Handler[M, R]], Handler[M, R]]: ...
+
+
+def compensation(fn: Handler[M, R] | None = None, /, *,
+                 noop: Callable[[Any], Any] | None = None) -> Any:
     """Make a compensation handler idempotent, and a no-op for a step that never ran.
+
+    Use as ``@compensation(noop=...)``, or bare (``@compensation``) for a handler that is a
+    no-op by itself when there is nothing to undo (``self.booked.pop(order_id, None)``).
 
     Args:
         noop: builds the reply for a compensation whose step never applied (the handler is
-            not called then); it gets the compensation message.
+            not called then); it gets the compensation message. Without it, the handler is
+            called then too, after the forward request has been fenced all the same.
     """
 
     def decorate(fn: Handler[M, R]) -> Handler[M, R]:
@@ -243,15 +255,16 @@ def compensation(*, noop: Callable[[Any], Any]) -> Callable[[Handler[M, R]], Han
             applied = await store.get(forward)
             # Never ran: fence the forward key so a late forward request is refused, and answer
             # without undoing anything. If the fence loses the race, the forward just recorded.
-            if applied is None and await store.create(forward, _Record(False)):
-                reply: R = noop(msg)
-            elif applied is not None and not applied.done:
-                reply = noop(msg)
-            else:
-                reply = await fn(self, msg)
+            never_ran = (applied is None and await store.create(forward, _Record(False))) or (
+                applied is not None and not applied.done)
+            reply: R = noop(msg) if never_ran and noop is not None else await fn(self, msg)
             await _record(self, store, key, reply)
             return reply
 
         return wrapper
 
+    if fn is not None:
+        if not callable(fn):
+            raise TypeError(f"@compensation takes a handler, or only noop=...; not {fn!r}")
+        return decorate(fn)
     return decorate

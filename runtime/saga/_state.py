@@ -19,7 +19,7 @@ STATE_VERSION: Final = 1
 
 
 class SagaStatus(enum.StrEnum):
-    """Where a saga is. The last three are terminal."""
+    """Where a saga is. COMPLETED, COMPENSATED and FAILED are terminal."""
 
     RUNNING = "RUNNING"
     COMPENSATING = "COMPENSATING"
@@ -27,6 +27,8 @@ class SagaStatus(enum.StrEnum):
     COMPENSATED = "COMPENSATED"
     FAILED = "FAILED"
     """A compensation failed after its retries (or a step after the pivot was rejected)."""
+    UNREADABLE = "UNREADABLE"
+    """Never a saga's state: what ``list_sagas`` reports for a log record it cannot decode."""
 
     @property
     def terminal(self) -> bool:
@@ -164,7 +166,9 @@ class StepSucceeded(msgspec.Struct, frozen=True, tag=True, kw_only=True):
 
 
 class StepFailed(msgspec.Struct, frozen=True, tag=True, kw_only=True):
-    """Attempt ``attempt`` raised remotely. ``terminal`` is True for StepRejected: no retry."""
+    """Attempt ``attempt`` failed. ``terminal``: no retry (StepRejected, or a request that cannot
+    be delivered). ``uncertain``: it may have applied all the same (a handler ran, or its reply
+    was lost), so it is compensated if given up."""
 
     step: str
     attempt: int
@@ -172,6 +176,7 @@ class StepFailed(msgspec.Struct, frozen=True, tag=True, kw_only=True):
     message: str
     terminal: bool
     at: float
+    uncertain: bool = False
 
 
 class StepTimedOut(msgspec.Struct, frozen=True, tag=True, kw_only=True):

@@ -12,6 +12,8 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from corps.core._actor import Actor
+from corps.core._handlers import handler
 from corps.core._messages import Message, Request
 from corps.saga import NOTHING_TO_UNDO, Parallel, Retry, Saga, Step
 from corps.testing._plans import (
@@ -108,8 +110,16 @@ class GenUndo(Request[GenUndone]):
     step: str
 
 
-class GenParticipant:
-    """The (never spawned) participant of generated sagas: the pure level needs no actor."""
+class GenParticipant(Actor):
+    """The (never spawned) participant of generated sagas: the engine checks what it handles."""
+
+    @handler
+    async def do(self, msg: GenDo) -> GenDone:
+        return GenDone()
+
+    @handler
+    async def undo(self, msg: GenUndo) -> GenUndone:
+        return GenUndone()
 
 
 @st.composite
@@ -145,7 +155,7 @@ def saga_definitions(draw: st.DrawFn, *, max_steps: int = 6) -> type[Saga[Any]]:
 def _step(name: str, *, attempts: int, undo_attempts: int, undoable: bool, pivot: bool) -> Step:
     return Step(
         name, to=GenParticipant, key=lambda s: s.input.order_id, request=lambda s: GenDo(name),
-        undo=(lambda s: GenUndo(name)) if undoable else NOTHING_TO_UNDO, timeout=1.0,
+        undo=(lambda s: GenUndo(name)) if undoable else NOTHING_TO_UNDO, uncertain_is_safe=not undoable, timeout=1.0,
         retry=Retry(max_attempts=attempts, interval=0.1, backoff_rate=2.0, max_delay=1.0, jitter=0.5),
         undo_retry=Retry(max_attempts=undo_attempts, interval=0.1), pivot=pivot)
 

@@ -203,7 +203,8 @@ class MuteSaga(Saga[OrderRequest]):
         PlaceOrder.steps[1],
         Step("ship", to=MuteShipping, key=COURIER,
              request=lambda s: BookCourier(s.input.order_id, s.input.address),
-             undo=NOTHING_TO_UNDO, timeout=0.2, retry=Retry(max_attempts=2, interval=0.01, max_delay=0.05)),
+             undo=PlaceOrder.step_named("ship").undo, timeout=0.2,
+             retry=Retry(max_attempts=2, interval=0.01, max_delay=0.05)),
     )
 
 
@@ -460,7 +461,7 @@ class GatedOrder(Saga[OrderRequest]):
         PlaceOrder.steps[0],
         PlaceOrder.steps[1],
         Step("ship", to=GatedShipping, key=COURIER, request=PlaceOrder.step_named("ship").request,
-             undo=NOTHING_TO_UNDO, timeout=10.0),
+             undo=PlaceOrder.step_named("ship").undo, timeout=10.0),
     )
 
 

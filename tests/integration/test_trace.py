@@ -31,7 +31,8 @@ class HybridOrder(Saga[OrderRequest]):
     steps = (
         *PlaceOrder.steps,
         Step("announce", to=hybrid.OrdersContext, key=ORDERS_CONTEXT,
-             request=lambda s: hybrid.SubmitOrder(s.input), undo=NOTHING_TO_UNDO, timeout=5.0),
+             request=lambda s: hybrid.SubmitOrder(s.input), undo=NOTHING_TO_UNDO, timeout=5.0,
+             uncertain_is_safe=True),  # the last step: a late announcement reports the order as it stands
     )
 
 

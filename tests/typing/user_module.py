@@ -36,7 +36,8 @@ class Greeter(Actor):
 
 
 class Welcome(Saga[Greet]):
-    steps = (Step("greet", to=Greeter, key="main", request=lambda s: Greet(s.input.name), undo=NOTHING_TO_UNDO),)
+    steps = (Step("greet", to=Greeter, key="main", request=lambda s: Greet(s.input.name), undo=NOTHING_TO_UNDO,
+                  uncertain_is_safe=True),)
 
 
 async def main() -> str:

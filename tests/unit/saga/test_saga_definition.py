@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 import corps.saga as saga_pkg
+from corps import Actor, handler
 from corps.core._messages import Message, Request
 from corps.errors import SagaError
 from corps.saga import NOTHING_TO_UNDO, Parallel, Retry, Saga, SagaDefinitionError, Step
@@ -25,12 +26,22 @@ class Reserve(Request[Reserved]):
     order_id: str
 
 
-class Release(Message):
+class Released(Message):
+    pass
+
+
+class Release(Request[Released]):
     order_id: str
 
 
-class Inventory:
-    pass
+class Inventory(Actor):
+    @handler
+    async def reserve(self, msg: Reserve) -> Reserved:
+        return Reserved()
+
+    @handler
+    async def release(self, msg: Release) -> Released:
+        return Released()
 
 
 def step(name: str, **overrides: Any) -> Step:
@@ -60,7 +71,7 @@ def test_a_valid_definition_reads_top_to_bottom_and_is_laid_out_in_stages() -> N
         deadline = 60.0
         steps = (
             step("reserve", timeout=2.0, retry=Retry(3, interval=0.1, backoff_rate=2.0, max_delay=1.0)),
-            Parallel(step("charge"), step("notify", undo=NOTHING_TO_UNDO)),
+            Parallel(step("charge"), step("notify", undo=NOTHING_TO_UNDO, uncertain_is_safe=True)),
             step("confirm", pivot=True),
             step("ship", undo=NOTHING_TO_UNDO),
         )
@@ -157,8 +168,8 @@ def test_the_input_type_must_be_a_message() -> None:
 def test_target_key_and_request_are_checked() -> None:
     found = problems_of(step("a", to="Inventory", key="", request=Reserve("o")))
     assert len(found) == 3
-    assert any("'to' must be an actor class" in p for p in found)
-    assert any("'key' must be an actor id" in p for p in found)
+    assert any("'to' must be an Actor subclass, not 'Inventory'" in p for p in found)
+    assert any("'key' '' is not an actor id: actor id must not be empty" in p for p in found)
     assert any("'request' must be a function" in p for p in found)
 
 
@@ -246,3 +257,69 @@ def test_public_names_are_exactly_all() -> None:
     # isidentifier(): pytest's assertion rewriting may add names such as "@py_builtins".
     public = {name for name in vars(saga_pkg) if not name.startswith("_") and name.isidentifier()}
     assert public == set(saga_pkg.__all__)
+
+
+# -- what can be checked before a run: the target, a static key, the message types ----------------
+
+
+class NotAnActor:
+    async def reserve(self, msg: Reserve) -> Reserved:
+        return Reserved()
+
+
+class Stray(Request[Reserved]):
+    order_id: str
+
+
+def test_a_target_that_is_not_an_actor_class_is_refused() -> None:
+    (problem,) = problems_of(step("reserve", to=NotAnActor))
+    assert problem == f"step 'reserve': 'to' must be an Actor subclass, not {NotAnActor!r}"
+
+
+@pytest.mark.parametrize("key", ["a.b", "ada.lovelace@example.com", "a b", "*", ">"])
+def test_a_static_key_that_is_not_an_actor_id_is_refused(key: str) -> None:
+    (problem,) = problems_of(step("reserve", key=key))
+    assert problem.startswith(f"step 'reserve': 'key' {key!r} is not an actor id: ")
+
+
+def test_a_request_type_the_target_has_no_handler_for_is_refused_when_it_can_be_known() -> None:
+    def annotated(s: Any) -> Stray:
+        return Stray(s.input.order_id)
+
+    found = problems_of(step("a", request=annotated), step("b", request=lambda s: Stray(s.input.order_id)),
+                        step("c", undo=lambda s: Reserved()))
+    assert found[0] == ("step 'a': 'request': Inventory has no handler for Stray; it handles Release, Reserve")
+    assert found[1].startswith("step 'b': 'request': it builds Stray (read from its code; annotate its return "
+                               "type if that is wrong), and Inventory has no handler for it")
+    assert len(found) == 2  # Reserved is no Request: the lambda names none, so the run checks it
+
+
+def test_a_builder_whose_type_cannot_be_known_is_left_to_the_run() -> None:
+    def base(s: Any) -> Message:
+        return Stray(s.input.order_id)
+
+    def pick(s: Any) -> Any:
+        return Stray(s.input.order_id)
+
+    define(step("a", request=base), step("b", request=lambda s: pick(s)))
+
+
+def test_nothing_to_undo_up_to_the_pivot_needs_the_author_to_say_a_late_effect_is_safe() -> None:
+    found = problems_of(step("check", undo=NOTHING_TO_UNDO), step("pay", undo=NOTHING_TO_UNDO, pivot=True),
+                        step("ship", undo=NOTHING_TO_UNDO))  # after the pivot: never compensated, fine
+    assert [p.split(" can end uncertain")[0] for p in found] == ["step 'check'", "step 'pay'"]
+    assert "pass uncertain_is_safe=True if a late effect needs no undo" in found[0]
+    define(step("check", undo=NOTHING_TO_UNDO, uncertain_is_safe=True),
+           step("pay", undo=NOTHING_TO_UNDO, pivot=True, uncertain_is_safe=True), step("ship", undo=NOTHING_TO_UNDO))
+
+
+def test_uncertain_is_safe_goes_with_nothing_to_undo_only() -> None:
+    found = problems_of(step("a", uncertain_is_safe=True), step("b", undo=NOTHING_TO_UNDO, uncertain_is_safe="yes"))
+    assert found == ["step 'a': uncertain_is_safe=True goes with undo=NOTHING_TO_UNDO only (it has an undo)",
+                     "step 'b': uncertain_is_safe must be True or False, not 'yes'"]
+
+
+def test_the_reference_place_order_compensates_every_step_it_can_give_up_on() -> None:
+    from corps.examples.shop.orchestrated import PlaceOrder
+
+    assert all(step.compensatable for stage in PlaceOrder.stages for step in stage)

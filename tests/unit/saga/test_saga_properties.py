@@ -13,6 +13,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
+from corps import Actor, handler
 from corps.core._messages import Message, Request
 from corps.saga import (
     NOTHING_TO_UNDO,
@@ -51,8 +52,16 @@ class Undo(Request[Undone]):
     step: str
 
 
-class Participant:
-    pass
+class Participant(Actor):
+    """Never spawned: the pure engine only checks that it handles what the steps send."""
+
+    @handler
+    async def do(self, msg: Do) -> Done:
+        return Done()
+
+    @handler
+    async def undo(self, msg: Undo) -> Undone:
+        return Undone()
 
 
 def make_step(name: str, *, attempts: int, undo_attempts: int, compensatable: bool, pivot: bool) -> Step:
@@ -62,6 +71,7 @@ def make_step(name: str, *, attempts: int, undo_attempts: int, compensatable: bo
         key=lambda s: s.input.order_id,
         request=lambda s: Do(name),
         undo=(lambda s: Undo(name)) if compensatable else NOTHING_TO_UNDO,
+        uncertain_is_safe=not compensatable,
         timeout=1.0,
         retry=Retry(max_attempts=attempts, interval=0.1, backoff_rate=2.0, max_delay=1.0, jitter=0.5),
         undo_retry=Retry(max_attempts=undo_attempts, interval=0.1),

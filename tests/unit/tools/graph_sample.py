@@ -74,9 +74,11 @@ class Cashier(Actor):
 class Fulfil(Saga[Checkout]):
     steps = (
         Parallel(
-            Step("check", to=Stock, key="main", request=lambda s: Check(s.input.order_id), undo=NOTHING_TO_UNDO),
+            Step("check", to=Stock, key="main", request=lambda s: Check(s.input.order_id), undo=NOTHING_TO_UNDO,
+                 uncertain_is_safe=True),
             Step("audit", to=Auditor, key="log", request=lambda s: Audit(s.input.order_id),
                  undo=lambda s: Audit(f"undo {s.input.order_id}")),
         ),
-        Step("close", to=Auditor, key="log", request=lambda s: Audit("closed"), undo=NOTHING_TO_UNDO, pivot=True),
+        Step("close", to=Auditor, key="log", request=lambda s: Audit("closed"), undo=NOTHING_TO_UNDO, pivot=True,
+             uncertain_is_safe=True),
     )

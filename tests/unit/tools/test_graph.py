@@ -81,7 +81,7 @@ def test_the_orchestrated_saga_shows_each_step_with_its_participant_request_and_
     assert steps == [
         (1, "reserve", "Inventory", "ReserveStock", "ReleaseStock"),
         (2, "charge", "Payments", "ChargeCard", "RefundCard"),
-        (3, "ship", "Shipping", "BookCourier", "NOTHING_TO_UNDO"),
+        (3, "ship", "Shipping", "BookCourier", "CancelCourier"),
     ]
     saga = graph.node("PlaceOrder")
     assert (saga.kind, saga.detail) == ("saga", "Saga[OrderRequest]")
@@ -170,7 +170,8 @@ def test_a_step_function_that_is_not_a_plain_function_is_shown_as_unknown_and_no
     def build(order_id: str, _ctx: object) -> sample.Check:
         return sample.Check(order_id)
 
-    check = Step("check", to=sample.Stock, key="main", request=functools.partial(build, "o1"), undo=NOTHING_TO_UNDO)
+    check = Step("check", to=sample.Stock, key="main", request=functools.partial(build, "o1"), undo=NOTHING_TO_UNDO,
+                 uncertain_is_safe=True)
     body = {"steps": (check,), "__module__": __name__}
     saga = types.new_class("Partial", (Saga[sample.Checkout],), exec_body=lambda ns: ns.update(body))
     graph = build_graph([saga])
