@@ -38,6 +38,7 @@ from corps.events import DeadLetterEvent as DeadLetterEvent
 from corps.events import EventsConfig as EventsConfig
 from corps.events import PubAck as PubAck
 from corps.events import on_event as on_event
+from corps.saga._config import SagaConfig as SagaConfig
 from corps.system._actor import Actor as Actor
 from corps.system._system import ActorSystem as ActorSystem
 from corps.wire._embedded import EmbeddedServer as EmbeddedServer
@@ -72,6 +73,7 @@ __all__ = [
     "Request",
     "Restart",
     "Resume",
+    "SagaConfig",
     "SagaDefinitionError",
     "SagaError",
     "SagaNotFound",

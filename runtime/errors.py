@@ -15,11 +15,11 @@ Every error a user can see is one of these; ``nats.errors`` never escapes the ru
     + MailboxFull                           the instance's mailbox is at its bound; .subject
   x EventError                              JetStream events could not be published or set up
     + PublishFailed                         no stream ack after retries; .subject, .msg_id, .reason
-    + ProvisioningConflict                  a stream/consumer on the server differs from the code; .differences
+    + ProvisioningConflict                  a stream, consumer or KV bucket on the server differs; .differences
   x SagaError                               a saga could not complete
     + SagaDefinitionError (also TypeError)  bad saga class; raised when the class is created; .problems
     + StepRejected                          terminal refusal by a participant: compensate, do not retry
-    + CompensationFailed                    a compensation failed after retries; saga ends FAILED
+    + CompensationFailed                    never raised: what a FAILED saga means (kept importable)
     + SagaNotFound (also KeyError)          no saga with that id in the log; .saga_id
     + SagaUnreadable                        the saga's log record cannot be decoded; .saga_id, .reason
     + SagaStoreUnavailable                  the saga log (JetStream KV) cannot be read or written; .reason

@@ -141,17 +141,36 @@ class Events:
             event_id = hashlib.sha256(event_id.encode()).hexdigest()
         return f"{consumer}.{event_id}"
 
-    async def seen(self, consumer: str, event_id: str) -> bool:
+    async def mark(self, consumer: str, event_id: str) -> bytes | None:
+        """The idempotency mark of an event for a consumer: DONE, INTENT, or None (never begun).
+
+        Raises:
+            nats.errors.Error, TimeoutError: the bucket cannot be read.
+        """
         kv = await self.ensure_kv()
         try:
-            await kv.get(self._kv_key(consumer, event_id))
+            entry = await kv.get(self._kv_key(consumer, event_id))
         except nats.js.errors.KeyNotFoundError:
-            return False
-        return True
+            return None
+        return entry.value or None
 
-    async def remember(self, consumer: str, event_id: str) -> None:
+    async def put_mark(self, consumer: str, event_id: str, mark: bytes) -> None:
+        """Write an event's mark (INTENT before its handler runs, DONE after).
+
+        Raises:
+            nats.errors.Error, TimeoutError: the bucket cannot be written.
+        """
         kv = await self.ensure_kv()
-        await kv.put(self._kv_key(consumer, event_id), b"1")
+        await kv.put(self._kv_key(consumer, event_id), mark)
+
+    async def clear_mark(self, consumer: str, event_id: str) -> None:
+        """Remove an event's mark (its handler raised: the retry is a first attempt again).
+
+        Raises:
+            nats.errors.Error, TimeoutError: the bucket cannot be written.
+        """
+        kv = await self.ensure_kv()
+        await kv.delete(self._kv_key(consumer, event_id))
 
     # -- dead letters ----------------------------------------------------------------------
 

@@ -57,6 +57,8 @@ class EventConsumer:
         self.processed = 0
         self.dead_lettered = 0
         self.stalls = 0
+        self.unfinished = 0
+        """Events of idempotent handlers found begun and never finished (a crash mid-handler): run again."""
         self._prefix = f"{events.namespace}.evin.{events.node}.{self.name}."
         self._next = f"$JS.API.CONSUMER.MSG.NEXT.{events.stream}.{self.name}"
         self._rr = itertools.count()
@@ -360,8 +362,11 @@ class EventConsumer:
 
     # -- idempotency -----------------------------------------------------------------------
 
-    async def seen(self, d: EventDelivery) -> bool:
-        return await self.events.seen(self.name, d.event_id)
+    async def mark(self, d: EventDelivery) -> bytes | None:
+        return await self.events.mark(self.name, d.event_id)
 
-    async def remember(self, d: EventDelivery) -> None:
-        await self.events.remember(self.name, d.event_id)
+    async def put_mark(self, d: EventDelivery, mark: bytes) -> None:
+        await self.events.put_mark(self.name, d.event_id, mark)
+
+    async def clear_mark(self, d: EventDelivery) -> None:
+        await self.events.clear_mark(self.name, d.event_id)

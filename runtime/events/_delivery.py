@@ -2,14 +2,26 @@
 
 An ``EventDelivery`` goes into the target instance's mailbox like a tell, so one message at a
 time per instance holds across tells, asks and events. The mailbox calls ``run_delivery``.
+
+An ``idempotent=True`` handler's event gets a mark in the events' KV bucket, per consumer and
+event id: INTENT before the handler runs, DONE after it returned (then the event is acked). A
+delivery that finds DONE is acked without running the handler. One that finds INTENT is the
+redelivery of an event whose handler began and never finished (its process died, or it was
+cancelled, between the two writes): the handler runs again, with a warning, and ``unfinished``
+is counted: an in-memory effect died with that process, but an external one may apply twice.
+A handler that raises clears its INTENT (nothing applied, by its contract): the retry is a first
+attempt again.
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
 import time
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
+
+import nats.errors
 
 from corps.core._context import Carrier
 from corps.events._wire import CAUSE, CORR, Delivery, Inbound, event_id_of
@@ -18,6 +30,14 @@ if TYPE_CHECKING:
     from corps.core._actor import Actor
     from corps.events._consumer import EventConsumer
     from corps.events._spec import EventHandlerSpec
+
+log = logging.getLogger("corps.events")
+
+MARK_DONE: Final = b"1"
+"""The handler returned. (The only mark written before intents existed: old marks read as done.)"""
+MARK_INTENT: Final = b"intent"
+"""The handler began; with no DONE after it, it may or may not have applied its effects."""
+_STORE_ERRORS: Final = (nats.errors.Error, TimeoutError)
 
 
 class EventDelivery(Carrier):
@@ -75,18 +95,48 @@ async def run_delivery(actor: Actor, d: EventDelivery) -> None:
     spec = d.spec
     assert spec is not None
     d.attempts += 1
-    if spec.idempotent and await consumer.seen(d):
-        consumer.complete(d, b"+ACK")
-        return
+    began = False
+    if spec.idempotent:
+        try:
+            mark = await consumer.mark(d)
+            if mark is not None and mark != MARK_INTENT:
+                consumer.complete(d, b"+ACK")  # handled before: a duplicate delivery
+                return
+            if mark == MARK_INTENT:
+                consumer.unfinished += 1
+                log.warning("event consumer %s: event %s was begun by an earlier delivery that never finished "
+                            "(its process died?); handling it again: its external effects may apply twice",
+                            consumer.name, d.event_id)
+            else:
+                await consumer.put_mark(d, MARK_INTENT)
+                began = True
+        except _STORE_ERRORS as exc:  # the bucket is unreachable: retried like a failed attempt
+            await consumer.failed(d, exc)
+            return
     token = current_event.set(d)
     try:
         await spec.fn(actor, d.event)
     except Exception as exc:
+        if began:
+            await _clear(consumer, d)
         await consumer.failed(d, exc)
         raise  # on to the host: logged, counted, and the class's supervision policy applies
     finally:
         current_event.reset(token)
+    # Cancellation (a BaseException) leaves the INTENT: the handler may have applied its effects.
     if spec.idempotent:
-        await consumer.remember(d)
+        try:
+            await consumer.put_mark(d, MARK_DONE)
+        except _STORE_ERRORS as exc:
+            # Acked all the same (the handler ran): only a redrive of this event could see the INTENT.
+            log.warning("event consumer %s: event %s handled, but its mark not written: %r", consumer.name,
+                        d.event_id, exc)
     consumer.processed += 1
     consumer.complete(d, b"+ACK")
+
+
+async def _clear(consumer: EventConsumer, d: EventDelivery) -> None:
+    try:
+        await consumer.clear_mark(d)
+    except _STORE_ERRORS as exc:  # the INTENT stays: the retry runs the handler all the same, with a warning
+        log.warning("event consumer %s: the mark of failed event %s not cleared: %r", consumer.name, d.event_id, exc)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import types
 from collections.abc import Awaitable, Callable
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeVar, Union, get_args, get_origin
 
 import msgspec
 
@@ -87,8 +88,12 @@ def on_event(
             a delay, so later events may overtake it.
         max_deliver: attempts before the dead-letter stream (at least 1; always finite).
         backoff: delays between attempts (default ``Backoff()``: 0.2 s doubling, at most 30 s).
-        idempotent: remember processed event ids (a KV bucket with a TTL) and skip an event seen
-            before, so a redelivery after a crash between the effect and the ack has no second effect.
+        idempotent: mark each event in a KV bucket (with a TTL): begun before the handler runs,
+            done after it returned. A delivery of an event marked done is acked without running
+            the handler (a redelivery after a crash between the handler and the ack). One marked
+            begun (a crash *inside* the handler) runs the handler again, with a warning: an
+            in-memory effect died with that process, an external one may apply twice (write it
+            with the event id as its key, in one transaction: README, "Transactional outbox").
         activate: with ``key``, an event for an id this node does not run spawns that instance
             (its first event creates the entity). False: such an event is retried, then dead-lettered.
     """
@@ -118,6 +123,21 @@ def collect_event_handlers(cls: type, problems: list[str]) -> dict[type[Message]
     return table
 
 
+def _accepts(annotation: Any, tp: type) -> bool:
+    """Can a parameter annotated ``annotation`` take an event of type ``tp``? (Unknown forms: yes.)"""
+    if annotation is Any or annotation is object:
+        return True
+    if get_origin(annotation) in (Union, types.UnionType):
+        return any(_accepts(arg, tp) for arg in get_args(annotation))
+    if isinstance(annotation, type):
+        return issubclass(tp, annotation)
+    return True  # a form we cannot judge (a TypeVar, Annotated...): not refused on a guess
+
+
+def _name(annotation: Any) -> str:
+    return annotation.__name__ if isinstance(annotation, type) else repr(annotation).replace("typing.", "")
+
+
 def _add(name: str, fn: Any, d: _Declared, table: dict[type[Message], EventHandlerSpec], problems: list[str]) -> None:
     where = f"event handler {name!r}"
     if getattr(fn, "__corps_handler__", False):
@@ -132,6 +152,10 @@ def _add(name: str, fn: Any, d: _Declared, table: dict[type[Message], EventHandl
     for tp in types:
         if not (isinstance(tp, type) and issubclass(tp, Message)):
             problems.append(f"{where}: {getattr(tp, '__name__', tp)!r} is not a Message subclass")
+            ok = False
+        elif d.types and not _accepts(hints.get(param, Any), tp):
+            problems.append(f"{where} is declared for {tp.__name__}, but its parameter {param!r} is annotated "
+                            f"{_name(hints[param])}: the handler would get an event of a type it does not take")
             ok = False
     if hints.get("return", None) not in (None, type(None)):
         problems.append(f"{where} must return None (an event has no reply; publish instead)")

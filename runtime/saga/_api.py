@@ -10,14 +10,13 @@ import anyio.abc
 
 from corps.core._messages import Message
 from corps.errors import SagaNotFound, SagaStoreUnavailable, SagaTimeout, SagaUnreadable
+from corps.saga._config import SagaConfig
 from corps.saga._coordinator import Coordinator
 from corps.saga._definition import Saga
 from corps.saga._info import SagaInfo
 from corps.saga._log import SagaLog
 
 if TYPE_CHECKING:
-
-
     from corps.core._host import ClassHost
     from corps.core._node import Node
     from corps.wire._client import CorpsClient
@@ -34,23 +33,28 @@ class SagaAPI:
     _nc: CorpsClient
     _tg: anyio.abc.TaskGroup | None
     _saga_classes: tuple[type[Saga[Any]], ...]
-    _saga_lease: float
-    _saga_scan_interval: float
+    _saga_config: SagaConfig
     _coordinator: Coordinator | None
     _coordinator_lock: anyio.Lock
+
+    @property
+    def saga_config(self) -> SagaConfig:
+        """Where this system keeps saga state and how its coordinator shares it (``SagaConfig``)."""
+        return self._saga_config
 
     async def coordinator(self) -> Coordinator:
         """This system's saga coordinator, started on first use (it opens the saga log).
 
         Raises:
             SagaStoreUnavailable: JetStream is not available.
+            ProvisioningConflict: the saga log bucket exists with fewer replicas or another storage
+                than ``saga_config`` wants.
         """
         async with self._coordinator_lock:
             if self._coordinator is None or self._coordinator.dead:
                 assert self._tg is not None
-                saga_log = await SagaLog.open(self._nc.jetstream(), self.namespace)
-                coordinator = Coordinator(cast("Node", self), saga_log, lease=self._saga_lease,
-                                          scan_interval=self._saga_scan_interval)
+                saga_log = await SagaLog.open(self._nc.jetstream(), self.namespace, self._saga_config)
+                coordinator = Coordinator(cast("Node", self), saga_log, self._saga_config)
                 for saga in self._saga_classes:
                     coordinator.register(saga)
                 await self._tg.start(coordinator.run)
@@ -65,6 +69,9 @@ class SagaAPI:
         Raises:
             ValueError: ``saga_id`` is not 1-128 letters, digits, '-' or '_'.
             TypeError: ``input`` is not the saga's input type.
+            InvalidMessage: the saga's record would not fit the saga log: its input, plus the
+                headroom its class needs for retries and compensation, exceeds the server's
+                max_payload (the reason gives the sizes).
             SagaStoreUnavailable: the saga log cannot be written.
         """
         coordinator = await self.coordinator()
@@ -143,7 +150,6 @@ class SagaAPI:
                 continue
             infos.append(SagaInfo.of(record))
         return infos
-
 
 
 class SagaExtension:

@@ -21,6 +21,13 @@ A definition reads top to bottom, each compensation next to its action::
 The functions given as ``key``, ``request`` and ``undo`` must be pure functions of their
 :class:`SagaContext`: the engine calls them again for every retry and after a coordinator
 crash, and must get the same message each time (no clock, no randomness, no I/O).
+
+Typed: :class:`Step`, :class:`Parallel` and :class:`SagaContext` are generic in the saga's input
+type, and ``Saga[I].steps`` is declared ``tuple[Step[I] | Parallel[I], ...]``, so a type checker
+types the lambdas of the steps written in ``steps = (...)`` of ``class PlaceOrder(Saga[OrderRequest])``
+with ``s: SagaContext[OrderRequest]`` and reports ``s.input.order_idd``. A step built elsewhere
+says its input type: ``Step[OrderRequest]("reserve", ...)``. Unparameterised, each is ``[Any]``
+(the type variable's default, for type checkers only: PEP 696 needs Python 3.13 at run time).
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import KW_ONLY, dataclass, field
-from typing import Any, ClassVar, Final, Generic, Literal, TypeAlias, TypeVar, get_args, get_origin
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, Literal, TypeAlias, get_args, get_origin
 
 from corps.core._actor import Actor
 from corps.core._messages import Message
@@ -38,7 +45,13 @@ from corps.errors import SagaDefinitionError as SagaDefinitionError
 from corps.saga._command import actor_id_problem, built_type_problem, target_problem
 from corps.saga._retry import DEFAULT_RETRY, DEFAULT_UNDO_RETRY, Retry
 
-I = TypeVar("I", bound=Message)  # noqa: E741 -- the conventional name for "input"
+if TYPE_CHECKING:
+    from typing_extensions import TypeVar  # default= (PEP 696): bare Step means Step[Any]
+    I = TypeVar("I", bound=Message, default=Any)  # noqa: E741 -- the conventional name for "input"
+else:
+    from typing import TypeVar
+
+    I = TypeVar("I", bound=Message)  # noqa: E741
 
 DEFAULT_STEP_TIMEOUT: Final = 5.0
 """Seconds a step waits for its reply before the attempt counts as timed out."""
@@ -75,12 +88,12 @@ class SagaContext(Generic[I]):
     replies: Mapping[str, Message]
 
 
-MessageFn: TypeAlias = Callable[[SagaContext[Any]], Message]
-KeyFn: TypeAlias = Callable[[SagaContext[Any]], str]
+MessageFn: TypeAlias = Callable[[SagaContext[I]], Message]
+KeyFn: TypeAlias = Callable[[SagaContext[I]], str]
 
 
 @dataclass(frozen=True)
-class Step:
+class Step(Generic[I]):
     """One step: ask ``to`` (an Actor class) with id ``key`` for ``request``; ``undo`` compensates it.
 
     ``undo`` must be given: a function building the compensating message, or
@@ -98,9 +111,9 @@ class Step:
     name: str
     _: KW_ONLY
     to: type[Any]
-    key: str | KeyFn
-    request: MessageFn
-    undo: MessageFn | Literal[_Sentinel.NOTHING_TO_UNDO, _Sentinel.MISSING] = _MISSING
+    key: str | KeyFn[I]
+    request: MessageFn[I]
+    undo: MessageFn[I] | Literal[_Sentinel.NOTHING_TO_UNDO, _Sentinel.MISSING] = _MISSING
     timeout: float = DEFAULT_STEP_TIMEOUT
     retry: Retry = DEFAULT_RETRY
     undo_timeout: float | None = None
@@ -115,7 +128,7 @@ class Step:
         """True if the step has an ``undo`` function (not NOTHING_TO_UNDO)."""
         return callable(self.undo)
 
-    def actor_id(self, ctx: SagaContext[Any]) -> str:
+    def actor_id(self, ctx: SagaContext[I]) -> str:
         """The id of the actor this step (and its compensation) is sent to."""
         return self.key if isinstance(self.key, str) else self.key(ctx)
 
@@ -125,16 +138,16 @@ class Step:
 
 
 @dataclass(frozen=True, init=False)
-class Parallel:
+class Parallel(Generic[I]):
     """Steps sent all at once; the saga moves on when every one has succeeded.
 
     On failure the group is compensated after the steps that follow it and before the steps
     that precede it; within the group, compensations run concurrently.
     """
 
-    steps: tuple[Step, ...] = field(default=())
+    steps: tuple[Step[I], ...] = field(default=())
 
-    def __init__(self, *steps: Step) -> None:
+    def __init__(self, *steps: Step[I]) -> None:
         object.__setattr__(self, "steps", steps)
 
 
@@ -145,7 +158,9 @@ class Saga(Generic[I]):
     :class:`SagaDefinitionError`. The checked layout is kept in ``stages``.
     """
 
-    steps: ClassVar[tuple[Step | Parallel, ...]] = ()
+    # Not a ClassVar (a ClassVar cannot name I): declared with I, it is the context in which a type
+    # checker reads a subclass's `steps = (...)`, typing each step's lambdas by the saga's input.
+    steps: tuple[Step[I] | Parallel[I], ...] = ()
     deadline: ClassVar[float | None] = None
     """Seconds within which the steps up to the pivot (all, without one) must finish, retries
     included. Checked against the worst case when the class is created, not by a clock."""
@@ -153,7 +168,7 @@ class Saga(Generic[I]):
     saga_name: ClassVar[str]
     """The name stored with every saga's state; the coordinator finds the definition by it."""
     input_type: ClassVar[type[Message]]
-    stages: ClassVar[tuple[tuple[Step, ...], ...]]
+    stages: ClassVar[tuple[tuple[Step[Any], ...], ...]]
     """``steps`` with every lone Step as a stage of one: what the engine walks."""
     pivot_stage: ClassVar[int | None]
     """Index in ``stages`` of the pivot, or None."""
@@ -172,7 +187,7 @@ class Saga(Generic[I]):
         cls.pivot_stage = next((i for i, st in enumerate(cls.stages) if st[0].pivot), None)
 
     @classmethod
-    def step_named(cls, name: str) -> Step:
+    def step_named(cls, name: str) -> Step[Any]:
         """The step called ``name``.
 
         Raises:

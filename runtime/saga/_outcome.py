@@ -15,6 +15,9 @@ coordinator:
 * any other error (the handler raised, no instance yet, a full mailbox): retried per the
   step's policy. Errors corps does not expect are logged with their traceback.
 
+An error's type and message are cut to ``_size.TYPE_MAX`` and ``_size.MESSAGE_MAX`` bytes: they
+go into the saga's log record, whose size must stay within one NATS message.
+
 ``report`` and ``report_finish`` write what an operator reads: one line per rejected step, one
 per finished saga, and for a FAILED one its whole history, at ERROR.
 """
@@ -29,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from corps.errors import AskTimeout, CorpsError, InvalidActorId, InvalidMessage, RemoteError
+from corps.saga._size import TYPE_MAX, clip
 from corps.saga._state import (
     Event,
     Finish,
@@ -98,6 +102,7 @@ async def ask_participant(system: Node, saga_id: str, to: Any, cmd: SendStep | S
 
 def _failed(cmd: SendStep | SendUndo, error_type: str, message: str, *, terminal: bool,
             uncertain: bool = False) -> Event:
+    error_type, message = clip(error_type, TYPE_MAX), clip(message)
     if isinstance(cmd, SendUndo):
         # An undo that may have applied is retried or given up like any failed undo: a
         # compensation is idempotent, and a FAILED saga goes to an operator either way.

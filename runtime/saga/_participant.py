@@ -1,173 +1,382 @@
-"""Idempotent saga participants: their records live in JetStream KV, not in process memory.
+"""Idempotent saga participants: ``@idempotent`` and ``@compensation``, by the request's idempotency key.
 
 Every step request carries an idempotency key (``{saga_id}:{step}``; its compensation
 ``{saga_id}:{step}:undo``). Two decorators, placed under ``@handler``, use it::
 
     @handler
-    @idempotent
+    @idempotent(effect="memory")          # the effect is this instance's own state
     async def reserve(self, msg: ReserveStock) -> StockReserved: ...
 
     @handler
     @compensation(noop=lambda msg: StockReleased(msg.order_id, msg.sku, 0))
     async def release(self, msg: ReleaseStock) -> StockReleased: ...
 
-* ``@idempotent``: a repeated key gets the first reply without running the handler again; a
-  forward request that arrives after its compensation (the fence below) is refused with
-  StepRejected, so a late retry can never apply after the undo.
-* ``@compensation``: compensating a step that never ran is a recorded no-op: the decorator
-  fences the forward key and answers ``noop(msg)`` without calling the handler (bare, without
-  ``noop``, it calls the handler, which must then find nothing to undo). A repeated
-  compensation gets the first reply.
+* ``@idempotent`` writes an *intent* record, runs the handler, then records its reply: a repeated
+  key gets that reply without running the handler again. A forward request that comes after its
+  compensation fenced it (the compensation found it never started) is refused with StepRejected.
+* ``@compensation``: if the step never started, it fences the forward key and answers ``noop(msg)``
+  without calling the handler (bare, without ``noop``, it calls the handler, which must then find
+  nothing to undo); if the step applied, *or may have* (an intent without an outcome: its process
+  died, or its handler was cancelled, mid-step), it runs the handler. A repeated compensation
+  gets the first reply. The compensation's own run is recorded the same way (intent, outcome).
 
-Once the handler has run, its reply is the truth: if the record cannot be written (the store is
+Where the records live is the effect's kind (``effect=``, see ``corps.saga._records``):
+
+* ``"external"`` (the default; bare ``@idempotent``): the effect is outside the process (a card
+  network, a database); the records are in JetStream KV and outlive the process. The window: a
+  participant killed after its effect and before its outcome record leaves an intent. Its
+  compensation then runs the undo (never a wrongful no-op); a *retry* of the step runs the
+  handler again (``unfinished="rerun"``, the default: the effect may apply twice) or is refused
+  so that the saga compensates (``unfinished="compensate"``: applied at most once, then undone,
+  for an undo that is harmless when the effect did not apply).
+* ``"memory"``: the effect is the instance's own state; the records are kept on the instance,
+  so a crash or a restart loses both together: no window, and no KV round trips. For entities
+  only (a service's instances do not share their memory).
+
+Once the handler has run, its reply is the truth: if the outcome cannot be written (the store is
 down), the reply is kept on the actor instance, answered from there to duplicates, and written
-in the background until the store is back. A store error *after* an effect never turns into an
-error reply, which the coordinator would retry into a second effect (seen in a server-restart
-test: one reservation applied twice).
+for up to RECORD_RETRY_FOR seconds. A store error *after* an effect never turns into an error
+reply, which the coordinator would retry into a second effect.
 
-What it cannot do: make the handler's effect and the record one atomic write. A participant
-that crashes after its effect and before the record is written applies the effect again on the
-retry. Entity actors handle one message at a time, so a forward and its compensation never race
-on one instance; service actors (queue groups) can, and should keep their own effects idempotent.
+Entity actors handle one message at a time, so a step and its compensation never race on one
+instance; service actors (queue groups) can, and should keep their own effects idempotent.
 """
 
 from __future__ import annotations
 
-import base64
+import enum
 import functools
+import logging
 import typing
 import weakref
 from collections.abc import Awaitable, Callable
-from typing import Any, Final, TypeVar
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any, Final, Literal, TypeAlias, TypeVar
 
-import anyio
 import msgspec
-import nats.errors
-import nats.js.errors
-from nats.js.api import KeyValueConfig, StorageType
-from nats.js.kv import KeyValue
 
 from corps.core._context import current_idempotency_key
 from corps.core._messages import Message
-from corps.errors import SagaStoreUnavailable, StepRejected
+from corps.errors import ActorDefinitionError, SagaStoreUnavailable, StepRejected
+from corps.saga._records import FENCE, INTENT, Record, Records, clear, encode, outcome, records_for, unrecorded
+from corps.saga._records import RECORD_TTL as RECORD_TTL  # tests/fault reads it here
 
 if typing.TYPE_CHECKING:
     from corps.core._actor import Actor
-    from corps.core._node import Node
+
+log = logging.getLogger("corps.saga")
 
 M = TypeVar("M", bound=Message)
 R = TypeVar("R")
 Handler = Callable[[Any, M], Awaitable[R]]
+Effect: TypeAlias = Literal["external", "memory"]
+Unfinished: TypeAlias = Literal["rerun", "compensate"]
 
-RECORD_TTL: Final = 7 * 24 * 3600.0
-"""Seconds a participant remembers a key: longer than any saga's retries and redeliveries."""
 UNDO_SUFFIX: Final = ":undo"
+_SPEC: Final = "__corps_participant__"
+_FENCED: Final = "was compensated before it ran; refusing the late request"
 
 
-class _Record(msgspec.Struct, frozen=True):
-    done: bool
-    """True: the handler ran and ``reply`` is its answer. False: it did not apply: a fence
-    (compensated first) or, with ``refusal``, the handler refused (StepRejected)."""
-    reply: bytes = b""
-    refusal: str = ""
+@dataclass(frozen=True)
+class ParticipantSpec:
+    """How a handler was decorated (read by corps.testing's fault injector, which rebuilds it)."""
+
+    role: Literal["forward", "compensation"]
+    effect: Effect | None
+    """None (a compensation only): the kind of the class's ``@idempotent`` handlers."""
+    unfinished: Unfinished
+    noop: Callable[[Any], Any] | None
+    handler: Callable[..., Any]
+    """The undecorated handler."""
 
 
-_encode = msgspec.msgpack.Encoder().encode
-_decode_record = msgspec.msgpack.Decoder(_Record).decode
+def participant_spec(fn: object) -> ParticipantSpec | None:
+    """The spec of a function made by ``@idempotent`` or ``@compensation``, or None.
+
+    A wrapper around one of them (``functools.wraps`` copies attributes) is not one of them.
+    """
+    spec = getattr(fn, _SPEC, None)
+    ok = isinstance(spec, ParticipantSpec) and getattr(fn, "__wrapped__", None) is spec.handler
+    return spec if ok else None
 
 
-class _Store:
-    def __init__(self, kv: KeyValue) -> None:
-        self.kv = kv
+class ForwardState(enum.Enum):
+    """What a compensation found of the step it undoes."""
 
-    @staticmethod
-    def key(idempotency_key: str) -> str:
-        # KV keys allow [-/_=.a-zA-Z0-9]: base64url keeps any key (':' included) valid and unique.
-        return "k." + base64.urlsafe_b64encode(idempotency_key.encode()).decode()
-
-    async def get(self, key: str) -> _Record | None:
-        try:
-            entry = await self.kv.get(self.key(key))
-        except nats.js.errors.KeyNotFoundError:
-            return None
-        except (nats.errors.Error, TimeoutError) as exc:
-            raise SagaStoreUnavailable(f"idempotency record {key!r}: {exc!r}") from exc
-        return _decode_record(entry.value) if entry.value else None
-
-    async def create(self, key: str, record: _Record) -> bool:
-        """Write a record unless one exists; False if one did."""
-        try:
-            await self.kv.create(self.key(key), _encode(record))
-        except nats.js.errors.KeyWrongLastSequenceError:
-            return False
-        except (nats.errors.Error, TimeoutError) as exc:
-            raise SagaStoreUnavailable(f"idempotency record {key!r}: {exc!r}") from exc
-        return True
+    NEVER = "never"
+    """Never started (now fenced), or refused: nothing to undo."""
+    APPLIED = "applied"
+    MAYBE = "maybe"
+    """An attempt began and recorded no outcome: it may have applied."""
 
 
-_stores: weakref.WeakKeyDictionary[Node, _Store] = weakref.WeakKeyDictionary()
-_store_lock = anyio.Lock()
+_forward_state: ContextVar[ForwardState | None] = ContextVar("corps_forward_state", default=None)
 
 
-async def _store(system: Node) -> _Store:
-    store = _stores.get(system)
-    if store is None:
-        async with _store_lock:
-            store = _stores.get(system)
-            if store is None:
-                js = system._nc.jetstream()
-                bucket = f"{system.namespace}-idempotency"
-                try:
-                    try:
-                        kv = await js.key_value(bucket)
-                    except nats.js.errors.BucketNotFoundError:
-                        kv = await js.create_key_value(KeyValueConfig(
-                            bucket=bucket, history=1, ttl=RECORD_TTL, storage=StorageType.FILE,
-                            description="corps participant idempotency records"))
-                except (nats.errors.Error, TimeoutError) as exc:
-                    raise SagaStoreUnavailable(f"cannot open KV bucket {bucket!r}: {exc!r}") from exc
-                store = _stores[system] = _Store(kv)
-    return store
+def forward_state() -> ForwardState | None:
+    """Inside a ``@compensation`` handler: what became of the step it undoes (None elsewhere)."""
+    return _forward_state.get()
 
 
-RECORD_RETRY_FOR: Final = 30.0
-"""Seconds to keep retrying a record write inline before leaving it to the background."""
+# -- decorators ----------------------------------------------------------------------------
 
 
-def _unrecorded(actor: Actor) -> dict[str, bytes]:
-    """Replies this instance gave whose records are not written yet (the store was down)."""
-    found: dict[str, bytes] | None = actor.__dict__.get("_corps_unrecorded")
-    if found is None:
-        found = actor.__dict__["_corps_unrecorded"] = {}
+@typing.overload
+def idempotent(fn: Handler[M, R], /) -> Handler[M, R]: ...
+@typing.overload
+def idempotent(*, effect: Effect = "external",
+               unfinished: Unfinished = "rerun") -> Callable[[Handler[M, R]], Handler[M, R]]: ...
+
+
+def idempotent(fn: Handler[M, R] | None = None, /, *, effect: Effect = "external",
+               unfinished: Unfinished = "rerun") -> Any:
+    """Make a forward step handler idempotent by the request's idempotency key (see module doc).
+
+    Use bare (``@idempotent``: an external effect) or as ``@idempotent(effect=..., unfinished=...)``.
+    Requests without a key run the handler as usual.
+
+    Args:
+        effect: ``"external"``: the records live in JetStream KV (the effect is outside the
+            process). ``"memory"``: the effect is the instance's state, and so are the records.
+        unfinished: what a request does that finds an attempt begun and never finished (its
+            process died mid-step): ``"rerun"`` the handler (the effect may apply twice, unless the
+            handler checks), or ``"compensate"``: refuse it (StepRejected), so the saga compensates
+            and the undo runs.
+
+    Raises:
+        StepRejected: the step was fenced by its compensation, refused before, or (with
+            ``unfinished="compensate"``) left unfinished by an earlier attempt.
+        SagaStoreUnavailable: the records cannot be read or written before the handler runs
+            (the asker sees an error and retries; the handler did not run).
+    """
+    problems = _option_problems(effect, unfinished)
+
+    def decorate(fn: Handler[M, R]) -> Handler[M, R]:
+        if problems:
+            raise ActorDefinitionError(getattr(fn, "__qualname__", "?"), problems)
+        return _forward(fn, ParticipantSpec("forward", effect, unfinished, None, fn))
+
+    if fn is not None:
+        if not callable(fn):
+            raise TypeError(f"@idempotent takes a handler, or only keywords; not {fn!r}")
+        return decorate(fn)
+    return decorate
+
+
+@typing.overload
+def compensation(fn: Handler[M, R], /) -> Handler[M, R]: ...
+@typing.overload
+def compensation(*, noop: Callable[[Any], Any] | None = None,
+                 effect: Effect | None = None) -> Callable[[Handler[M, R]], Handler[M, R]]: ...
+
+
+def compensation(fn: Handler[M, R] | None = None, /, *, noop: Callable[[Any], Any] | None = None,
+                 effect: Effect | None = None) -> Any:
+    """Make a compensation handler idempotent, and a no-op for a step that never ran.
+
+    Use as ``@compensation(noop=...)``, or bare (``@compensation``) for a handler that is a
+    no-op by itself when there is nothing to undo (``self.booked.pop(order_id, None)``).
+
+    Args:
+        noop: builds the reply for a compensation whose step never applied (the handler is
+            not called then); it gets the compensation message. Without it, the handler is
+            called then too, after the forward request has been fenced all the same. A step
+            that may have applied (an unfinished attempt) is always undone by the handler.
+        effect: where the step's records are; None: as the class's ``@idempotent`` handlers
+            say (a class whose forward handlers disagree must say it here).
+    """
+    problems = _option_problems(effect or "external", "rerun")
+
+    def decorate(fn: Handler[M, R]) -> Handler[M, R]:
+        if problems:
+            raise ActorDefinitionError(getattr(fn, "__qualname__", "?"), problems)
+        return _compensation(fn, ParticipantSpec("compensation", effect, "rerun", noop, fn))
+
+    if fn is not None:
+        if not callable(fn):
+            raise TypeError(f"@compensation takes a handler, or only keywords; not {fn!r}")
+        return decorate(fn)
+    return decorate
+
+
+def _option_problems(effect: object, unfinished: object) -> list[str]:
+    found = []
+    if effect not in ("external", "memory"):
+        found.append(f"effect must be 'external' or 'memory', not {effect!r}")
+    if unfinished not in ("rerun", "compensate"):
+        found.append(f"unfinished must be 'rerun' or 'compensate', not {unfinished!r}")
     return found
 
 
-async def _record(actor: Actor, store: _Store, key: str, reply: Any) -> None:
-    """Write the record of an effect that happened; never raises for an unavailable store."""
-    data = _encode(reply)
-    pending = _unrecorded(actor)
-    pending[key] = data
-    delay = 0.05
-    with anyio.move_on_after(RECORD_RETRY_FOR):
-        while True:
+# -- the forward step ----------------------------------------------------------------------
+
+
+def _forward(fn: Handler[M, R], spec: ParticipantSpec) -> Handler[M, R]:
+    decode = _reply_decoder(fn)
+
+    @functools.wraps(fn)
+    async def wrapper(self: Actor, msg: M) -> R:
+        key = current_idempotency_key()
+        if key is None:
+            return await fn(self, msg)
+        remembered = unrecorded(self).get(key)
+        if remembered is not None:
+            result: R = decode(remembered)
+            return result
+        records = await records_for(self, spec.effect or "external")
+        revision, found = await _begin(records, key)
+        if found is not None:
+            if found.done:
+                result = decode(found.reply)
+                return result
+            if found.refusal:
+                raise StepRejected(found.refusal)  # refused before: a late copy is refused the same way
+            if not found.intent:
+                raise StepRejected(f"{key} {_FENCED}")
+            if spec.unfinished == "compensate":
+                reason = (f"{key}: an earlier attempt began and recorded no outcome (its process died?); "
+                          "it may have applied, so the step is refused and compensated")
+                await records.update(key, Record(False, refusal=reason, intent=True), revision)
+                raise StepRejected(reason)
+            log.warning("%s: an earlier attempt began and recorded no outcome (its process died, or it still "
+                        "runs on another instance); running the handler again: its effect may apply twice", key)
+        try:
+            reply = await fn(self, msg)
+        except StepRejected as refusal:
+            # A refusal is an outcome too: recorded, so a late duplicate of this request cannot
+            # apply once conditions change (say, stock came back) under a saga that compensated.
+            # After an unfinished attempt the intent stays: that attempt may have applied.
+            await records.update(key, Record(False, refusal=str(refusal) or "refused", intent=found is not None),
+                                 revision)
+            raise
+        except Exception:
+            if found is None:  # the handler raised: by its contract nothing applied; retry afresh
+                await clear(records, key, revision)
+            raise
+        # Cancellation (BaseException) leaves the intent: the handler may have applied its effect.
+        await outcome(self, records, key, revision, encode(reply))
+        return reply
+
+    setattr(wrapper, _SPEC, spec)
+    return wrapper
+
+
+async def _begin(records: Records, key: str) -> tuple[int, Record | None]:
+    """Write the intent of ``key``; or, if it has a record, that record. With the revision to update."""
+    for _ in range(3):
+        revision = await records.create(key, INTENT)
+        if revision is not None:
+            return revision, None
+        found = await records.get(key)
+        if found is not None:
+            return found[1], found[0]
+        # Cleared between the two (a failed attempt elsewhere): try to begin again.
+    raise SagaStoreUnavailable(f"idempotency record {key!r} keeps changing")
+
+
+# -- the compensation ----------------------------------------------------------------------
+
+
+def _compensation(fn: Handler[M, R], spec: ParticipantSpec) -> Handler[M, R]:
+    decode = _reply_decoder(fn)
+    noop = spec.noop
+
+    @functools.wraps(fn)
+    async def wrapper(self: Actor, msg: M) -> R:
+        key = current_idempotency_key()
+        if key is None:
+            return await fn(self, msg)
+        remembered = unrecorded(self).get(key)
+        if remembered is not None:
+            result: R = decode(remembered)
+            return result
+        records = await records_for(self, spec.effect or class_effect(type(self)))
+        seen = await records.get(key)
+        if seen is not None and seen[0].done:
+            result = decode(seen[0].reply)
+            return result
+        state = await _fence(records, key.removesuffix(UNDO_SUFFIX))
+        token = _forward_state.set(state)
+        try:
+            if state is ForwardState.NEVER and noop is not None:
+                reply: R = noop(msg)
+                revision = seen[1] if seen is not None else None
+                await outcome(self, records, key, revision, encode(reply))
+                return reply
+            # The handler runs: an intent first, so a retry after a crash in it runs it again.
+            revision, found = await _begin(records, key)
+            if found is not None and found.done:
+                result = decode(found.reply)
+                return result
+            if found is not None:
+                log.warning("%s: an earlier compensation began and recorded no outcome (its process died?); "
+                            "running the handler again", key)
             try:
-                await store.create(key, _Record(True, data))
-            except SagaStoreUnavailable:
-                await anyio.sleep(delay)
-                delay = min(delay * 2, 1.0)
-            else:
-                del pending[key]
-                return
-    # Still unwritten: it stays in memory, so duplicates to this instance are answered from there.
+                reply = await fn(self, msg)
+            except Exception:
+                if found is None:
+                    await clear(records, key, revision)
+                raise
+            await outcome(self, records, key, revision, encode(reply))
+            return reply
+        finally:
+            _forward_state.reset(token)
+
+    setattr(wrapper, _SPEC, spec)
+    return wrapper
 
 
-async def _earlier(actor: Actor, key: str) -> tuple[_Store, _Record | None]:
-    """The store, and what this key was answered (or fenced) with before, if anything."""
-    remembered = _unrecorded(actor).get(key)
-    store = await _store(actor.system)
-    if remembered is not None:
-        return store, _Record(True, remembered)
-    return store, await store.get(key)
+async def _fence(records: Records, forward: str) -> ForwardState:
+    """What became of the step ``forward``; a step that did not finish is fenced on the way.
+
+    Never started: a fence, so a late forward request is refused. Unfinished: refused from now on
+    (a late copy must not apply after its undo), the intent kept: it may have applied.
+    """
+    for _ in range(3):
+        found = await records.get(forward)
+        if found is None:
+            if await records.create(forward, FENCE) is not None:
+                return ForwardState.NEVER
+            continue  # the forward request began meanwhile: read what it wrote
+        record, revision = found
+        if record.done:
+            return ForwardState.APPLIED
+        if not record.intent:
+            return ForwardState.NEVER  # fenced before, or refused by the handler: nothing applied
+        if record.refusal:
+            return ForwardState.MAYBE  # fenced after an unfinished attempt, or refused after one
+        refusal = f"{forward} was compensated after an attempt that may have applied; refusing the late request"
+        if await records.update(forward, Record(False, refusal=refusal, intent=True), revision):
+            return ForwardState.MAYBE
+    raise SagaStoreUnavailable(f"idempotency record {forward!r} keeps changing")
+
+
+_class_effects: weakref.WeakKeyDictionary[type, Effect] = weakref.WeakKeyDictionary()
+
+
+def class_effect(cls: type) -> Effect:
+    """The effect kind of ``cls``'s ``@idempotent`` handlers (external if it has none).
+
+    Raises:
+        ActorDefinitionError: they disagree, and the compensation did not say which it undoes.
+    """
+    found = _class_effects.get(cls)
+    if found is None:
+        kinds: dict[Effect, str] = {}
+        for name in dir(cls):
+            spec = participant_spec(getattr(cls, name, None))
+            if spec is not None and spec.role == "forward" and spec.effect is not None:
+                kinds.setdefault(spec.effect, name)
+        if len(kinds) > 1:
+            raise ActorDefinitionError(cls.__qualname__, [
+                f"its @idempotent handlers have effects {sorted(kinds)} ({', '.join(sorted(kinds.values()))}): "
+                "say which one each compensation undoes, @compensation(effect=...)"])
+        found = _class_effects[cls] = next(iter(kinds), "external")
+    return found
+
+
+# -- replies -------------------------------------------------------------------------------
 
 
 def _reply_decoder(fn: Callable[..., Any]) -> Callable[[bytes], Any]:
@@ -180,91 +389,3 @@ def _reply_decoder(fn: Callable[..., Any]) -> Callable[[bytes], Any]:
         return decoder.decode(data)
 
     return decode
-
-
-def idempotent(fn: Handler[M, R]) -> Handler[M, R]:
-    """Make a forward step handler idempotent by the request's idempotency key (see module doc).
-
-    Requests without a key run the handler as usual.
-
-    Raises:
-        StepRejected: the step was compensated before this request arrived (fenced).
-        SagaStoreUnavailable: the records cannot be read or written (the handler did not run,
-            or ran and its record could not be written: the asker sees an error and retries).
-    """
-    decode = _reply_decoder(fn)
-
-    @functools.wraps(fn)
-    async def wrapper(self: Actor, msg: M) -> R:
-        key = current_idempotency_key()
-        if key is None:
-            return await fn(self, msg)
-        store, seen = await _earlier(self, key)
-        if seen is not None:
-            if seen.refusal:
-                raise StepRejected(seen.refusal)  # refused before: a late copy is refused the same way
-            if not seen.done:
-                raise StepRejected(f"{key} was compensated before it ran; refusing the late request")
-            result: R = decode(seen.reply)
-            return result
-        try:
-            reply = await fn(self, msg)
-        except StepRejected as refusal:
-            # A refusal is an outcome too: recorded, so a late duplicate of this request cannot
-            # apply once conditions change (say, stock came back) under a saga that compensated.
-            await store.create(key, _Record(False, refusal=str(refusal) or "refused"))
-            raise
-        await _record(self, store, key, reply)
-        return reply
-
-    return wrapper
-
-
-@typing.overload
-def compensation(fn: Handler[M, R], /) -> Handler[M, R]: ...
-@typing.overload
-def compensation(*, noop: Callable[[Any], Any] | None = None) -> Callable[[Handler[M, R]], Handler[M, R]]: ...
-
-
-def compensation(fn: Handler[M, R] | None = None, /, *,
-                 noop: Callable[[Any], Any] | None = None) -> Any:
-    """Make a compensation handler idempotent, and a no-op for a step that never ran.
-
-    Use as ``@compensation(noop=...)``, or bare (``@compensation``) for a handler that is a
-    no-op by itself when there is nothing to undo (``self.booked.pop(order_id, None)``).
-
-    Args:
-        noop: builds the reply for a compensation whose step never applied (the handler is
-            not called then); it gets the compensation message. Without it, the handler is
-            called then too, after the forward request has been fenced all the same.
-    """
-
-    def decorate(fn: Handler[M, R]) -> Handler[M, R]:
-        decode = _reply_decoder(fn)
-
-        @functools.wraps(fn)
-        async def wrapper(self: Actor, msg: M) -> R:
-            key = current_idempotency_key()
-            if key is None:
-                return await fn(self, msg)
-            store, seen = await _earlier(self, key)
-            if seen is not None:
-                result: R = decode(seen.reply)
-                return result
-            forward = key.removesuffix(UNDO_SUFFIX)
-            applied = await store.get(forward)
-            # Never ran: fence the forward key so a late forward request is refused, and answer
-            # without undoing anything. If the fence loses the race, the forward just recorded.
-            never_ran = (applied is None and await store.create(forward, _Record(False))) or (
-                applied is not None and not applied.done)
-            reply: R = noop(msg) if never_ran and noop is not None else await fn(self, msg)
-            await _record(self, store, key, reply)
-            return reply
-
-        return wrapper
-
-    if fn is not None:
-        if not callable(fn):
-            raise TypeError(f"@compensation takes a handler, or only noop=...; not {fn!r}")
-        return decorate(fn)
-    return decorate

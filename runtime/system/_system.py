@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from typing import Any, final
 
 import anyio
+import msgspec
 
 from corps.core._actor import Actor
 from corps.core._messages import Message
@@ -15,7 +16,8 @@ from corps.events._config import EventsConfig
 from corps.events._extension import EventsExtension
 from corps.events._wire import PubAck
 from corps.saga._api import SagaAPI, SagaExtension
-from corps.saga._coordinator import DEFAULT_LEASE, DEFAULT_SCAN_INTERVAL, Coordinator
+from corps.saga._config import SagaConfig
+from corps.saga._coordinator import Coordinator
 from corps.saga._definition import Saga
 from corps.wire._codec import Format
 from corps.wire._security import Security
@@ -41,8 +43,10 @@ class ActorSystem(Node, SagaAPI):
             it so that a stale server left on a reused port can never answer).
         sagas: saga classes this system's coordinator runs and resumes after another
             coordinator's crash; starting a saga registers its class too.
-        saga_lease: seconds a coordinator holds a saga without renewing before another may take
-            it over; saga_scan_interval: how often it looks for such sagas.
+        saga: saga state and coordination (``SagaConfig``: the replicas and storage of the saga
+            log and idempotency buckets, leases, scans, liveness; safe defaults).
+        saga_lease, saga_scan_interval: kept for older code; when given, they replace ``saga``'s
+            ``lease`` and ``scan_interval``.
         events: stream and consumer settings for events (``EventsConfig``; safe defaults).
         security: credentials, TLS and inbox prefix (``Security``). None reads the nats CLI's
             variables (``NATS_CREDS``, ``NATS_NKEY``, ``NATS_USER``/``NATS_PASSWORD``, ``NATS_TOKEN``,
@@ -62,16 +66,21 @@ class ActorSystem(Node, SagaAPI):
         coalesce: bool = True,
         server_name: str | None = None,
         sagas: Iterable[type[Saga[Any]]] = (),
-        saga_lease: float = DEFAULT_LEASE,
-        saga_scan_interval: float = DEFAULT_SCAN_INTERVAL,
+        saga: SagaConfig | None = None,
+        saga_lease: float | None = None,
+        saga_scan_interval: float | None = None,
         events: EventsConfig | None = None,
         security: Security | None = None,
     ) -> None:
         super().__init__(url, namespace=namespace, codec=codec, ask_timeout=ask_timeout, drain_timeout=drain_timeout,
                          name=name, coalesce=coalesce, server_name=server_name, security=security)
         self._saga_classes = tuple(sagas)
-        self._saga_lease = saga_lease
-        self._saga_scan_interval = saga_scan_interval
+        saga = saga or SagaConfig()
+        if saga_lease is not None:
+            saga = msgspec.structs.replace(saga, lease=saga_lease)
+        if saga_scan_interval is not None:
+            saga = msgspec.structs.replace(saga, scan_interval=saga_scan_interval)
+        self._saga_config = saga
         self._coordinator: Coordinator | None = None
         self._coordinator_lock = anyio.Lock()
         self._events_ext = EventsExtension(events or EventsConfig())

@@ -12,6 +12,7 @@ Two parts, so that installing corps never breaks another project's pytest:
 One idea per module: ``_plans`` (fault plans as data), ``_strategies`` (hypothesis strategies),
 ``_history`` (the Jepsen-style recorded history), ``_checks`` (``check_saga_invariants``),
 ``_pure`` (the pure engine, recorded), ``_participants`` (fault-injecting participants),
+``_copy`` (``fast_copy``: a saga with short timeouts),
 ``_world`` (an end-to-end world on a real server), ``_machine`` (the state machine base),
 ``_profiles`` (the hypothesis profiles). See docs/testing.md.
 """
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from corps.testing._checks import assert_saga_invariants as assert_saga_invariants
     from corps.testing._checks import check_saga_invariants as check_saga_invariants
     from corps.testing._checks import saga_shape as saga_shape
+    from corps.testing._copy import fast_copy as fast_copy
     from corps.testing._history import History as History
     from corps.testing._history import LogWrite as LogWrite
     from corps.testing._history import Op as Op
@@ -60,6 +62,7 @@ _LAZY: dict[str, str] = {
     "assert_saga_invariants": "corps.testing._checks",
     "check_saga_invariants": "corps.testing._checks",
     "saga_shape": "corps.testing._checks",
+    "fast_copy": "corps.testing._copy",
     "History": "corps.testing._history",
     "LogWrite": "corps.testing._history",
     "Op": "corps.testing._history",
@@ -123,6 +126,7 @@ __all__ = [
     "benign_fault_plans",
     "check_saga_invariants",
     "crash_points",
+    "fast_copy",
     "fault_plans",
     "register_profiles",
     "run_pure",

@@ -9,6 +9,7 @@ the lost / unexpected classes.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
 
@@ -66,12 +67,16 @@ def check_saga_invariants(
     """
     problems: list[str] = []
     ops_by_saga: dict[str, list[Op]] = {}
+    crashed: set[str] = set()
     for op in history:
         ops_by_saga.setdefault(op.saga_id, []).append(op)
+        if op.f == "crash":
+            crashed.add(op.process)
     for sid in history.saga_ids():
         ops = ops_by_saga.get(sid, [])
         log = history.logs.get(sid, ())
-        problems += [f"saga {sid}: {p}" for p in _check_one(history, sid, ops, log, stages, compensatable, final)]
+        problems += [f"saga {sid}: {p}"
+                     for p in _check_one(history, sid, ops, log, stages, compensatable, final, crashed)]
     if final:
         problems += _lost_and_unexpected(history, ops_by_saga)
     for check in domain:
@@ -98,9 +103,9 @@ def _lost_and_unexpected(history: History, ops: dict[str, list[Op]]) -> list[str
 
 def _check_one(history: History, sid: str, ops: list[Op], log: tuple[Transition, ...],
                stages: Mapping[str, int] | None, compensatable: Collection[str] | None,
-               final: bool) -> list[str]:
+               final: bool, crashed: Collection[str]) -> list[str]:
     problems = _terminal(history, sid, log, final)
-    problems += _monotone_and_single_owner(ops)
+    problems += _monotone_and_single_owner(ops, crashed)
     problems += _effects(ops)
     problems += _log_compensation(log, stages, compensatable, final)
     if final and log and log[-1].kind in _TERMINAL_KIND:
@@ -124,10 +129,19 @@ def _terminal(history: History, sid: str, log: tuple[Transition, ...], final: bo
     return problems
 
 
-def _monotone_and_single_owner(ops: list[Op]) -> list[str]:
-    """S7 (monotone status) and S8 (one writer at a time: the written log is one CAS chain)."""
+def _monotone_and_single_owner(ops: list[Op], crashed: Collection[str] = ()) -> list[str]:
+    """S7 (monotone status) and S8 (one writer at a time: the written log is one CAS chain).
+
+    A write whose outcome its coordinator never learnt (``info``: it crashed while the write was
+    on its way) may have landed, unseen by the recorder; the next owner then extends it. Such a
+    write of a process that crashed may fill a gap in the chain, provided the chain runs through
+    it: it read the revision before the gap, and what comes after the gap extends what it wrote.
+    A gap that no crashed process's write explains is two owners.
+    """
     writes = sorted((op for op in ops if op.f == "write" and op.type == "ok" and isinstance(op.value, LogWrite)),
                     key=lambda op: op.value.revision)
+    unknown = [op for op in ops if op.f == "write" and op.type == "info" and isinstance(op.value, LogWrite)
+               and op.process in crashed]
     problems = []
     previous: LogWrite | None = None
     prev_op: Op | None = None
@@ -135,17 +149,48 @@ def _monotone_and_single_owner(ops: list[Op]) -> list[str]:
         w: LogWrite = op.value
         if previous is not None and prev_op is not None:
             if w.expected != previous.revision:
-                problems.append(f"two owners: {op.process} wrote revision {w.revision} over revision "
-                                f"{w.expected}, but {prev_op.process} had written {previous.revision} (no CAS)")
-            if w.log[: len(previous.log)] != previous.log:
-                problems.append(f"the log forked: {op.process}'s write at revision {w.revision} does not "
-                                f"extend {prev_op.process}'s at {previous.revision}")
-            if previous.status.terminal and w.status is not previous.status:
-                problems.append(f"left terminal {previous.status} for {w.status} ({op.process})")
-            elif not previous.status.terminal and not w.status.terminal and _RANK[w.status] < _RANK[previous.status]:
-                problems.append(f"went back from {previous.status} to {w.status} ({op.process})")
+                bridge = _bridge(previous, w, unknown)
+                if bridge is None:
+                    problems.append(f"two owners: {op.process} wrote revision {w.revision} over revision "
+                                    f"{w.expected}, but {prev_op.process} had written {previous.revision} (no CAS)")
+                else:
+                    for link in bridge:  # the landed writes, in order, checked like recorded ones
+                        problems += _link(previous, prev_op, link.value, link)
+                        previous, prev_op = link.value, link
+            problems += _link(previous, prev_op, w, op)
         previous, prev_op = w, op
     return problems
+
+
+def _link(previous: LogWrite, prev_op: Op, w: LogWrite, op: Op) -> list[str]:
+    """What must hold between two consecutive writes of one saga's log."""
+    problems = []
+    if w.log[: len(previous.log)] != previous.log:
+        problems.append(f"the log forked: {op.process}'s write at revision {w.revision} does not "
+                        f"extend {prev_op.process}'s at {previous.revision}")
+    if previous.status.terminal and w.status is not previous.status:
+        problems.append(f"left terminal {previous.status} for {w.status} ({op.process})")
+    elif not previous.status.terminal and not w.status.terminal and _RANK[w.status] < _RANK[previous.status]:
+        problems.append(f"went back from {previous.status} to {w.status} ({op.process})")
+    return problems
+
+
+def _bridge(previous: LogWrite, w: LogWrite, unknown: list[Op], depth: int = 3) -> list[Op] | None:
+    """Writes of crashed processes (outcome unknown) that lead from ``previous``'s revision to the
+    one ``w`` read, each over the one before; their landed revisions filled in. None: there are none."""
+    for op in unknown:
+        u: LogWrite = op.value
+        if u.expected != previous.revision or u.log[: len(previous.log)] != previous.log:
+            continue
+        if w.log[: len(u.log)] == u.log:  # it landed at the revision w read
+            return [dataclasses.replace(op, value=dataclasses.replace(u, revision=w.expected))]
+        if depth > 1:  # or at one that another crashed write read, and so on
+            for landed in sorted({o.value.expected for o in unknown if previous.revision < o.value.expected
+                                  < w.expected}):
+                rest = _bridge(dataclasses.replace(u, revision=landed), w, unknown, depth - 1)
+                if rest is not None:
+                    return [dataclasses.replace(op, value=dataclasses.replace(u, revision=landed)), *rest]
+    return None
 
 
 def _effects(ops: list[Op]) -> list[str]:

@@ -15,8 +15,10 @@ effect     a participant applied a step's forward effect (ok); ``refused``: a la
            request was refused because the step had been compensated (fenced)
 compensate a participant applied a step's compensation (ok); ``noop``: compensated a step that
            never applied (recorded, fenced)
-write      a coordinator (``process``) wrote the saga log: value ``LogWrite``; ok or fail (CAS lost)
-crash      a coordinator died (info); ``restart``: a fresh one started (info)
+write      a coordinator (``process``) wrote the saga log: value ``LogWrite``; ok, fail (CAS lost,
+           or too large: nothing written) or info (outcome unknown: it crashed, or the store
+           failed, while the write was on its way; it may have landed, its revision unknown)
+crash      a coordinator (``process``) died (info); ``restart``: a fresh one started (info)
 ========== ===================================================================================
 """
 
@@ -35,7 +37,8 @@ OpType = Literal["invoke", "ok", "fail", "info"]
 
 @dataclasses.dataclass(frozen=True)
 class LogWrite:
-    """One saga-log write: the revision it expected (0: create) and got, and what it wrote."""
+    """One saga-log write: the revision it expected (0: create) and got (0: unknown, an ``info``
+    write), and what it wrote."""
 
     expected: int
     revision: int

@@ -11,12 +11,12 @@ handlers are rebuilt around the same decorators with two layers added:
   effect in the :class:`History`: ``effect``, ``compensate``, ``noop`` (compensating what never
   ran), ``refused`` (a late forward request, fenced) - the ground truth the checker compares with.
 
-Only handlers written with ``@idempotent`` / ``@compensation`` are instrumented.
+Only handlers written with ``@idempotent`` / ``@compensation`` are instrumented, and rebuilt with
+the same options (``effect``, ``unfinished``, ``noop``; a bare ``@compensation`` stays bare).
 """
 
 from __future__ import annotations
 
-import inspect
 import typing
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
@@ -29,6 +29,7 @@ from corps.core._context import current_idempotency_key
 from corps.core._messages import Message
 from corps.errors import StepRejected
 from corps.saga import compensation, idempotent
+from corps.saga._participant import ForwardState, ParticipantSpec, class_effect, forward_state, participant_spec
 from corps.testing._history import History
 from corps.testing._plans import FaultPlan, StepFault
 
@@ -84,15 +85,14 @@ class FaultInjector:
         namespace: dict[str, Any] = {}
         for name in dir(cls):
             fn = getattr(cls, name, None)
-            wrapped = getattr(fn, "__wrapped__", None)
-            if not callable(fn) or wrapped is None:
+            spec = participant_spec(fn)
+            if spec is None:
                 continue
-            qualname = getattr(getattr(fn, "__code__", None), "co_qualname", "")
-            if qualname.startswith("idempotent."):
-                namespace[name] = self._forward(cls, fn, wrapped)
-            elif qualname.startswith("compensation."):
-                noop = inspect.getclosurevars(fn).nonlocals["noop"]
-                namespace[name] = self._undo(cls, fn, wrapped, noop)
+            assert fn is not None
+            if spec.role == "forward":
+                namespace[name] = self._forward(cls, fn, spec)
+            else:
+                namespace[name] = self._undo(cls, fn, spec)
         options = msgspec.structs.replace(cls.options, name=cls.actor_name)
         meta: Any = type(cls)
         made: type[Actor] = meta(f"Faulty{cls.__name__}", (cls,), namespace, options=options)
@@ -111,8 +111,9 @@ class FaultInjector:
     def _record(self, what: str, saga_id: str, step: str, actor: Actor) -> None:
         self.history.record("ok", what, saga_id, step, process=f"{type(actor).actor_name}/{actor.id}")
 
-    def _forward(self, cls: type[Actor], original: Callable[..., Any], raw: Callable[..., Any]) -> Any:
+    def _forward(self, cls: type[Actor], original: Callable[..., Any], spec: ParticipantSpec) -> Any:
         injector = self
+        raw = spec.handler
 
         async def effect(actor: Actor, msg: Message) -> Any:
             saga_id, _, step = (current_idempotency_key() or "").partition(":")
@@ -125,7 +126,7 @@ class FaultInjector:
             return reply
 
         effect.__annotations__ = typing.get_type_hints(raw)
-        inner = idempotent(effect)
+        inner = idempotent(effect=spec.effect or "external", unfinished=spec.unfinished)(effect)
 
         async def handle(actor: Actor, msg: Message) -> Any:
             delivery = injector._deliver(actor, msg)
@@ -145,7 +146,7 @@ class FaultInjector:
                     await inner(actor, msg)  # the same request, delivered again
             except StepRejected as exc:
                 injector.rejected.add(key)
-                if "compensated before it ran" in str(exc):
+                if " was compensated " in str(exc):  # fenced (before it ran, or after an unfinished attempt)
                     injector._record("refused", saga_id, step, actor)
                 raise
             if f.kind == "timeout_after" and d <= f.times:
@@ -156,23 +157,28 @@ class FaultInjector:
 
         return _like(original, handle)
 
-    def _undo(self, cls: type[Actor], original: Callable[..., Any], raw: Callable[..., Any],
-              noop: Callable[[Any], Any]) -> Any:
+    def _undo(self, cls: type[Actor], original: Callable[..., Any], spec: ParticipantSpec) -> Any:
         injector = self
+        raw, noop = spec.handler, spec.noop
 
         async def undo(actor: Actor, msg: Message) -> Any:
             reply = await raw(actor, msg)
             saga_id, _, step = (current_idempotency_key() or "").removesuffix(UNDO).partition(":")
-            injector._record("compensate", saga_id, step, actor)
+            # A bare @compensation calls the handler for a step that never ran too: a no-op by itself.
+            what = "noop" if forward_state() is ForwardState.NEVER else "compensate"
+            injector._record(what, saga_id, step, actor)
             return reply
 
         def recorded_noop(msg: Any) -> Any:
             saga_id, _, step = (current_idempotency_key() or "").removesuffix(UNDO).partition(":")
             injector.history.record("ok", "noop", saga_id, step, process="participant")
+            assert noop is not None
             return noop(msg)
 
         undo.__annotations__ = typing.get_type_hints(raw)
-        inner = compensation(noop=recorded_noop)(undo)
+        # The effect kind as on ``cls``: the subclass's forward handlers are this module's wrappers.
+        effect = spec.effect or class_effect(cls)
+        inner = compensation(noop=recorded_noop if noop is not None else None, effect=effect)(undo)
 
         async def handle(actor: Actor, msg: Message) -> Any:
             delivery = injector._deliver(actor, msg)

@@ -25,7 +25,7 @@ from typing import Any, Final, Literal
 
 import msgspec
 
-from corps.core._messages import Message, reply_type
+from corps.core._messages import Message
 from corps.saga import (
     Command,
     Engine,
@@ -50,6 +50,7 @@ from corps.saga import (
     step_key,
 )
 from corps.testing._history import History, LogWrite, log_digest
+from corps.testing._placeholder import placeholder_reply
 from corps.testing._plans import CoordinatorCrash, FaultPlan
 
 LATENCY: Final = 0.01
@@ -150,7 +151,8 @@ def run_pure(
         plan: the faults, and maybe a coordinator crash.
         saga_id: the saga's id.
         history: record into this history (several sagas may share one); a fresh one by default.
-        reply: builds a step's reply; by default the request's reply type with no arguments.
+        reply: builds a step's reply from its command (``cmd.request``); by default the request's
+            reply type, with the request's fields of the same name and zero values for the rest.
         lease: virtual seconds before another coordinator takes over after a crash.
         redeliver: once terminal, deliver every event again (a correct engine ignores them all).
         crashes: more coordinator crashes: after the plan's crash (if any), the n-th coordinator
@@ -161,6 +163,7 @@ def run_pure(
 
     Raises:
         RuntimeError: no terminal state within MAX_EVENTS events.
+        TypeError: without ``reply``, a reply that cannot be built by itself (the error says which).
     """
     clock = _Clock()
     history = history if history is not None else History(clock=clock)
@@ -391,8 +394,4 @@ def _failed(cls: type[StepFailed] | type[UndoFailed], step: str, attempt: int, a
 
 
 def _default_reply(cmd: SendStep) -> Message:
-    expected = reply_type(type(cmd.request))
-    if expected is None:
-        raise TypeError(f"{type(cmd.request).__name__} names no reply type: pass reply= to run_pure")
-    result: Message = expected()
-    return result
+    return placeholder_reply(cmd.request)

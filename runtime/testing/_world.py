@@ -8,7 +8,9 @@ blocking portal (an event loop in a thread of its own). It opens, in a namespace
 * one ActorSystem whose coordinator runs the sagas, with a short lease so a crashed
   coordinator's sagas are taken over within a second. Every coordinator it starts writes the
   saga log through a recording wrapper (each write, with the revision it read and got, lands in
-  the history: what the one-owner check reads);
+  the history: what the one-owner check reads). A write whose outcome the coordinator never
+  learnt (it crashed, or the store failed, while the write was on its way: it may have landed)
+  is recorded as indeterminate (``info``), and a crash as a ``crash`` op of its process;
 * with ``standby=True``, a second coordinator system: it takes over what the first one's
   expired leases leave, so a *paused* first coordinator (``pause``: it stops renewing its
   leases and its saga-log writes stall, as a process stopped by a long GC or a VM pause does)
@@ -30,9 +32,10 @@ from corps.core._actor import Actor
 from corps.core._messages import Message
 from corps.errors import CorpsError, RemoteError
 from corps.saga import Coordinator, Saga, SagaInfo
-from corps.saga._log import SagaLog, SagaRecord, Stale
+from corps.saga._config import SagaConfig
+from corps.saga._log import SagaLog, SagaRecord, Stale, TooLarge
 from corps.system._system import ActorSystem
-from corps.testing._history import History, LogWrite, log_digest
+from corps.testing._history import History, LogWrite, OpType, log_digest
 from corps.testing._participants import FaultInjector
 from corps.testing._plans import CoordinatorCrash, FaultPlan
 
@@ -50,17 +53,21 @@ class _RecordingLog:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
-    def _record(self, ok: bool, record: SagaRecord, expected: int, revision: int) -> None:
+    def _record(self, type: OpType, record: SagaRecord, expected: int, revision: int) -> None:
         s = record.state
-        self._history.record("ok" if ok else "fail", "write", s.saga_id, process=self._process,
+        self._history.record(type, "write", s.saga_id, process=self._process,
                              value=LogWrite(expected, revision, s.status, record.owner, log_digest(s)))
 
     async def create(self, record: SagaRecord) -> int | None:
         if self._gate is not None:
             await self._gate()
-        revision = await self._inner.create(record)
+        try:
+            revision = await self._inner.create(record)
+        except BaseException:  # recorded, re-raised: a crash or an outage mid-write
+            self._record("info", record, 0, 0)
+            raise
         if revision is not None:
-            self._record(True, record, 0, revision)
+            self._record("ok", record, 0, revision)
         return revision
 
     async def write(self, record: SagaRecord, revision: int) -> int:
@@ -68,26 +75,36 @@ class _RecordingLog:
             await self._gate()
         try:
             new = await self._inner.write(record, revision)
-        except Stale:
-            self._record(False, record, revision, 0)
+        except (Stale, TooLarge):  # refused: nothing was written
+            self._record("fail", record, revision, 0)
             raise
-        self._record(True, record, revision, new)
+        except BaseException:  # recorded, re-raised
+            # Cancelled by a crash, or the store failed, after the write may have been handed to
+            # the client: it may land all the same, and the next owner then reads it. Unknown.
+            self._record("info", record, revision, 0)
+            raise
+        self._record("ok", record, revision, new)
         return new
 
 
 class _CrashAt(set[str]):
-    """A crash-point set that says yes to ``point`` only on its ``skip + 1``-th passage."""
+    """A crash-point set that says yes to ``point`` only on its ``skip + 1``-th passage, and
+    records the crash (a ``crash`` op of ``process``) when it says yes."""
 
-    def __init__(self, crash: CoordinatorCrash) -> None:
+    def __init__(self, crash: CoordinatorCrash, history: History, process: str) -> None:
         super().__init__()
         self.crash = crash
         self.passages = 0
+        self._history, self._process = history, process
 
     def __contains__(self, point: object) -> bool:
         if point != self.crash.point:
             return False
         self.passages += 1
-        return self.passages > self.crash.skip
+        if self.passages != self.crash.skip + 1:
+            return self.passages > self.crash.skip
+        self._history.record("info", "crash", "-", process=self._process, value=point)
+        return True
 
 
 class SagaWorld:
@@ -111,6 +128,9 @@ class SagaWorld:
         self.history = history if history is not None else History()
         self.injector = FaultInjector(self.history, timeout=step_timeout)
         self.lease, self.scan_interval = lease, scan_interval
+        self.config = SagaConfig(lease=lease, scan_interval=scan_interval)
+        self.process: dict[Coordinator, str] = {}
+        """Each coordinator started, and its process name in the history."""
         self.namespace = f"p{uuid.uuid4().hex[:10]}"
         self.started: dict[str, type[Saga[Any]]] = {}
         self.inputs: dict[str, Message] = {}
@@ -140,8 +160,7 @@ class SagaWorld:
         return self
 
     async def _coordinator_system(self, kwargs: dict[str, Any], *, pausable: bool) -> ActorSystem:
-        system = ActorSystem(self.url, sagas=self.sagas, saga_lease=self.lease,
-                             saga_scan_interval=self.scan_interval, **kwargs)
+        system = ActorSystem(self.url, sagas=self.sagas, saga=self.config, **kwargs)
         # Before it starts: a system with sagas starts its coordinator at once.
         self._instrument(system, self._until_resumed if pausable else None)
         await self._stack.enter_async_context(system)
@@ -166,9 +185,10 @@ class SagaWorld:
                     assert system._tg is not None
                     world._generation += 1
                     process = f"{system.node[:8]}#{world._generation}"
-                    saga_log = await SagaLog.open(system._nc.jetstream(), system.namespace)
+                    saga_log = await SagaLog.open(system._nc.jetstream(), system.namespace, world.config)
                     recording: Any = _RecordingLog(saga_log, world.history, process, gate)
-                    current = Coordinator(system, recording, lease=world.lease, scan_interval=world.scan_interval)
+                    current = Coordinator(system, recording, world.config)
+                    world.process[current] = process
                     for saga in system._saga_classes:
                         current.register(saga)
                     await system._tg.start(current.run)
@@ -213,7 +233,7 @@ class SagaWorld:
         """The live coordinator dies at ``crash``'s point (its ``skip + 1``-th passage)."""
         assert self.system is not None
         coordinator = await self.system.coordinator()
-        coordinator.crash_points = _CrashAt(crash)
+        coordinator.crash_points = _CrashAt(crash, self.history, self.process.get(coordinator, "?"))
         self.crashes += 1
 
     async def pause(self) -> None:
