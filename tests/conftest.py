@@ -25,3 +25,9 @@ def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: objec
     """
     if name.startswith("test") and inspect.iscoroutinefunction(obj):
         pytest.mark.anyio(obj)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """``--soak``: the fault suite (tests/fault) in full: every scenario, more sagas, repeated seeds."""
+    parser.addoption("--soak", action="store_true", default=False,
+                     help="run every fault scenario of tests/fault, bigger and repeated (docs/reliability.md)")

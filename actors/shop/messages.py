@@ -1,4 +1,12 @@
-"""Messages of the reference shop, shared by the orchestrated and choreographed flows."""
+"""Messages of the reference shop, shared by the orchestrated and choreographed flows.
+
+In the choreography these messages are events, and each carries what its consumers need
+(event-carried state transfer): no service has to remember an earlier event to handle a later
+one, so a service restarted from nothing handles the rest of an order's flow. The fields only the
+choreography needs have defaults where the orchestrated saga uses the same message as a reply:
+the saga has the order in its input and leaves them empty, and empty they stay off the wire
+(``omit_defaults``), so the saga's replies are what they always were.
+"""
 
 from __future__ import annotations
 
@@ -22,10 +30,14 @@ class OrderRequest(Message):
 # -- inventory ---------------------------------------------------------------------------
 
 
-class StockReserved(Message):
+class StockReserved(Message, omit_defaults=True):
     order_id: str
     sku: str
     qty: int
+    # choreography: what the payment needs, and the shipping after it
+    card: str = ""
+    amount: int = 0
+    address: str = ""
 
 
 class StockReleased(Message):
@@ -59,16 +71,23 @@ class GetStock(Request[StockLevel]):
 # -- payments ----------------------------------------------------------------------------
 
 
-class PaymentCaptured(Message):
+class PaymentCaptured(Message, omit_defaults=True):
     order_id: str
     card: str
     amount: int
+    # choreography: where to ship, and what to release if no courier takes the order
+    address: str = ""
+    sku: str = ""
+    qty: int = 0
 
 
-class PaymentRefunded(Message):
+class PaymentRefunded(Message, omit_defaults=True):
     order_id: str
     card: str
     amount: int
+    # choreography: the stock to release once the money is back
+    sku: str = ""
+    qty: int = 0
 
 
 class ChargeCard(Request[PaymentCaptured]):
@@ -141,6 +160,9 @@ class PaymentDeclined(Message):
     order_id: str
     card: str
     reason: str
+    sku: str
+    """The stock to release (with ``qty``)."""
+    qty: int
 
 
 class OrderCompleted(Message):
@@ -172,3 +194,8 @@ class ShipmentFailed(Message):
 
     order_id: str
     reason: str
+    card: str
+    """The charge to refund (with ``amount``), then the stock to release (``sku``, ``qty``)."""
+    amount: int
+    sku: str
+    qty: int

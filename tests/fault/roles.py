@@ -1,0 +1,303 @@
+"""What a fault node hosts: the reference shop, instrumented so the driver can see the outside world.
+
+* **Participants**: the orchestrated shop's Inventory, Payments and Shipping, subclassed under
+  the same actor names. Every forward effect and every compensation that really runs appends one
+  line ``{"key", "kind": "effect"|"undo", "step", "pid"}`` to the effects file (opened O_APPEND,
+  fsync'ed): the file stands for the card network and the warehouse, which a killed process
+  cannot take back. A duplicate answered from the idempotency record writes nothing, and neither
+  does a compensation that ``@compensation`` turns into a recorded no-op.
+* **Crash points** (``CORPS_FAULT_CRASH``): the participant SIGKILLs itself ``on-receipt`` of the
+  ``CORPS_FAULT_AT``-th forward request of step ``CORPS_FAULT_STEP`` (before anything ran), or
+  ``after-effect`` (its effect line written, its idempotency record not, its reply not sent).
+  A ``crash`` line naming the key is written first, so the driver knows which saga it hit.
+* **Front**: a small actor of the coordinator node that starts PlaceOrder sagas when asked, so
+  sagas are driven by that process's coordinator.
+* **Consumer**: the choreographed shop, each ``@on_event`` handler recording the event ids it
+  handled (``kind: "handled"``); with ``CORPS_FAULT_POISON`` naming a switch file, Inventory's
+  reserve raises for orders whose id starts with ``poison`` while the file exists.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import signal
+from collections.abc import Awaitable, Callable
+from typing import Any, Final, TypeVar
+
+import anyio
+
+from corps import Actor, EventsConfig, Message, Request, handler
+from corps.core._context import current_idempotency_key
+from corps.events._delivery import current_event
+from corps.examples.shop import choreographed as choreo
+from corps.examples.shop import orchestrated as shop
+from corps.examples.shop.messages import (
+    BookCourier,
+    CancelCourier,
+    ChargeCard,
+    OrderPlaced,
+    OrderRequest,
+    OutOfStock,
+    PaymentCaptured,
+    PaymentDeclined,
+    PaymentRefunded,
+    RefundCard,
+    ReleaseStock,
+    ReserveStock,
+    ShipmentBooked,
+    ShipmentCancelled,
+    ShipmentFailed,
+    StockReleased,
+    StockReserved,
+)
+from corps.saga import compensation, idempotent
+
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+
+CRASH_POINTS: Final = ("on-receipt", "after-effect")
+
+
+def events_config(replicas: int = 1) -> EventsConfig:
+    """The events settings of every system in a fault namespace (stream settings must agree).
+
+    ``ack_wait`` is short so that events a killed consumer held come back within seconds.
+    """
+    return EventsConfig(replicas=replicas, ack_wait=2.0, heartbeat=0.5, fetch_expires=2.0, publish_timeout=20.0)
+
+
+class World:
+    """The effects file: one JSON line per effect, appended with one write() and fsync'ed."""
+
+    def __init__(self, path: str) -> None:
+        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    def append(self, **fields: Any) -> None:
+        line = json.dumps({**fields, "pid": os.getpid()}, separators=(",", ":")) + "\n"
+        os.write(self.fd, line.encode())
+        os.fsync(self.fd)
+
+
+class Faults:
+    """This process's instrumentation, set by the node program before anything is spawned."""
+
+    world: World | None = None
+    crash: str = ""
+    crash_step: str = "charge"
+    crash_at: int = 1
+    seen: int = 0
+    latency: float = 0.0
+    poison_switch: str = ""
+
+    @classmethod
+    def configure(cls, effects: str, latency: float = 0.0) -> None:
+        cls.world = World(effects)
+        cls.latency = latency
+        cls.crash = os.environ.get("CORPS_FAULT_CRASH", "")
+        if cls.crash and cls.crash not in CRASH_POINTS:
+            raise SystemExit(f"CORPS_FAULT_CRASH must be one of {CRASH_POINTS}, not {cls.crash!r}")
+        cls.crash_step = os.environ.get("CORPS_FAULT_STEP", "charge")
+        cls.crash_at = int(os.environ.get("CORPS_FAULT_AT", "1"))
+        cls.poison_switch = os.environ.get("CORPS_FAULT_POISON", "")
+
+    @classmethod
+    def record(cls, **fields: Any) -> None:
+        assert cls.world is not None, "Faults.configure() first"
+        cls.world.append(**fields)
+
+    @classmethod
+    def maybe_crash(cls, point: str, step: str) -> None:
+        """SIGKILL this process if ``point`` of ``step`` is the configured crash (counted once)."""
+        if cls.crash != point or cls.crash_step != step:
+            return
+        if point == "on-receipt":
+            cls.seen += 1
+            if cls.seen != cls.crash_at:
+                return
+        cls.crash = ""
+        cls.record(key=current_idempotency_key(), kind="crash", point=point, step=step)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def on_receipt(step: str) -> Callable[[F], F]:
+    """Outermost wrapper of a forward handler: the ``on-receipt`` crash point, before any record."""
+
+    def decorate(fn: F) -> F:
+        @functools.wraps(fn)
+        async def wrapper(self: Actor, msg: Any) -> Any:
+            if current_idempotency_key():
+                Faults.maybe_crash("on-receipt", step)
+            return await fn(self, msg)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+async def _forward(original: Any, step: str, actor: Actor, msg: Any) -> Any:
+    """Run the shop's own handler (unwrapped from its @idempotent), then write its effect line."""
+    if Faults.latency:
+        await anyio.sleep(Faults.latency)  # the outside world's latency (a card network), not a wait
+    reply = await original.__wrapped__(actor, msg)
+    Faults.record(key=current_idempotency_key(), kind="effect", step=step)
+    Faults.maybe_crash("after-effect", step)
+    return reply
+
+
+async def _undo(original: Any, step: str, actor: Actor, msg: Any) -> Any:
+    reply = await original.__wrapped__(actor, msg)
+    Faults.record(key=current_idempotency_key(), kind="undo", step=step)
+    return reply
+
+
+# The subclasses keep the shop's actor names (class names), so PlaceOrder's steps reach them.
+class Inventory(shop.Inventory):
+    @handler
+    @on_receipt("reserve")
+    @idempotent
+    async def reserve(self, msg: ReserveStock) -> StockReserved:
+        reply: StockReserved = await _forward(shop.Inventory.reserve, "reserve", self, msg)
+        return reply
+
+    @handler
+    @compensation(noop=lambda msg: StockReleased(msg.order_id, msg.sku, 0))
+    async def release(self, msg: ReleaseStock) -> StockReleased:
+        reply: StockReleased = await _undo(shop.Inventory.release, "reserve", self, msg)
+        return reply
+
+
+class Payments(shop.Payments):
+    @handler
+    @on_receipt("charge")
+    @idempotent
+    async def charge(self, msg: ChargeCard) -> PaymentCaptured:
+        reply: PaymentCaptured = await _forward(shop.Payments.charge, "charge", self, msg)
+        return reply
+
+    @handler
+    @compensation(noop=lambda msg: PaymentRefunded(msg.order_id, msg.card, 0))
+    async def refund(self, msg: RefundCard) -> PaymentRefunded:
+        reply: PaymentRefunded = await _undo(shop.Payments.refund, "charge", self, msg)
+        return reply
+
+
+class Shipping(shop.Shipping):
+    @handler
+    @on_receipt("ship")
+    @idempotent
+    async def book(self, msg: BookCourier) -> ShipmentBooked:
+        reply: ShipmentBooked = await _forward(shop.Shipping.book, "ship", self, msg)
+        return reply
+
+    @handler
+    @compensation(noop=lambda msg: ShipmentCancelled(msg.order_id, ""))
+    async def cancel(self, msg: CancelCourier) -> ShipmentCancelled:
+        reply: ShipmentCancelled = await _undo(shop.Shipping.cancel, "ship", self, msg)
+        return reply
+
+
+PARTICIPANTS: Final = {"Inventory": (Inventory, shop.WAREHOUSE), "Payments": (Payments, shop.PAYMENTS),
+                       "Shipping": (Shipping, shop.COURIER)}
+
+
+# -- the coordinator's front -------------------------------------------------------------
+
+
+class OrderStarted(Message):
+    saga_id: str
+
+
+class StartOrder(Request[OrderStarted]):
+    order: OrderRequest
+
+
+class Front(Actor):
+    """Starts a PlaceOrder saga (saga id = order id) in this node's coordinator; replies once logged."""
+
+    @handler
+    async def start(self, msg: StartOrder) -> OrderStarted:
+        saga_id = await self.system.start_saga(shop.PlaceOrder, msg.order, saga_id=msg.order.order_id)
+        return OrderStarted(saga_id)
+
+
+# -- the choreographed consumer ----------------------------------------------------------
+
+
+async def _latency() -> None:
+    if Faults.latency:
+        await anyio.sleep(Faults.latency)  # the handler's own work (a remote call), not a wait
+
+
+def _handled(handler_name: str, order_id: str) -> None:
+    d = current_event.get()
+    Faults.record(key=d.event_id if d else "?", kind="handled", handler=handler_name, order=order_id,
+                  delivered=d.meta.delivered if d else 0)
+
+
+def _poisoned(order_id: str) -> bool:
+    return bool(Faults.poison_switch) and order_id.startswith("poison") and os.path.exists(Faults.poison_switch)
+
+
+class PoisonError(RuntimeError):
+    """Raised by the consumer for a poison order while the switch file exists."""
+
+
+# The choreographed classes carry their actor names in their options ("InventoryEvents"...),
+# which the subclasses inherit; overriding an @on_event method keeps its declaration.
+class ConsumerInventory(choreo.Inventory):
+    async def reserve(self, event: OrderPlaced) -> None:
+        order_id = event.order.order_id
+        if _poisoned(order_id):
+            d = current_event.get()
+            Faults.record(key=d.event_id if d else "?", kind="poisoned", handler="InventoryEvents.reserve",
+                          order=order_id, delivered=d.meta.delivered if d else 0)
+            raise PoisonError(f"poison order {order_id}")
+        await _latency()
+        await super().reserve(event)
+        _handled("InventoryEvents.reserve", order_id)
+
+    async def release(self, event: PaymentDeclined | PaymentRefunded) -> None:
+        await _latency()
+        await super().release(event)
+        _handled("InventoryEvents.release", event.order_id)
+
+
+class ConsumerPayments(choreo.Payments):
+    async def charge(self, event: StockReserved) -> None:
+        await _latency()
+        await super().charge(event)
+        _handled("PaymentsEvents.charge", event.order_id)
+
+    async def refund(self, event: ShipmentFailed) -> None:
+        await _latency()
+        await super().refund(event)
+        _handled("PaymentsEvents.refund", event.order_id)
+
+
+class ConsumerShipping(choreo.Shipping):
+    async def book(self, event: PaymentCaptured) -> None:
+        await _latency()
+        await super().book(event)
+        _handled("ShippingEvents.book", event.order_id)
+
+
+class Order(choreo.Order):
+    async def placed(self, event: OrderPlaced) -> None:
+        await _latency()
+        await super().placed(event)
+        _handled("Order.placed", event.order.order_id)
+
+    async def shipped(self, event: ShipmentBooked) -> None:
+        await _latency()
+        await super().shipped(event)
+        _handled("Order.shipped", event.order_id)
+
+    async def cancelled(self, event: OutOfStock | StockReleased) -> None:
+        await _latency()
+        await super().cancelled(event)
+        _handled("Order.cancelled", event.order_id)
+
+
+CONSUMER_SERVICES: Final = ((ConsumerInventory, choreo.INVENTORY), (ConsumerPayments, choreo.PAYMENTS),
+                            (ConsumerShipping, choreo.SHIPPING))
