@@ -244,9 +244,15 @@ class Result:
 
 
 def check_sagas(result: Result, orders: dict[str, tuple[OrderRequest, str]], acked: set[str],
-                info: dict[str, SagaInfo | None], effects: list[dict[str, Any]], *, may_compensate: bool) -> None:
-    """Fill ``result`` from the final saga log and the effects file (see docs/reliability.md)."""
-    crashed = {str(e["key"]).split(":")[0] for e in effects if e["kind"] == "crash" and e["point"] == "after-effect"}
+                info: dict[str, SagaInfo | None], effects: list[dict[str, Any]], *, may_compensate: bool,
+                window: bool = True) -> None:
+    """Fill ``result`` from the final saga log and the effects file (see docs/reliability.md).
+
+    ``window``: a violation in a saga whose participant was killed after its effect, before its
+    record, is the documented window (``result.window``); False where that crash must leave none
+    (``unfinished="compensate"``), so it is a problem like any other."""
+    crashed = {str(e["key"]).split(":")[0] for e in effects
+               if window and e["kind"] == "crash" and e["point"] == "after-effect"}
     lines = Counter((str(e["key"]), e["kind"]) for e in effects if e["kind"] in ("effect", "undo"))
 
     def flag(sid: str, text: str) -> None:

@@ -10,6 +10,10 @@ Roles (see tests/fault/roles.py):
 Every role takes ``--saga-replicas`` (the SagaConfig replicas of the saga log and idempotency
 buckets; 0 = corps's default, which follows the cluster) and ``--replicas`` (the events streams').
 * ``consumer --effects FILE``: the choreographed shop, recording handled event ids.
+* ``ledger --effects FILE``: FaultLedger, one ``@on_event(idempotent=True)`` handler; crash points
+  from ``CORPS_FAULT_CRASH`` / ``_AT`` (before-handler, after-effect, after-done).
+
+``participants --unfinished compensate`` hosts Payments with ``@idempotent(unfinished="compensate")``.
 
 The node prints ``ready node=<node id> pid=<pid>`` on stdout once everything is spawned, and on
 SIGTERM (or SIGINT) drains, prints ``drained`` and exits 0. It dies with its parent (Linux
@@ -43,12 +47,14 @@ def _die_with_parent() -> None:
 
 def parse(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m tests.fault.node")
-    p.add_argument("role", choices=("participants", "coordinator", "consumer"))
+    p.add_argument("role", choices=("participants", "coordinator", "consumer", "ledger"))
     p.add_argument("--url", required=True, help="NATS URL, or several comma-separated (a cluster)")
     p.add_argument("--ns", required=True, help="corps namespace")
     p.add_argument("--effects", help="the effects file (participants, consumer)")
     p.add_argument("--classes", default="Inventory,Payments,Shipping", help="participants to host")
     p.add_argument("--latency", type=float, default=0.0, help="seconds each forward effect takes")
+    p.add_argument("--unfinished", choices=("rerun", "compensate"), default="rerun",
+                   help="participants: Payments.charge's @idempotent(unfinished=...)")
     p.add_argument("--front", default="front", help="id of the coordinator's Front actor")
     p.add_argument("--lease", type=float, default=2.0)
     p.add_argument("--scan", type=float, default=0.2)
@@ -75,9 +81,14 @@ async def serve(args: argparse.Namespace) -> None:
             if args.role == "participants":
                 for name in args.classes.split(","):
                     cls, actor_id = roles.PARTICIPANTS[name]
+                    if name == "Payments" and args.unfinished == "compensate":
+                        cls = roles.PaymentsAtMostOnce
                     await system.spawn(cls, actor_id)
             elif args.role == "coordinator":
                 await system.spawn(roles.Front, args.front)
+            elif args.role == "ledger":
+                roles.install_after_done_crash()
+                await system.spawn(roles.FaultLedger, "ledger")
             else:
                 for cls, actor_id in roles.CONSUMER_SERVICES:
                     await system.spawn(cls, actor_id)

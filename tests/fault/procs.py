@@ -146,7 +146,7 @@ class Nodes:
              url: str | None = None) -> Node:
         argv = ["--url", url or self.url, "--ns", self.ns, "--replicas", str(self.replicas),
                 "--saga-replicas", str(self.saga_replicas), *args]
-        if role in ("participants", "consumer") and "--effects" not in args:
+        if role in ("participants", "consumer", "ledger") and "--effects" not in args:
             argv += ["--effects", str(self.effects(label))]
         n = Node(label, role, argv, self.workdir, env)
         self.nodes.append(n)

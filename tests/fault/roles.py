@@ -2,16 +2,24 @@
 
 * **Participants**: the orchestrated shop's Inventory, Payments and Shipping, subclassed under
   the same actor names. Every forward effect and every compensation that really runs appends one
-  line ``{"key", "kind": "effect"|"undo", "step", "pid"}`` to the effects file (opened O_APPEND,
-  fsync'ed): the file stands for the card network and the warehouse, which a killed process
-  cannot take back. A duplicate answered from the idempotency record writes nothing, and neither
-  does a compensation that ``@compensation`` turns into a recorded no-op.
+  line ``{"key", "kind": "effect"|"undo", "step", "pid", "t"}`` (``t``: wall-clock time) to the
+  effects file (opened O_APPEND, fsync'ed): the file stands for the card network and the
+  warehouse, which a killed process cannot take back. A duplicate answered from the idempotency
+  record writes nothing, and neither does a compensation that ``@compensation`` turns into a
+  recorded no-op.
 * **Crash points** (``CORPS_FAULT_CRASH``): the participant SIGKILLs itself ``on-receipt`` of the
-  ``CORPS_FAULT_AT``-th forward request of step ``CORPS_FAULT_STEP`` (before anything ran), or
-  ``after-effect`` (its effect line written, its idempotency record not, its reply not sent).
-  A ``crash`` line naming the key is written first, so the driver knows which saga it hit.
+  ``CORPS_FAULT_AT``-th forward request of step ``CORPS_FAULT_STEP`` (before anything ran),
+  ``after-effect`` (its effect line written, its idempotency record not, its reply not sent), or
+  ``after-record`` of the ``CORPS_FAULT_AT``-th forward step that returned (``@idempotent``
+  returned, so its outcome record is written; the reply not sent). A ``crash`` line naming the
+  key is written first, so the driver knows which saga it hit. ``CORPS_FAULT_UNFINISHED=compensate``
+  hosts a Payments whose charge is ``@idempotent(unfinished="compensate")``.
 * **Front**: a small actor of the coordinator node that starts PlaceOrder sagas when asked, so
   sagas are driven by that process's coordinator.
+* **Ledger**: one ``@on_event(OrderPlaced, idempotent=True)`` handler whose effect is an effect
+  line keyed by the event id; its crash points (``CORPS_FAULT_CRASH``, at the ``CORPS_FAULT_AT``-th
+  event): ``before-handler`` (its begun mark written, nothing applied), ``after-effect`` (the effect
+  line written, the done mark not), ``after-done`` (the done mark written, the ack not sent).
 * **Consumer**: the choreographed shop, each ``@on_event`` handler recording the event ids it
   handled (``kind: "handled"``); with ``CORPS_FAULT_POISON`` naming a switch file, Inventory's
   reserve raises for orders whose id starts with ``poison`` while the file exists.
@@ -23,14 +31,16 @@ import functools
 import json
 import os
 import signal
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, TypeVar
 
 import anyio
 
-from corps import Actor, EventsConfig, Message, Request, handler
+from corps import Actor, ActorOptions, EventsConfig, Message, Request, handler, on_event
 from corps.core._context import current_idempotency_key
-from corps.events._delivery import current_event
+from corps.events._consumer import EventConsumer
+from corps.events._delivery import MARK_DONE, EventDelivery, current_event
 from corps.examples.shop import choreographed as choreo
 from corps.examples.shop import orchestrated as shop
 from corps.examples.shop.messages import (
@@ -56,7 +66,8 @@ from corps.saga import compensation, idempotent
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
-CRASH_POINTS: Final = ("on-receipt", "after-effect")
+CRASH_POINTS: Final = ("on-receipt", "after-effect", "after-record")
+LEDGER_CRASH_POINTS: Final = ("before-handler", "after-effect", "after-done")
 
 
 def events_config(replicas: int = 1) -> EventsConfig:
@@ -74,7 +85,7 @@ class World:
         self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
     def append(self, **fields: Any) -> None:
-        line = json.dumps({**fields, "pid": os.getpid()}, separators=(",", ":")) + "\n"
+        line = json.dumps({**fields, "pid": os.getpid(), "t": round(time.time(), 3)}, separators=(",", ":")) + "\n"
         os.write(self.fd, line.encode())
         os.fsync(self.fd)
 
@@ -89,14 +100,17 @@ class Faults:
     seen: int = 0
     latency: float = 0.0
     poison_switch: str = ""
+    done_crash: str = ""
+    """after-done: the event id whose done mark, once written, kills the process."""
 
     @classmethod
     def configure(cls, effects: str, latency: float = 0.0) -> None:
         cls.world = World(effects)
         cls.latency = latency
         cls.crash = os.environ.get("CORPS_FAULT_CRASH", "")
-        if cls.crash and cls.crash not in CRASH_POINTS:
-            raise SystemExit(f"CORPS_FAULT_CRASH must be one of {CRASH_POINTS}, not {cls.crash!r}")
+        if cls.crash and cls.crash not in CRASH_POINTS + LEDGER_CRASH_POINTS:
+            raise SystemExit(f"CORPS_FAULT_CRASH must be one of {CRASH_POINTS + LEDGER_CRASH_POINTS}, "
+                             f"not {cls.crash!r}")
         cls.crash_step = os.environ.get("CORPS_FAULT_STEP", "charge")
         cls.crash_at = int(os.environ.get("CORPS_FAULT_AT", "1"))
         cls.poison_switch = os.environ.get("CORPS_FAULT_POISON", "")
@@ -111,24 +125,34 @@ class Faults:
         """SIGKILL this process if ``point`` of ``step`` is the configured crash (counted once)."""
         if cls.crash != point or cls.crash_step != step:
             return
-        if point == "on-receipt":
+        if point in ("on-receipt", "after-record"):
             cls.seen += 1
             if cls.seen != cls.crash_at:
                 return
         cls.crash = ""
-        cls.record(key=current_idempotency_key(), kind="crash", point=point, step=step)
+        cls.die(key=current_idempotency_key(), point=point, step=step)
+
+    @classmethod
+    def die(cls, **fields: Any) -> None:
+        """Write the ``crash`` line, then SIGKILL this process."""
+        cls.record(kind="crash", **fields)
         os.kill(os.getpid(), signal.SIGKILL)
 
 
 def on_receipt(step: str) -> Callable[[F], F]:
-    """Outermost wrapper of a forward handler: the ``on-receipt`` crash point, before any record."""
+    """Outermost wrapper of a forward handler: the ``on-receipt`` crash point, before any record,
+    and the ``after-record`` one, once ``@idempotent`` returned (its outcome recorded; the reply
+    not sent yet: the host sends it when this wrapper returns)."""
 
     def decorate(fn: F) -> F:
         @functools.wraps(fn)
         async def wrapper(self: Actor, msg: Any) -> Any:
             if current_idempotency_key():
                 Faults.maybe_crash("on-receipt", step)
-            return await fn(self, msg)
+            reply = await fn(self, msg)
+            if current_idempotency_key():
+                Faults.maybe_crash("after-record", step)
+            return reply
 
         return wrapper  # type: ignore[return-value]
 
@@ -197,6 +221,17 @@ class Shipping(shop.Shipping):
         return reply
 
 
+class PaymentsAtMostOnce(Payments, options=ActorOptions(name="Payments")):
+    """Payments whose charge refuses a retry after an unfinished attempt: the saga compensates."""
+
+    @handler
+    @on_receipt("charge")
+    @idempotent(unfinished="compensate")
+    async def charge(self, msg: ChargeCard) -> PaymentCaptured:
+        reply: PaymentCaptured = await _forward(shop.Payments.charge, "charge", self, msg)
+        return reply
+
+
 PARTICIPANTS: Final = {"Inventory": (Inventory, shop.WAREHOUSE), "Payments": (Payments, shop.PAYMENTS),
                        "Shipping": (Shipping, shop.COURIER)}
 
@@ -219,6 +254,42 @@ class Front(Actor):
     async def start(self, msg: StartOrder) -> OrderStarted:
         saga_id = await self.system.start_saga(shop.PlaceOrder, msg.order, saga_id=msg.order.order_id)
         return OrderStarted(saga_id)
+
+
+# -- the ledger: one idempotent event handler with crash points -----------------------------
+
+
+class FaultLedger(Actor, options=ActorOptions(name="FaultLedger")):
+    """Books each OrderPlaced once: an effect line keyed by the event id (the outside world)."""
+
+    @on_event(OrderPlaced, idempotent=True)
+    async def placed(self, event: OrderPlaced) -> None:
+        d = current_event.get()
+        key = d.event_id if d else "?"
+        Faults.seen += 1
+        hit = Faults.crash if Faults.seen == Faults.crash_at else ""
+        if hit == "before-handler":  # its begun mark is written: the redelivery finds it
+            Faults.die(key=key, point=hit, step="ledger")
+        await _latency()
+        Faults.record(key=key, kind="effect", step="ledger", order=event.order.order_id,
+                      delivered=d.meta.delivered if d else 0)
+        if hit == "after-effect":
+            Faults.die(key=key, point=hit, step="ledger")
+        if hit == "after-done":
+            Faults.done_crash = key  # killed by the done mark's write, before the ack
+
+
+def install_after_done_crash() -> None:
+    """Patch this process's EventConsumer: SIGKILL right after the done mark of ``Faults.done_crash``
+    is written (the ack not sent yet: run_delivery acks after put_mark returns)."""
+    put_mark = EventConsumer.put_mark
+
+    async def put_mark_then_maybe_die(self: EventConsumer, d: EventDelivery, mark: bytes) -> None:
+        await put_mark(self, d, mark)
+        if mark == MARK_DONE and Faults.done_crash and d.event_id == Faults.done_crash:
+            Faults.die(key=d.event_id, point="after-done", step="ledger")
+
+    setattr(EventConsumer, "put_mark", put_mark_then_maybe_die)  # noqa: B010 -- this process only
 
 
 # -- the choreographed consumer ----------------------------------------------------------

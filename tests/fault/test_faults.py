@@ -3,13 +3,16 @@ processes, faults are real signals (SIGKILL, SIGSTOP/SIGCONT) and a TCP proxy. S
 
 Each scenario prints one line (``scenario started completed compensated failed stuck lost unexpected
 dup_effects dlq detect_s recover_s``) and fails on any stuck, lost, unexpected or duplicated effect,
-except inside the window the README documents (a participant killed between its effect and its
-idempotency record applies the effect again): that test is a strict xfail raising KnownWindow.
+except inside the windows the README documents (a participant killed between its effect and its
+idempotency record applies the effect again; so does an idempotent event handler killed between
+its effect and its done mark): those tests are strict xfails raising KnownWindow.
 """
 
 from __future__ import annotations
 
+import contextlib
 import signal
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -17,14 +20,18 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import nats.errors
+import nats.js.errors
 import pytest
 
 from corps import EmbeddedServer
+from corps.events._wire import stream_name
+from corps.saga import SagaStatus
 from corps.saga._log import saga_bucket
 from corps.testing import NatsCluster
 from tests.fault.choreo import Outcomes, check_orders, publish_orders, redeliveries
 from tests.fault.conftest import Plan
-from tests.fault.driver import Result, make_orders, read_effects
+from tests.fault.driver import READ_TIMEOUT, Result, make_orders, read_effects
 from tests.fault.proxy import Proxy
 from tests.fault.world import KnownWindow, SagaWorld, now, run, wait_for
 
@@ -132,16 +139,21 @@ async def test_a_coordinator_paused_past_its_lease_never_writes_over_its_success
 @pytest.mark.parametrize("point", [
     "on-receipt",
     pytest.param("after-effect", marks=pytest.mark.xfail(strict=True, raises=KnownWindow, reason=WINDOW)),
+    "after-record",
+    "after-effect-compensate",
 ])
 async def test_a_participant_killed_mid_step_is_restarted_and_no_effect_applies_twice(
     nats_server: EmbeddedServer, plan: Plan, report: Report, tmp_path: Path, point: str
 ) -> None:
+    # after-effect-compensate: the same crash, under @idempotent(unfinished="compensate").
+    crash_point, unfinished = ("after-effect", "compensate") if point == "after-effect-compensate" else (point, "rerun")
+
     async def once(seed: int) -> Result:
         async with SagaWorld([nats_server.url], ns(), tmp_path / str(seed), seed, plan.n) as w:
             # Payments alone in the process that dies: a kill cannot land inside another actor's
             # effect (that window is the after-effect case, not the on-receipt one).
-            crash = {"CORPS_FAULT_CRASH": point, "CORPS_FAULT_STEP": "charge", "CORPS_FAULT_AT": str(plan.n // 3)}
-            payments = w.participants("payments", "--classes", "Payments", env=crash)
+            crash = {"CORPS_FAULT_CRASH": crash_point, "CORPS_FAULT_STEP": "charge", "CORPS_FAULT_AT": str(plan.n // 3)}
+            payments = w.participants("payments", "--classes", "Payments", "--unfinished", unfinished, env=crash)
             others = w.participants("others", "--classes", "Inventory,Shipping")
             await w.nodes.start(others, payments, w.coordinator("a"))
             await w.start_orders("a")
@@ -151,8 +163,25 @@ async def test_a_participant_killed_mid_step_is_restarted_and_no_effect_applies_
             restart_s = now() - fault_at
             await w.settle()
             # A step whose participant stayed down through its attempts is compensated: explained.
-            result = await w.verdict(f"participant-kill-{point}", fault_at, may_compensate=True)
+            # Under unfinished="compensate" the after-effect crash is no window: it must leave none.
+            result = await w.verdict(f"participant-kill-{point}", fault_at, may_compensate=True,
+                                     window=unfinished == "rerun")
             result.extra["restart_s"] = round(restart_s, 2)
+            effects = read_effects(sorted(w.workdir.glob("*.effects.jsonl")))
+            hit = [str(e["key"]).split(":")[0] for e in effects if e["kind"] == "crash"]
+            assert len(hit) == 1, f"expected one crash line, got {hit}"
+            sid = hit[0]
+            info = w.monitor.info.get(sid)
+            status = info.status if info is not None else None
+            lines = Counter((str(e["key"]), e["kind"]) for e in effects)
+            charged, refunded = lines[(f"{sid}:charge", "effect")], lines[(f"{sid}:charge:undo", "undo")]
+            result.extra["hit"] = f"{sid}:{status}:charge={charged}:refund={refunded}"
+            if point == "after-record" and charged != 1:
+                result.problems.append(f"{sid}: charged {charged} times; the retry after the record must "
+                                       "be answered from it")
+            if point == "after-effect-compensate" and (status is not SagaStatus.COMPENSATED or refunded != 1):
+                result.problems.append(f"{sid}: {status} with {charged} charge(s) and {refunded} refund(s); "
+                                       "unfinished='compensate' must compensate it and run the undo once")
             return result
 
     await run(plan.seeds, once, report)
@@ -191,6 +220,85 @@ async def test_a_killed_event_consumer_resumes_and_every_order_reaches_an_outcom
             result.detect_s = first_handled_s
             result.extra["redelivered"] = redeliveries(lines)
             result.extra["handled_after_restart"] = sum(e["pid"] == consumer.pid for e in lines)
+            return result
+
+    await run(plan.seeds, once, report)
+
+
+# -- 5b. an idempotent event handler SIGKILLed at each point, restarted --------------------------
+
+EVENT_WINDOW = ("README, Events, 'Idempotent handlers': a consumer killed inside an idempotent=True handler runs it "
+                "again on the redelivery; an external effect may apply twice")
+
+
+@pytest.mark.parametrize("point", [
+    "before-handler",
+    pytest.param("after-effect", marks=pytest.mark.xfail(strict=True, raises=KnownWindow, reason=EVENT_WINDOW)),
+    "after-done",
+])
+async def test_an_idempotent_event_handler_killed_mid_event_applies_each_effect_once(
+    nats_server: EmbeddedServer, plan: Plan, report: Report, tmp_path: Path, point: str
+) -> None:
+    async def once(seed: int) -> Result:
+        async with SagaWorld([nats_server.url], ns(), tmp_path / str(seed), seed, plan.n) as w:
+            crash = {"CORPS_FAULT_CRASH": point, "CORPS_FAULT_AT": str(plan.n // 3)}
+            ledger = w.nodes.node("ledger", "ledger", "--latency", w.latency, env=crash)
+            effects = w.nodes.effects("ledger")
+            await w.nodes.start(ledger)
+            orders = make_orders(w.rng, plan.n, f"e{seed}")
+            acked = await publish_orders(w, orders)
+            await ledger.wait_exit(30)  # it SIGKILLs itself at the crash point
+            fault_at = now()
+            killed_pid = ledger.pid
+            await ledger.start(extra_env={"CORPS_FAULT_CRASH": ""})
+            restart_s = now() - fault_at
+            js = w.nc.jetstream(timeout=READ_TIMEOUT)
+            stream = stream_name(w.ns)
+
+            async def quiet() -> bool:  # every event booked, and nothing pending or unacked
+                booked = {e["order"] for e in read_effects([effects]) if e["kind"] == "effect"}
+                if not booked >= acked:
+                    return False
+                with contextlib.suppress(nats.errors.Error, TimeoutError, nats.js.errors.Error):
+                    c = await js.consumer_info(stream, "FaultLedger")
+                    return c.num_pending == 0 and c.num_ack_pending == 0
+                return False
+
+            with contextlib.suppress(AssertionError):
+                await wait_for(quiet, CHOREO_SETTLE, "the ledger to book every event", interval=0.1)
+            lines = read_effects([effects])
+            result = Result(f"ledger-kill-{point}", seed)
+            result.started = len(orders)
+            booked = Counter(e["key"] for e in lines if e["kind"] == "effect")
+            by_order = Counter(e["order"] for e in lines if e["kind"] == "effect")
+            hit = [e["key"] for e in lines if e["kind"] == "crash"]
+            assert len(hit) == 1, f"expected one crash line, got {hit}"
+            result.completed = sum(1 for oid in orders if by_order[oid])
+            for oid in sorted(acked):
+                if not by_order[oid]:
+                    result.lost += 1
+                    result.problems.append(f"{oid}: acknowledged, never booked")
+            for key, count in sorted(booked.items()):
+                if count > 1:
+                    result.dup_effects += 1
+                    text = f"{key}: booked {count} times"
+                    (result.window if point == "after-effect" and key == hit[0] else result.problems).append(text)
+            if not await quiet():
+                c = await js.consumer_info(stream, "FaultLedger")
+                result.stuck = c.num_pending + c.num_ack_pending
+                result.problems.append(f"consumer not quiet: pending={c.num_pending} ack_pending={c.num_ack_pending}")
+            result.dlq = await w.dlq()
+            if result.dlq:
+                result.problems.append(f"{result.dlq} dead letters")
+            after = [e for e in lines if e["kind"] == "effect" and e["pid"] != killed_pid]
+            result.detect_s = None
+            result.recover_s = now() - fault_at
+            result.extra["restart_s"] = round(restart_s, 2)
+            result.extra["hit_booked"] = booked[hit[0]]
+            result.extra["rerun_warnings"] = ledger.count_in_log("was begun by an earlier delivery")
+            result.extra["booked_after_restart"] = len(after)
+            if point == "before-handler" and booked[hit[0]] != 1:
+                result.problems.append(f"{hit[0]}: killed before its effect, booked {booked[hit[0]]} times")
             return result
 
     await run(plan.seeds, once, report)
@@ -291,6 +399,88 @@ async def test_sagas_continue_when_the_saga_log_stream_leader_dies(
             result.extra["leader"] = f"{leader[-2:]}->{(info.cluster.leader or '?')[-2:] if info.cluster else '?'}"
             if log == "r1":
                 result.extra["frozen_while_down"] = frozen
+            return result
+
+    await run(plan.seeds, once, report)
+
+
+# -- 7b. 3-node cluster: the JetStream meta leader dies; quorum lost, then back -----------------
+
+QUORUM_OUTAGE = 3.0
+"""Seconds two of the three nodes stay dead (the fault's length, watched, not a wait)."""
+IN_FLIGHT_GRACE = 1.0
+"""After the kill, effects already past their idempotency record may still land (0.07 s each)."""
+
+
+async def move_stream_leader_off(w: SagaWorld, stream: str, server: str) -> None:
+    """Step ``stream``'s leader down until another server than ``server`` leads it (bounded)."""
+    js = w.nc.jetstream()
+    for _ in range(10):
+        info = await js.stream_info(stream)
+        leader = info.cluster.leader if info.cluster else None
+        if leader is not None and leader != server:
+            return
+        if leader == server:
+            with contextlib.suppress(nats.errors.Error, TimeoutError):
+                await w.nc.request(f"$JS.API.STREAM.LEADER.STEPDOWN.{stream}", b"", timeout=2)
+        await anyio.sleep(0.5)
+    raise AssertionError(f"{stream} is still led by {server}")
+
+
+@pytest.mark.cluster
+@pytest.mark.parametrize("loss", ["meta-leader", "quorum"])
+async def test_sagas_survive_the_meta_leader_dying_and_fail_closed_without_quorum(
+    nats_cluster_factory: Callable[..., NatsCluster], plan: Plan, report: Report, tmp_path: Path, loss: str
+) -> None:
+    async def once(seed: int) -> Result:
+        cluster = nats_cluster_factory()
+        name = ns()
+        async with SagaWorld(cluster.urls, name, tmp_path / str(seed), seed, plan.n, replicas=3) as w:
+            js = w.nc.jetstream()
+            await w.nodes.start(w.participants(), w.coordinator("a"))
+            meta = await anyio.to_thread.run_sync(cluster.meta_leader)
+            assert meta in cluster.server_names, "no agreed JetStream meta leader"
+            log_stream = f"KV_{saga_bucket(name)}"
+            if loss == "meta-leader":  # the saga log led elsewhere, so this is not scenario 7 again
+                await move_stream_leader_off(w, log_stream, meta)
+            await w.start_orders("a")
+            await w.strike_when_in_flight()
+            info = await js.stream_info(log_stream)
+            log_leader = info.cluster.leader if info.cluster else None
+            dead = [meta]
+            if loss == "quorum":  # the meta leader and one more (the saga log's leader if it is another)
+                dead.append(log_leader if log_leader not in (None, meta) else
+                            next(n for n in cluster.server_names if n != meta))
+            fault_at = await w.mark_fault()
+            down_at = time.time()
+            for server in dead:
+                cluster.node(server).kill()
+            extra: dict[str, Any] = {}
+            if loss == "quorum":  # no node has a majority: nothing may advance until one is back
+                await w.monitor.until(lambda: False, QUORUM_OUTAGE)
+                up_at = time.time()
+                for server in dead:
+                    await anyio.to_thread.run_sync(cluster.node(server).start)  # same ports, same store
+                while_down = [e for e in read_effects(sorted(w.workdir.glob("*.effects.jsonl")))
+                              if e["kind"] in ("effect", "undo") and down_at + IN_FLIGHT_GRACE < e["t"] < up_at]
+                extra["effects_while_down"] = len(while_down)
+            await w.settle()
+            result = await w.verdict(f"cluster-{loss}-kill", fault_at, may_compensate=True)
+            new_meta: list[str | None] = [None]
+
+            def elected() -> bool:
+                new_meta[0] = cluster.meta_leader()
+                return new_meta[0] is not None and (loss == "quorum" or new_meta[0] not in dead)
+
+            await wait_for(lambda: anyio.to_thread.run_sync(elected), 20, "a new JetStream meta leader", interval=0.2)
+            result.extra["meta_elected_s"] = round(now() - fault_at, 2)
+            result.extra["killed"] = "+".join(s[-2:] for s in dead)
+            result.extra["meta"] = f"{meta[-2:]}->{(new_meta[0] or '?')[-2:]}"
+            result.extra["log_leader"] = (log_leader or "?")[-2:]
+            result.extra.update(extra)
+            if extra.get("effects_while_down"):
+                result.problems.append(f"{extra['effects_while_down']} effects applied while quorum was lost "
+                                       f"(more than {IN_FLIGHT_GRACE}s after the kill)")
             return result
 
     await run(plan.seeds, once, report)

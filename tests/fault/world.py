@@ -124,11 +124,12 @@ class SagaWorld:
                 return (await js.stream_info(dlq_stream_name(self.ns))).state.messages or 0
         return -1
 
-    async def verdict(self, scenario: str, fault_at: float, *, may_compensate: bool) -> Result:
+    async def verdict(self, scenario: str, fault_at: float, *, may_compensate: bool, window: bool = True) -> Result:
         """The scenario's figures from the final log and the effects files (recover_s from fault_at)."""
         result = Result(scenario, self.seed)
         effects = read_effects(sorted(self.workdir.glob("*.effects.jsonl")))
-        check_sagas(result, self.orders, self.acked, self.monitor.info, effects, may_compensate=may_compensate)
+        check_sagas(result, self.orders, self.acked, self.monitor.info, effects, may_compensate=may_compensate,
+                    window=window)
         result.problems += self.monitor.chain_problems()
         result.dlq = await self.dlq()
         if self.monitor.errors:
