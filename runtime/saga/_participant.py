@@ -365,7 +365,12 @@ def class_effect(cls: type) -> Effect:
     if found is None:
         kinds: dict[Effect, str] = {}
         for name in dir(cls):
-            spec = participant_spec(getattr(cls, name, None))
+            # Along the MRO: a subclass may override a handler without its decorators (it calls
+            # super()), and the wrapped base method is the one that records.
+            for klass in cls.__mro__:
+                spec = participant_spec(vars(klass).get(name))
+                if spec is not None:
+                    break
             if spec is not None and spec.role == "forward" and spec.effect is not None:
                 kinds.setdefault(spec.effect, name)
         if len(kinds) > 1:
