@@ -27,7 +27,6 @@ async def flood(url: str, subject: str, seconds: float, every: int) -> dict[str,
     flooding = True
 
     async def on_reply(msg: Msg) -> None:
-        nonlocal replies
         try:
             kind = str(msgspec.msgpack.decode(msg.data).get("kind", "ok"))
         except Exception:

@@ -320,8 +320,7 @@ class ClassHost:
                     cell.over_since = None  # drained below the high-water mark: admit again
             while q:  # stopped while messages waited
                 env, reply, is_json = q.popleft()
-                await self._reject(cell.subject, reply, env.rid, is_json, "NoResponders",
-                                   "the instance has stopped", type(env.msg).__name__)
+                await self._stopped(cell, reply, [env], is_json)
         finally:
             self.metrics.processed += processed
             cell.busy = False
