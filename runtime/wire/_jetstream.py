@@ -56,6 +56,8 @@ KV_OPERATION: Final = "KV-Operation"
 MARKER_REASON: Final = "Nats-Marker-Reason"
 """nats-server 2.11+: a marker the server placed (a TTL, a purge) instead of KV-Operation."""
 MAX_TOKEN_DIGITS: Final = 18
+PAYLOAD_TOO_LARGE: Final = 413
+"""StoreRefused.code of a write over the server's max_payload (refused by the client: nothing sent)."""
 
 
 class PubAckError(msgspec.Struct, frozen=True):
@@ -242,7 +244,8 @@ class Lean:
         answer's future, failed with StoreTimeout after ``timeout`` seconds.
 
         Raises:
-            StoreUnavailable: the connection cannot take it (closed, draining, buffer full, too large).
+            StoreUnavailable: the connection cannot take it (closed, draining, reconnect buffer full).
+            StoreRefused: over the server's max_payload (code PAYLOAD_TOO_LARGE).
         """
         nc = self._nc
         self._next += 1
@@ -250,6 +253,8 @@ class Lean:
         reply = self._prefix + str(token).encode()
         try:
             _write(nc, subject.encode(), reply, headers, payload)
+        except nats.errors.MaxPayloadError as exc:
+            raise StoreRefused(subject, PAYLOAD_TOO_LARGE, 0, "over the server's max_payload") from exc
         except nats.errors.Error as exc:
             raise StoreUnavailable(subject, f"{type(exc).__name__}: {exc}") from exc
         loop = asyncio.get_running_loop()
@@ -281,10 +286,14 @@ class Lean:
                     return
                 except StoreError as err:
                     exc = err
-            self.unawaited_failures += 1
-            self._quiet.warning("unawaited", "a fire-and-forget write on %s failed: %s", subject, exc)
+            self.failed(subject, exc)
 
         fut.add_done_callback(done)
+
+    def failed(self, subject: str, exc: BaseException) -> None:
+        """A write nobody awaits failed: counted, and logged (throttled)."""
+        self.unawaited_failures += 1
+        self._quiet.warning("unawaited", "a fire-and-forget write on %s failed: %s", subject, exc)
 
     @property
     def in_flight(self) -> int:
@@ -397,9 +406,13 @@ class Bucket:
 
     async def _marker(self, key: str, headers: bytes, wait: bool) -> None:
         subject = self._pre + key
-        fut = self.lean.request(subject, b"", headers)
         if wait:
-            decode_ack(subject, await fut)
+            decode_ack(subject, await self.lean.request(subject, b"", headers))
+            return
+        try:
+            fut = self.lean.request(subject, b"", headers)
+        except StoreError as exc:
+            self.lean.failed(subject, exc)
         else:
             self.lean.settle(fut, subject)
 
