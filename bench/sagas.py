@@ -2,16 +2,27 @@
 
 corps: ``start_saga`` + ``wait_saga`` per order, the participants in a second system. Every
 transition is CAS-written to the JetStream KV saga log before its step is sent.
-raw: a hand-written nats-py saga doing the same work: three requests to responders that decode
-and answer, and a KV put of the saga's state before each step and at the end (no CAS, no
-lease, no idempotency records: the floor a durable saga cannot go below on this server).
+raw (4 puts): a hand-written nats-py saga: three requests to responders that decode and answer,
+and a KV put of the saga's state before each step and at the end (no CAS, no lease, no
+idempotency records: the floor a durable saga cannot go below on this server).
+raw (12 KV ops): hand-written nats-py doing corps's durable work, written as a throughput-minded
+user would: the active index and the record created together (one flush, both awaited), a
+request per step to a responder that creates its idempotency record (intent) and then
+CAS-updates it with the reply before answering, a CAS update of the saga record after each
+step (the last one terminal), and the index delete not awaited: 6 coordinator and 6
+participant KV writes per saga, 10 round trips in a row, as corps does.
 choreo: the same business flow by events (actors/shop/choreographed.py): publish OrderPlaced,
 wait for the Order entity's OrderCompleted; every hop is a JetStream publish and a durable consumer.
 ``log share``: the share of corps's saga latency spent in saga-log writes.
+saga-procs: 1 and then 2 coordinator processes (``_saga_procs``) driving sagas at once against
+participants whose records are in memory (so that they are not the bottleneck); the rate is
+all sagas over the union of the processes' measured windows.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from typing import Any
 
@@ -21,7 +32,9 @@ import nats
 from nats.js.api import KeyValueConfig, StorageType
 
 from corps import Actor, ActorOptions, ActorSystem, on_event
-from corps.bench._model import Context, Row, Sample, Scenario, Variant
+from corps.bench._child import run_child
+from corps.bench._model import Context, Row, Sample, Scenario, Target, Variant
+from corps.bench._saga_procs import MemoryInventory, MemoryPayments, MemoryShipping
 from corps.bench._stats import latency_summary, now
 from corps.bench.registry import register
 from corps.examples.shop import choreographed as choreo
@@ -133,18 +146,22 @@ async def choreo_sagas(ctx: Context) -> Sample:
 _enc = msgspec.msgpack.Encoder().encode
 
 
+def _raw_steps() -> list[tuple[str, Any, Any]]:
+    """The raw sagas' participants: (subject, request decoder, reply maker) per step."""
+    return [
+        ("inventory", msgspec.msgpack.Decoder(ReserveStock), lambda m: StockReserved(m.order_id, m.sku, m.qty)),
+        ("payments", msgspec.msgpack.Decoder(ChargeCard), lambda m: PaymentCaptured(m.order_id, m.card, m.amount)),
+        ("shipping", msgspec.msgpack.Decoder(BookCourier), lambda m: ShipmentBooked(m.order_id, "TRK")),
+    ]
+
+
 async def raw_sagas(ctx: Context) -> Sample:
     nc = await nats.connect(ctx.url)
     try:
         js = nc.jetstream()
         bucket = f"b{uuid.uuid4().hex[:8]}"
         kv = await js.create_key_value(KeyValueConfig(bucket=bucket, history=1, storage=StorageType.FILE))
-        steps: list[tuple[str, Any, Any]] = [
-            ("inventory", msgspec.msgpack.Decoder(ReserveStock),
-             lambda m: StockReserved(m.order_id, m.sku, m.qty)),
-            ("payments", msgspec.msgpack.Decoder(ChargeCard), lambda m: PaymentCaptured(m.order_id, m.card, m.amount)),
-            ("shipping", msgspec.msgpack.Decoder(BookCourier), lambda m: ShipmentBooked(m.order_id, "TRK")),
-        ]
+        steps = _raw_steps()
         for subject, decoder, answer in steps:
             async def respond(msg: Any, decoder: Any = decoder, answer: Any = answer) -> None:
                 await msg.respond(_enc(answer(decoder.decode(msg.data))))
@@ -172,25 +189,91 @@ async def raw_sagas(ctx: Context) -> Sample:
     return {"rate": len(latencies) / elapsed, "seconds": elapsed, **latency_summary(latencies)}
 
 
+async def raw_same_sagas(ctx: Context) -> Sample:
+    """The same durable work as corps, by hand (see the module doc): 12 KV writes per saga."""
+    nc = await nats.connect(ctx.url)
+    try:
+        js = nc.jetstream()
+        name = f"b{uuid.uuid4().hex[:8]}"
+        log = await js.create_key_value(KeyValueConfig(bucket=f"{name}-log", history=1, direct=True,
+                                                       storage=StorageType.FILE))
+        records = await js.create_key_value(KeyValueConfig(bucket=f"{name}-idem", history=1, direct=True,
+                                                           storage=StorageType.FILE))
+        steps = _raw_steps()
+        for subject, decoder, answer in steps:
+            async def respond(msg: Any, subject: str = subject, decoder: Any = decoder, answer: Any = answer) -> None:
+                request = decoder.decode(msg.data)
+                key = f"{subject}.{request.order_id}"
+                revision = await records.create(key, b"intent")
+                reply = _enc(answer(request))
+                await records.update(key, reply, last=revision)
+                await msg.respond(reply)
+
+            await nc.subscribe(f"{name}.{subject}", cb=respond)
+        await nc.flush()
+        reply_decoders = [msgspec.msgpack.Decoder(t) for t in (StockReserved, PaymentCaptured, ShipmentBooked)]
+        forgotten: set[asyncio.Task[Any]] = set()
+
+        async def one(i: int) -> None:
+            o = _order(i)
+            requests = [ReserveStock(o.order_id, o.sku, o.qty), ChargeCard(o.order_id, o.card, o.amount),
+                        BookCourier(o.order_id, o.address)]
+            key = f"s.{i}"
+            _, revision = await asyncio.gather(log.put(f"a.{i}", b""),
+                                               log.create(key, _enc({"step": 0, "status": "RUNNING"})))
+            for n, ((subject, _, _), request) in enumerate(zip(steps, requests, strict=True)):
+                reply = await nc.request(f"{name}.{subject}", _enc(request), timeout=10)
+                reply_decoders[n].decode(reply.data)
+                status = "COMPLETED" if n == len(steps) - 1 else "RUNNING"
+                revision = await log.update(key, _enc({"step": n + 1, "status": status}), last=revision)
+            task = asyncio.ensure_future(log.delete(f"a.{i}"))  # not awaited, as corps
+            forgotten.add(task)
+            task.add_done_callback(forgotten.discard)
+
+        await _drive(ctx.params["warmup"], ctx.params["inflight"], lambda i: one(10**9 + i))
+        elapsed, latencies = await _drive(ctx.params["sagas"], ctx.params["inflight"], one)
+        await asyncio.gather(*forgotten)
+        await js.delete_key_value(f"{name}-log")
+        await js.delete_key_value(f"{name}-idem")
+    finally:
+        await nc.close()
+    return {"rate": len(latencies) / elapsed, "seconds": elapsed, **latency_summary(latencies)}
+
+
+RAW4 = "raw saga (4 KV puts)"
+RAW12 = "raw saga (12 KV ops)"
+CORPS_OPS = "corps (12 KV ops)"
+
+
 def _scenario(inflight: int, quick: bool) -> Scenario:
     sagas = (40 if inflight == 1 else 256) if quick else (300 if inflight == 1 else 3_000)
     return Scenario(
         f"saga-{inflight}",
         f"orchestrated PlaceOrder (3 steps), {inflight} in flight, start to COMPLETED",
         {"sagas": sagas, "warmup": 10 if quick else 50, "inflight": inflight},
-        (Variant("corps", corps_sagas), Variant("choreo", choreo_sagas), Variant("raw", raw_sagas)),
+        (Variant("corps", corps_sagas), Variant("choreo", choreo_sagas), Variant("raw", raw_sagas),
+         Variant("raw-same", raw_same_sagas)),
         (
-            Row(f"saga x{inflight} throughput", "rate", "saga/s", "corps", "raw"),
-            Row(f"saga x{inflight} p50", "p50_us", "µs", "corps", "raw"),
-            Row(f"saga x{inflight} p99", "p99_us", "µs", "corps", "raw"),
-            Row(f"choreo x{inflight} throughput", "rate", "saga/s", "choreo", "raw"),
-            Row(f"choreo x{inflight} p50", "p50_us", "µs", "choreo", "raw"),
+            Row(f"saga x{inflight} throughput vs {RAW4}", "rate", "saga/s", "corps", "raw",
+                Target(">=", 1500, on="value", unit="saga/s") if inflight > 1 else None),
+            Row(f"saga x{inflight} throughput vs {RAW12}", "rate", "saga/s", "corps", "raw-same",
+                Target(">=", 0.8) if inflight > 1 else None),
+            Row(f"saga x{inflight} p50 vs {RAW4}", "p50_us", "µs", "corps", "raw",
+                Target("<=", 3000, on="value", unit="µs") if inflight == 1 else None),
+            Row(f"saga x{inflight} p50 vs {RAW12}", "p50_us", "µs", "corps", "raw-same"),
+            Row(f"saga x{inflight} p99 vs {RAW12}", "p99_us", "µs", "corps", "raw-same"),
+            Row(f"choreo x{inflight} throughput vs {RAW4}", "rate", "saga/s", "choreo", "raw"),
+            Row(f"choreo x{inflight} p50 vs {RAW4}", "p50_us", "µs", "choreo", "raw"),
             Row(f"saga x{inflight} log-write share", "log_share", "%", "corps", None, lower_is_better=True),
         ),
-        ("raw: hand-written nats-py saga: a KV put before each of the 3 requests and at the end",
+        (f"{RAW4}: hand-written nats-py saga: a KV put before each of the 3 requests and at the end",
+         f"{RAW12}: the same durable work as corps: index + record created in one flush, per step an "
+         "idempotency record created and CAS-updated by the participant and a CAS of the saga record, the "
+         "index delete not awaited",
+         f"{CORPS_OPS}: coordinator index put + record create (together), 3 CAS writes, index delete (not "
+         "awaited); participants an intent create and an outcome CAS per step (@idempotent, records in KV)",
          "choreo: the choreographed shop: 5 events through JetStream per order (placed, reserved, "
-         "captured, booked, completed)",
-         "corps also writes CAS records, the active index, lease data and participant idempotency records"),
+         "captured, booked, completed)"),
     )
 
 
@@ -202,3 +285,53 @@ def saga_1(quick: bool) -> Scenario:
 @register("saga-64")
 def saga_64(quick: bool) -> Scenario:
     return _scenario(64, quick)
+
+
+# -- coordinator scale-out: 1 and 2 coordinator processes ---------------------------------
+
+
+PROC_TIMEOUT = 300.0
+PROC_START = 6.0
+"""Seconds from launching the children to their common start: time to import, connect, warm up."""
+
+
+def _procs(n: int) -> Any:
+    async def run(ctx: Context) -> Sample:
+        ns = f"b{uuid.uuid4().hex[:8]}"
+        async with ActorSystem(ctx.url, namespace=ns) as parts:
+            for cls, actor_id in ((MemoryInventory, WAREHOUSE), (MemoryPayments, PAYMENTS),
+                                  (MemoryShipping, COURIER)):
+                await parts.spawn(cls, actor_id)
+            start_at = time.time() + PROC_START
+            args = [ctx.url, ns, str(ctx.params["sagas"]), str(ctx.params["inflight"]), str(start_at), ctx.loop]
+            cpu0 = time.process_time()
+            results = await asyncio.gather(*(run_child("corps.bench._saga_procs", args, PROC_TIMEOUT)
+                                             for _ in range(n)))
+            participants_cpu = time.process_time() - cpu0  # warm-ups included: an upper bound
+        total = sum(r["sagas"] for r in results)
+        window = max(r["t1"] for r in results) - min(r["t0"] for r in results)
+        overlap = min(r["t1"] for r in results) - max(r["t0"] for r in results)
+        return {"rate": total / window, "seconds": window, "overlap_share": 100 * max(overlap, 0.0) / window,
+                "coordinator_cpu_us": 1e6 * sum(r["cpu"] for r in results) / total,
+                "participants_cpu_us": 1e6 * participants_cpu / total}
+
+    return run
+
+
+@register("saga-procs")
+def saga_procs(quick: bool) -> Scenario:
+    return Scenario(
+        "saga-procs",
+        "orchestrated PlaceOrder, 64 in flight per coordinator process: 2 processes vs 1",
+        {"sagas": 300 if quick else 2_000, "inflight": 64},
+        (Variant("procs-1", _procs(1)), Variant("procs-2", _procs(2))),
+        (
+            Row("saga 2 coordinator processes vs 1", "rate", "saga/s", "procs-2", "procs-1", Target(">=", 1.6)),
+            Row("saga 2 processes: overlap of their windows", "overlap_share", "%", "procs-2", None),
+            Row("saga coordinator CPU per saga (2 procs vs 1)", "coordinator_cpu_us", "µs", "procs-2", "procs-1"),
+            Row("saga participants CPU per saga (2 procs vs 1)", "participants_cpu_us", "µs", "procs-2", "procs-1"),
+        ),
+        ("each coordinator is its own process (python -m corps.bench._saga_procs), 64 sagas in flight; the "
+         "participants run in the bench process with their records in memory (@idempotent(effect='memory'))",
+         "the corps column is 2 processes, the raw column 1 process: the ratio is the scale-out"),
+    )
