@@ -34,6 +34,13 @@ from corps.errors import SagaTimeout as SagaTimeout
 from corps.errors import SagaUnreadable as SagaUnreadable
 from corps.errors import SpawnError as SpawnError
 from corps.errors import StepRejected as StepRejected
+from corps.errors import StoreConflict as StoreConflict
+from corps.errors import StoreError as StoreError
+from corps.errors import StoreNoResponders as StoreNoResponders
+from corps.errors import StoreRefused as StoreRefused
+from corps.errors import StoreTimeout as StoreTimeout
+from corps.errors import StoreUnavailable as StoreUnavailable
+from corps.errors import StoreUnreadable as StoreUnreadable
 from corps.events import Backoff as Backoff
 from corps.events import DeadLetterEvent as DeadLetterEvent
 from corps.events import EventsConfig as EventsConfig
@@ -86,6 +93,13 @@ __all__ = [
     "SpawnError",
     "StepRejected",
     "Stop",
+    "StoreConflict",
+    "StoreError",
+    "StoreNoResponders",
+    "StoreRefused",
+    "StoreTimeout",
+    "StoreUnavailable",
+    "StoreUnreadable",
     "current_correlation_id",
     "handler",
     "on_event",

@@ -16,6 +16,13 @@ Every error a user can see is one of these; ``nats.errors`` never escapes the ru
   x EventError                              JetStream events could not be published or set up
     + PublishFailed                         no stream ack after retries; .subject, .msg_id, .reason
     + ProvisioningConflict                  a stream, consumer or KV bucket on the server differs; .differences
+  x StoreError                              a lean JetStream operation (corps.wire._jetstream) failed; .subject, .reason
+    + StoreTimeout (also TimeoutError)      no answer in time: the write may have been stored; .timeout
+    + StoreNoResponders                     no stream listens on the subject (or JetStream is off)
+    + StoreConflict                         a compare-and-set lost: the subject's last sequence differs
+    + StoreRefused                          the server refused the operation; .code, .err_code
+    + StoreUnreadable                       the answer could not be decoded (garbage, hostile bytes)
+    + StoreUnavailable                      the connection cannot send (closed, draining, buffer full)
   x SagaError                               a saga could not complete
     + SagaDefinitionError (also TypeError)  bad saga class; raised when the class is created; .problems
     + StepRejected                          terminal refusal by a participant: compensate, do not retry
@@ -151,6 +158,48 @@ class ProvisioningConflict(EventError):
             f"{kind} {name!r} exists with other settings than the code declares: {'; '.join(differences)} "
             f"(delete it, e.g. `nats {kind} rm {name}`, or declare the server's settings)"
         )
+
+
+class StoreError(CorpsError):
+    """A JetStream operation of the lean path (``corps.wire._jetstream``) failed."""
+
+    def __init__(self, subject: str, reason: str) -> None:
+        self.subject = subject
+        self.reason = reason
+        super().__init__(f"jetstream {subject!r}: {reason}")
+
+
+class StoreTimeout(StoreError, TimeoutError):
+    """No answer within ``timeout`` seconds: a write may still have been stored."""
+
+    def __init__(self, subject: str, timeout: float) -> None:
+        self.timeout = timeout
+        super().__init__(subject, f"no answer within {timeout:g}s")
+
+
+class StoreNoResponders(StoreError):
+    """Nothing answers on the subject: no stream for it, or JetStream is not enabled (status 503)."""
+
+
+class StoreConflict(StoreError):
+    """A compare-and-set write lost: the subject's last sequence is not the one expected."""
+
+
+class StoreRefused(StoreError):
+    """The server refused the operation (an API error other than a conflict)."""
+
+    def __init__(self, subject: str, code: int, err_code: int, description: str) -> None:
+        self.code = code
+        self.err_code = err_code
+        super().__init__(subject, f"refused: {code}/{err_code} {description}"[:300])
+
+
+class StoreUnreadable(StoreError):
+    """The answer could not be decoded: not a PubAck, not a stored message (garbage or hostile bytes)."""
+
+
+class StoreUnavailable(StoreError):
+    """The connection cannot send now (closed, draining, or its reconnect buffer is full)."""
 
 
 class SagaError(CorpsError):

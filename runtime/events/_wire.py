@@ -18,6 +18,9 @@ from nats.aio.client import Client
 from nats.protocol import command as prot
 
 from corps.core._messages import Message
+from corps.wire._jetstream import PubAck as PubAck
+from corps.wire._jetstream import PubAckError as PubAckError
+from corps.wire._jetstream import parse_headers as parse_header_block
 
 MSG_ID: Final = "Nats-Msg-Id"
 CORR: Final = "Corps-Corr"
@@ -128,21 +131,6 @@ class AckBuffer:
             queue.put_nowait(asyncio.get_running_loop().create_future())  # wake nats-py's flusher
 
 
-class PubAckError(msgspec.Struct, frozen=True):
-    code: int = 0
-    err_code: int = 0
-    description: str = ""
-
-
-class PubAck(msgspec.Struct, frozen=True):
-    """The stream's acknowledgement of a publish."""
-
-    stream: str = ""
-    seq: int = 0
-    duplicate: bool = False
-    error: PubAckError | None = None
-
-
 PUBACK_DECODER: Final = msgspec.json.Decoder(PubAck)
 
 
@@ -168,16 +156,6 @@ def parse_ack_subject(reply: str) -> Delivery | None:
         return Delivery(t[2], t[3], int(t[4]), int(t[5]), int(t[7]))
     except ValueError:
         return None
-
-
-def parse_header_block(raw: bytes) -> dict[str, str]:
-    """``NATS/1.0\r\nName: value\r\n...`` -> {name: value}: one decode for the whole block."""
-    out: dict[str, str] = {}
-    for line in raw.decode(errors="replace").split("\r\n")[1:]:
-        name, sep, value = line.partition(":")
-        if sep:
-            out[name.strip()] = value.strip()
-    return out
 
 
 class Inbound:

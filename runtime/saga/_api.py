@@ -102,8 +102,11 @@ class SagaAPI:
         coordinator = await self.coordinator()
         delay = 0.01
         with anyio.move_on_after(timeout):
-            if coordinator.drives(saga_id):  # driven here: its end is an event, no need to poll the log
-                await coordinator.wait_local(saga_id)
+            # Driven here: its end is an event, and its terminal record the one this coordinator
+            # just wrote (CAS-durable): answered from memory, no read of the log.
+            ended = await coordinator.wait_local(saga_id)
+            if ended is not None:
+                return SagaInfo.of(ended)
             while True:
                 try:
                     info = await self.saga_status(saga_id)
@@ -114,7 +117,9 @@ class SagaAPI:
                 # Driven here: wake on its end. Driven elsewhere: read the log again, backing off.
                 with anyio.move_on_after(delay):
                     if coordinator.drives(saga_id):
-                        await coordinator.wait_local(saga_id)
+                        ended = await coordinator.wait_local(saga_id)
+                        if ended is not None:
+                            return SagaInfo.of(ended)
                     else:
                         await anyio.sleep(delay)
                 delay = min(delay * 2, 0.5)

@@ -9,6 +9,7 @@ as streams do (``corps.events._provision``).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from typing import TYPE_CHECKING, Any, Final, Literal
@@ -17,7 +18,7 @@ import msgspec
 import nats.errors
 import nats.js.errors
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig, StorageType
+from nats.js.api import KeyValueConfig, StorageType, StreamInfo
 from nats.js.kv import KeyValue
 
 from corps.errors import ProvisioningConflict, SagaStoreUnavailable
@@ -132,6 +133,8 @@ async def ensure_bucket(js: JetStreamContext, want: KeyValueConfig, *, why: str 
                 return await js.create_key_value(want)
             except nats.js.errors.BadRequestError:  # created meanwhile by another node, or differently
                 info = await js.stream_info(f"KV_{bucket}")
+        if not info.config.allow_direct:
+            info = await _allow_direct(js, info)
         have_replicas = info.config.num_replicas or 1
         problems = []
         if have_replicas < want.replicas:
@@ -146,6 +149,16 @@ async def ensure_bucket(js: JetStreamContext, want: KeyValueConfig, *, why: str 
         raise SagaStoreUnavailable(f"cannot open KV bucket {bucket!r}: {exc!r}") from exc
 
 
+async def _allow_direct(js: JetStreamContext, info: StreamInfo) -> StreamInfo:
+    """Turn on direct get for a bucket created without it (by an older corps): reads then skip the
+    JSON API. Best effort: a server that refuses leaves the bucket as it is, read through the API."""
+    try:
+        return await js.update_stream(dataclasses.replace(info.config, allow_direct=True))
+    except nats.js.errors.APIError as exc:
+        log.info("KV stream %s: direct get stays off (%s)", info.config.name, exc)
+        return info
+
+
 def _name(storage: object) -> str:
     return str(getattr(storage, "value", storage))
 
@@ -155,7 +168,7 @@ def bucket_config(config: SagaConfig, server_info: dict[str, Any], bucket: str, 
     """The KeyValueConfig of one saga bucket, and the note ``ensure_bucket`` adds to a replicas difference."""
     replicas = replicas_for(config, server_info)
     why = "" if config.replicas is not None else f" (SagaConfig(replicas=None) follows the cluster: {replicas})"
-    kv = KeyValueConfig(bucket=bucket, history=1, ttl=ttl, replicas=replicas, description=description,
+    kv = KeyValueConfig(bucket=bucket, history=1, ttl=ttl, replicas=replicas, description=description, direct=True,
                         storage=StorageType.FILE if config.storage == "file" else StorageType.MEMORY)
     return kv, why
 

@@ -93,7 +93,7 @@ class Coordinator(Ownership):
         self.definitions: dict[str, type[Saga[Any]]] = {}
         self._engines: dict[str, Engine] = {}
         self._drives: dict[str, Drive] = {}
-        # Nothing per saga outlives its drive here (wait_saga reads a finished one in the log).
+        # Nothing per saga outlives its drive here (wait_saga reads the log for one it did not see end).
         self.crash_points: set[str] = set()
         """Switched-on crash points (tests): see CRASH_POINTS."""
         self.renewing = True
@@ -247,7 +247,7 @@ class Coordinator(Ownership):
                 started = time.perf_counter()
                 try:
                     d.revision = await self.log.write(record, d.revision)
-                    d.state, d.lease_until = new, record.lease_until
+                    d.state, d.lease_until, d.owner = new, record.lease_until, record.owner
                     return True
                 except Stale:
                     if await self._landed(saga_id, d, record):
@@ -297,7 +297,7 @@ class Coordinator(Ownership):
         except CorpsError:
             return False
         if current.owner == record.owner and current.state == record.state:
-            d.revision, d.state, d.lease_until = revision, record.state, current.lease_until
+            d.revision, d.state, d.lease_until, d.owner = revision, record.state, current.lease_until, current.owner
             return True
         return False
 
@@ -357,9 +357,15 @@ class Coordinator(Ownership):
         """True if this coordinator owns the saga now."""
         return saga_id in self._drives
 
-    async def wait_local(self, saga_id: str) -> None:
-        """Return when this coordinator stops driving the saga (at once if it does not drive it)."""
+    async def wait_local(self, saga_id: str) -> SagaRecord | None:
+        """Return when this coordinator stops driving the saga (at once if it does not drive it):
+        its terminal record as this coordinator wrote it, or None (not driven here, or it stopped
+        driving it before its end: lost, crashed, a bug)."""
         d = self._drives.get(saga_id)
-        if d is not None:
-            await d.ended.wait()
+        if d is None:
+            return None
+        await d.ended.wait()
+        if not d.state.status.terminal:
+            return None
+        return SagaRecord(state=d.state, owner=d.owner, lease_until=d.lease_until)
 

@@ -22,14 +22,14 @@ from typing import Final
 
 import msgspec
 import nats.errors
-import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
-from corps.errors import SagaNotFound, SagaStoreUnavailable, SagaUnreadable
+from corps.errors import SagaNotFound, SagaStoreUnavailable, SagaUnreadable, StoreConflict, StoreError, StoreRefused
 from corps.saga._config import SagaConfig, bucket_config, ensure_bucket
 from corps.saga._size import record_limit
 from corps.saga._state import SagaState
+from corps.wire._jetstream import PAYLOAD_TOO_LARGE, Bucket, Lean, decode_ack
 from corps.wire._snapshot import live_keys
 from corps.wire._transport import max_payload
 
@@ -94,9 +94,15 @@ def saga_bucket(namespace: str) -> str:
 
 
 class SagaLog:
-    """Reads and CAS-writes saga records in JetStream KV."""
+    """Reads and CAS-writes saga records in JetStream KV, through the lean path (``corps.wire._jetstream``).
 
-    def __init__(self, js: JetStreamContext, bucket: str, kv: KeyValue) -> None:
+    Per saga: a start writes the active index and the record in one flush and awaits both
+    acks; each transition is one CAS write; the terminal write's index delete is sent once the
+    write is durable and not awaited (a failure is counted in ``lean.unawaited_failures``: a
+    stale index entry is dropped by the next scan that reads the terminal record).
+    """
+
+    def __init__(self, js: JetStreamContext, bucket: str, kv: Bucket) -> None:
         self._js = js
         self._bucket = bucket
         self._kv = kv
@@ -111,7 +117,17 @@ class SagaLog:
         """
         bucket = saga_bucket(namespace)
         want, why = bucket_config(config or SagaConfig(), js._nc._server_info, bucket, "corps saga log")
-        return cls(js, bucket, await ensure_bucket(js, want, why=why))
+        return await cls.attach(js, bucket, await ensure_bucket(js, want, why=why))
+
+    @classmethod
+    async def attach(cls, js: JetStreamContext, bucket: str, kv: KeyValue) -> SagaLog:
+        """The log of an opened bucket (``kv``, nats-py's handle: whether it has direct get)."""
+        return cls(js, bucket, Bucket(await Lean.of(js._nc), bucket, direct=bool(getattr(kv, "_direct", False))))
+
+    @property
+    def lean(self) -> Lean:
+        """The connection's lean JetStream path (its counters: ``unawaited_failures``, ``dropped``)."""
+        return self._kv.lean
 
     # -- size -----------------------------------------------------------------------------
 
@@ -146,19 +162,18 @@ class SagaLog:
         """
         try:
             entry = await self._kv.get(f"s.{saga_id}")
-        except nats.js.errors.KeyNotFoundError as exc:
-            raise SagaNotFound(saga_id) from exc
-        except (nats.errors.Error, TimeoutError) as exc:
-            raise SagaStoreUnavailable(f"read {saga_id}: {exc!r}") from exc
-        if entry.revision is None:
-            raise SagaStoreUnavailable(f"read {saga_id}: an entry without a revision")
-        return decode_record(saga_id, entry.value or b""), entry.revision
+        except StoreError as exc:
+            raise SagaStoreUnavailable(f"read {saga_id}: {exc}") from exc
+        if entry is None:
+            raise SagaNotFound(saga_id)
+        return decode_record(saga_id, entry.value), entry.revision
 
     async def create(self, record: SagaRecord) -> int | None:
         """Write a new saga; None if a saga with that id exists (starting is idempotent).
 
-        The active index is written first: a crash between the two leaves an index entry
-        without a record, which the scanner drops, never a record nobody resumes.
+        The active index and the record go out in one flush, the index first: the stream
+        stores them in that order, so a crash between the two leaves an index entry without a
+        record (which the scanner drops), never a record nobody resumes. Both acks are awaited.
 
         Raises:
             TooLarge: the record cannot be one NATS message (nothing was written).
@@ -166,15 +181,34 @@ class SagaLog:
         """
         saga_id = record.state.saga_id
         data = self._encoded(record)
+        subject = self.subject(saga_id)
         try:
-            await self._kv.put(f"a.{saga_id}", b"")
-            return await self._kv.create(f"s.{saga_id}", data)
-        except nats.js.errors.KeyWrongLastSequenceError:
+            index = self._kv.put_soon(f"a.{saga_id}", b"")
+        except StoreError as exc:
+            raise self._failed("create", saga_id, data, exc) from exc
+        try:
+            created = self._kv.create_soon(f"s.{saga_id}", data)
+        except StoreError as exc:
+            self.lean.settle(index, subject)
+            raise self._failed("create", saga_id, data, exc) from exc
+        try:
+            revision = decode_ack(subject, await created)
+        except StoreConflict:
+            self.lean.settle(index, subject)  # an index entry for a saga that exists: harmless either way
             return None
-        except nats.errors.MaxPayloadError as exc:  # a server with a smaller max_payload since the check
-            raise TooLarge(saga_id, len(data), record_limit(self.max_payload)) from exc
-        except (nats.errors.Error, TimeoutError) as exc:
-            raise SagaStoreUnavailable(f"create {saga_id}: {exc!r}") from exc
+        except StoreError as exc:
+            self.lean.settle(index, subject)
+            raise self._failed("create", saga_id, data, exc) from exc
+        try:
+            decode_ack(subject, await index)
+        except StoreError:
+            # The record is stored and its index is not (a timeout, a leader change): write it
+            # again, or the saga would be resumed by nobody after a crash of its owner.
+            try:
+                await self._kv.put(f"a.{saga_id}", b"")
+            except StoreError as exc:
+                raise SagaStoreUnavailable(f"index {saga_id}: {exc}") from exc
+        return revision
 
     async def write(self, record: SagaRecord, revision: int) -> int:
         """CAS-write ``record`` over ``revision``; the new revision.
@@ -187,28 +221,31 @@ class SagaLog:
         saga_id = record.state.saga_id
         data = self._encoded(record)
         try:
-            rev = await self._kv.update(f"s.{saga_id}", data, last=revision)
-        except nats.js.errors.KeyWrongLastSequenceError as exc:
+            rev = await self._kv.update(f"s.{saga_id}", data, revision)
+        except StoreConflict as exc:
             raise Stale(saga_id) from exc
-        except nats.errors.MaxPayloadError as exc:
-            raise TooLarge(saga_id, len(data), record_limit(self.max_payload)) from exc
-        except (nats.errors.Error, TimeoutError) as exc:
-            raise SagaStoreUnavailable(f"write {saga_id}: {exc!r}") from exc
+        except StoreError as exc:
+            raise self._failed("write", saga_id, data, exc) from exc
         if record.state.status.terminal:
             await self.forget_active(saga_id)
         return rev
+
+    def _failed(self, what: str, saga_id: str, data: bytes, exc: StoreError) -> Exception:
+        if isinstance(exc, StoreRefused) and exc.code == PAYLOAD_TOO_LARGE:  # max_payload shrank since the check
+            return TooLarge(saga_id, len(data), record_limit(self.max_payload))
+        return SagaStoreUnavailable(f"{what} {saga_id}: {exc}")
 
     async def create_active(self, saga_id: str) -> None:
         """Put a saga back in the active index (an operator retry of a FAILED saga)."""
         try:
             await self._kv.put(f"a.{saga_id}", b"")
-        except (nats.errors.Error, TimeoutError) as exc:
-            raise SagaStoreUnavailable(f"index {saga_id}: {exc!r}") from exc
+        except StoreError as exc:
+            raise SagaStoreUnavailable(f"index {saga_id}: {exc}") from exc
 
     async def forget_active(self, saga_id: str) -> None:
-        # A stale index entry is harmless: the scanner drops it when it reads a terminal saga.
-        with contextlib.suppress(nats.errors.Error, TimeoutError):
-            await self._kv.delete(f"a.{saga_id}")
+        """Drop a saga from the active index, not waiting for the ack (a failure is counted):
+        a stale index entry is harmless, the scanner drops it when it reads a terminal saga."""
+        await self._kv.delete(f"a.{saga_id}", wait=False)
 
     async def active(self) -> list[str]:
         """Ids of sagas not known to be terminal.
@@ -232,8 +269,8 @@ class SagaLog:
         """
         try:
             await self._kv.put(f"c.{node}", data)
-        except (nats.errors.Error, TimeoutError) as exc:
-            raise SagaStoreUnavailable(f"liveness of {node}: {exc!r}") from exc
+        except StoreError as exc:
+            raise SagaStoreUnavailable(f"liveness of {node}: {exc}") from exc
 
     async def heartbeat(self, node: str) -> tuple[bytes, int] | None:
         """Coordinator ``node``'s liveness key: its value and revision, or None if it has none.
@@ -243,15 +280,13 @@ class SagaLog:
         """
         try:
             entry = await self._kv.get(f"c.{node}")
-        except nats.js.errors.KeyNotFoundError:
-            return None
-        except (nats.errors.Error, TimeoutError) as exc:
-            raise SagaStoreUnavailable(f"liveness of {node}: {exc!r}") from exc
-        return entry.value or b"", entry.revision or 0
+        except StoreError as exc:
+            raise SagaStoreUnavailable(f"liveness of {node}: {exc}") from exc
+        return None if entry is None else (entry.value, entry.revision)
 
     async def forget_heartbeat(self, node: str) -> None:
         """Delete coordinator ``node``'s liveness key (it stopped, or was found dead); best effort."""
-        with contextlib.suppress(nats.errors.Error, TimeoutError):
+        with contextlib.suppress(StoreError):
             await self._kv.delete(f"c.{node}")
 
     async def _ids(self, prefix: str) -> list[str]:

@@ -44,6 +44,8 @@ class Drive:
         self.state = state
         self.revision = revision
         self.lease_until = lease_until
+        self.owner = ""
+        """The owner its last written record names ("" once terminal): what ``wait_saga`` answers."""
         self.lock = anyio.Lock()  # one write at a time: transitions and lease renewals
         self.send, self.receive = anyio.create_memory_object_stream[Event](1000)
         self.ended = anyio.Event()

@@ -154,7 +154,7 @@ async def _saga(js: JetStreamContext, namespace: str, saga_id: str) -> SagaInfo 
     except (nats.errors.Error, TimeoutError) as exc:
         raise SagaStoreUnavailable(f"cannot open KV bucket {bucket!r}: {exc!r}") from exc
     try:
-        record, _ = await SagaLog(js, bucket, kv).read(saga_id)
+        record, _ = await (await SagaLog.attach(js, bucket, kv)).read(saga_id)
     except SagaNotFound:
         return None
     return SagaInfo.of(record)
