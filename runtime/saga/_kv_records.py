@@ -1,37 +1,44 @@
 """Participant records in the namespace's JetStream KV bucket: for effects outside the process.
 
 ``{namespace}-idempotency``, created or checked once per system with the SagaConfig's replicas
-and storage, records expiring after ``RECORD_TTL``. A record outlives the process: a crash
-between the effect and its outcome record leaves an intent (see ``corps.saga._records``).
+and storage (direct get on), records expiring after ``RECORD_TTL``. Read and written through the
+lean JetStream path (``corps.wire._jetstream``: pipelined writes, PubAcks decoded cheaply,
+direct gets). A record outlives the process: a crash between the effect and its outcome record
+leaves an intent (see ``corps.saga._records``).
+
+``send_update`` is the outcome write that does not hold the mailbox: the CAS write is sent and
+pushed into the socket (the kernel delivers it even if the process is killed next), and its
+PubAck is awaited later, by whoever holds the reply.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import typing
 import weakref
-from typing import Final
+from collections.abc import Awaitable
 
 import anyio
-import nats.errors
-import nats.js.errors
-from nats.js.kv import KeyValue
 
-from corps.errors import SagaStoreUnavailable
+from corps.errors import SagaStoreUnavailable, StoreConflict, StoreError
 from corps.saga._config import open_idempotency_bucket
 from corps.saga._records import RECORD_TTL, Record, decode_record, encode
+from corps.wire._jetstream import Bucket, Lean, Reply, decode_ack
 
 if typing.TYPE_CHECKING:
     from corps.core._node import Node
 
-_WRONG_LAST: Final = (10071, 10164)  # JetStream: the subject's last sequence is not the expected one
+
+def _unavailable(key: str, exc: StoreError) -> SagaStoreUnavailable:
+    return SagaStoreUnavailable(f"idempotency record {key!r}: {type(exc).__name__}: {exc}")
 
 
 class KvRecords:
     """Records in the namespace's idempotency bucket."""
 
-    def __init__(self, kv: KeyValue) -> None:
-        self.kv = kv
+    def __init__(self, bucket: Bucket) -> None:
+        self.bucket = bucket
 
     @staticmethod
     def key(idempotency_key: str) -> str:
@@ -40,41 +47,62 @@ class KvRecords:
 
     async def get(self, key: str) -> tuple[Record, int] | None:
         try:
-            entry = await self.kv.get(self.key(key))
-        except nats.js.errors.KeyNotFoundError:
+            entry = await self.bucket.get(self.key(key))
+        except StoreError as exc:
+            raise _unavailable(key, exc) from exc
+        if entry is None or not entry.value:
             return None
-        except (nats.errors.Error, TimeoutError) as exc:
-            raise SagaStoreUnavailable(f"idempotency record {key!r}: {exc!r}") from exc
-        if not entry.value:
-            return None
-        return decode_record(key, entry.value), entry.revision or 0
+        return decode_record(key, entry.value), entry.revision
 
     async def create(self, key: str, record: Record, *, undo: bool = False) -> int | None:
         try:
-            return await self.kv.create(self.key(key), encode(record))
-        except nats.js.errors.KeyWrongLastSequenceError:
+            return await self.bucket.create(self.key(key), encode(record))
+        except StoreConflict:
             return None
-        except (nats.errors.Error, TimeoutError) as exc:
-            raise SagaStoreUnavailable(f"idempotency record {key!r}: {exc!r}") from exc
+        except StoreError as exc:
+            raise _unavailable(key, exc) from exc
 
     async def update(self, key: str, record: Record, revision: int) -> bool:
         try:
-            await self.kv.update(self.key(key), encode(record), last=revision)
-        except nats.js.errors.KeyWrongLastSequenceError:
+            await self.bucket.update(self.key(key), encode(record), revision)
+        except StoreConflict:
             return False
-        except (nats.errors.Error, TimeoutError) as exc:
-            raise SagaStoreUnavailable(f"idempotency record {key!r}: {exc!r}") from exc
+        except StoreError as exc:
+            raise _unavailable(key, exc) from exc
         return True
 
     async def clear(self, key: str, revision: int) -> None:
         try:
-            await self.kv.delete(self.key(key), last=revision)
-        except nats.js.errors.APIError as exc:
-            if exc.err_code in _WRONG_LAST:
-                return  # changed meanwhile: not ours to clear any more
-            raise SagaStoreUnavailable(f"idempotency record {key!r}: {exc!r}") from exc
-        except (nats.errors.Error, TimeoutError) as exc:
-            raise SagaStoreUnavailable(f"idempotency record {key!r}: {exc!r}") from exc
+            await self.bucket.delete(self.key(key), last=revision)
+        except StoreConflict:
+            return  # changed meanwhile: not ours to clear any more
+        except StoreError as exc:
+            raise _unavailable(key, exc) from exc
+
+    async def send_update(self, key: str, record: Record, revision: int) -> Awaitable[bool]:
+        """Send ``update(key, record, revision)`` now, into the socket; the awaitable of its outcome
+        (True: written; False: the record changed; SagaStoreUnavailable: unknown, retry it).
+
+        Raises:
+            SagaStoreUnavailable: the connection cannot send it now.
+        """
+        try:
+            sent = self.bucket.update_soon(self.key(key), encode(record), revision)
+        except StoreError as exc:
+            raise _unavailable(key, exc) from exc
+        # Out of nats-py's pending buffer into the transport before the mailbox moves on: a kill
+        # while the next message is handled no longer keeps this outcome from the server.
+        await self.bucket.lean._nc._flush_pending(force_flush=True)
+        return self._acked(key, sent)
+
+    async def _acked(self, key: str, sent: asyncio.Future[Reply]) -> bool:
+        try:
+            decode_ack(self.bucket.subject(self.key(key)), await sent)
+        except StoreConflict:
+            return False
+        except StoreError as exc:
+            raise _unavailable(key, exc) from exc
+        return True
 
 
 _stores: weakref.WeakKeyDictionary[Node, KvRecords] = weakref.WeakKeyDictionary()
@@ -94,5 +122,7 @@ async def kv_records(system: Node) -> KvRecords:
             store = _stores.get(system)
             if store is None:
                 kv = await open_idempotency_bucket(system, ttl=RECORD_TTL)
-                store = _stores[system] = KvRecords(kv)
+                lean = await Lean.of(system._nc)
+                bucket = Bucket(lean, kv._name, direct=bool(getattr(kv, "_direct", False)))
+                store = _stores[system] = KvRecords(bucket)
     return store

@@ -2,13 +2,15 @@
 
 * ``records_for``: the store a handler's declared effect kind calls for (KV or the instance).
 * ``finish``: record the reply of a handler that ran. Records in memory are written at once. A
-  KV record is written *off the mailbox*: the handler returns, the instance takes its next
-  message, and the reply is held (``corps.core._context.hold_reply``) until the record is
-  durable. Meanwhile the reply is in the instance's memory (``unrecorded``), and a later message
-  for the same key on this instance waits for the write (``settled``), so per-key order holds:
-  a duplicate's reply, like the first, goes out only once the record is written, and a
-  compensation reads the forward step's outcome, not the intent it replaces.
-* ``outcome``: the write itself. A store that is down never turns into an error after the
+  KV record is written *off the mailbox*: the write is sent and pushed into the socket (so a
+  process killed while it handles its next message has still sent it), the handler returns, the
+  instance takes its next message, and the reply is held (``corps.core._context.hold_reply``)
+  until the write's PubAck says the record is durable. Meanwhile the reply is in the instance's
+  memory (``unrecorded``), and a later message for the same key on this instance waits for the
+  write (``settled``), so per-key order holds: a duplicate's reply, like the first, goes out
+  only once the record is written, and a compensation reads the forward step's outcome, not
+  the intent it replaces.
+* ``outcome``: the write, retried. A store that is down never turns into an error after the
   effect (the coordinator would retry it into a second effect): the reply stays in memory,
   answered from there to duplicates, and the write is retried for RECORD_RETRY_FOR seconds.
 """
@@ -17,14 +19,14 @@ from __future__ import annotations
 
 import logging
 import typing
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Coroutine
 from typing import Any
 
 import anyio
 
 from corps.core._context import hold_reply
 from corps.errors import SagaStoreUnavailable
-from corps.saga._kv_records import kv_records
+from corps.saga._kv_records import KvRecords, kv_records
 from corps.saga._memory_records import MemoryRecords, memory_records
 from corps.saga._records import RECORD_RETRY_FOR, Record, Records
 
@@ -78,27 +80,58 @@ async def answered_from_memory(actor: Actor, key: str) -> bytes | None:
     return data
 
 
-async def finish(actor: Actor, records: Records, key: str, revision: int | None, data: bytes) -> None:
-    """Record the reply ``data`` of a handler that ran: over its intent at ``revision``, or afresh.
+async def finish(actor: Actor, records: Records, key: str, revision: int, data: bytes) -> None:
+    """Record the reply ``data`` of a handler that ran, over its intent at ``revision``.
 
-    In memory: now. In KV: off the mailbox, the reply held until written (see the module doc).
+    In memory: now. In KV: sent now, its ack awaited off the mailbox with the reply held until
+    it is written (see the module doc).
     """
     if isinstance(records, MemoryRecords):
+        if not await records.update(key, Record(True, data), revision):
+            log.warning("%s: its record changed while the handler ran: the outcome is not recorded over it", key)
+        return
+    if not isinstance(records, KvRecords):  # another store: written inline
         await outcome(actor, records, key, revision, data)
         return
     unrecorded(actor)[key] = data
     writing = _writing(actor)
     done = writing[key] = anyio.Event()
+    try:
+        sent: Awaitable[bool] | None = await records.send_update(key, Record(True, data), revision)
+    except SagaStoreUnavailable:
+        sent = None  # not sent: written (and retried) by outcome() below
 
     async def write() -> None:
         try:
-            await outcome(actor, records, key, revision, data)
+            written: bool | None = None
+            if sent is not None:
+                try:
+                    written = await sent
+                except SagaStoreUnavailable:
+                    written = None  # no ack: it may have landed; outcome() finds out (a CAS conflict, then a read)
+            if written is None:
+                await outcome(actor, records, key, revision, data)
+            else:
+                if not written:
+                    await _changed(records, key)
+                unrecorded(actor).pop(key, None)
         finally:
             done.set()
             if writing.get(key) is done:
                 del writing[key]
 
     await _hold(write())
+
+
+async def _changed(records: Records, key: str) -> None:
+    """The outcome's CAS write lost: fine if the record is done (a copy wrote it), else said."""
+    try:
+        now = await records.get(key)
+    except SagaStoreUnavailable:
+        now = None
+    if now is None or not now[0].done:
+        log.warning("%s: its record changed while the handler ran (a compensation on another "
+                    "instance?): the outcome is not recorded over it", key)
 
 
 async def _hold(work: Coroutine[Any, Any, None]) -> None:
@@ -109,7 +142,7 @@ async def _hold(work: Coroutine[Any, Any, None]) -> None:
         await work
 
 
-async def outcome(actor: Actor, records: Records, key: str, revision: int | None, data: bytes) -> None:
+async def outcome(actor: Actor, records: Records, key: str, revision: int, data: bytes) -> None:
     """Write the outcome record of ``key``. Never raises for an unavailable store (see module doc)."""
     pending = unrecorded(actor)
     pending[key] = data
@@ -118,15 +151,9 @@ async def outcome(actor: Actor, records: Records, key: str, revision: int | None
     with anyio.move_on_after(RECORD_RETRY_FOR):
         while True:
             try:
-                if revision is None:
-                    written = await records.create(key, done, undo=True) is not None
-                else:
-                    written = await records.update(key, done, revision)
+                written = await records.update(key, done, revision)
                 if not written:
-                    now = await records.get(key)
-                    if now is None or not now[0].done:
-                        log.warning("%s: its record changed while the handler ran (a compensation on another "
-                                    "instance?): the outcome is not recorded over it", key)
+                    await _changed(records, key)
             except SagaStoreUnavailable:
                 await anyio.sleep(delay)
                 delay = min(delay * 2, 1.0)

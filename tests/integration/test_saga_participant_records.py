@@ -97,7 +97,7 @@ class Spy(KvRecords):
     waits for ``hold_until`` (an event a handler sets)."""
 
     def __init__(self, real: KvRecords) -> None:
-        super().__init__(real.kv)
+        super().__init__(real.bucket)
         self.ops: list[str] = []
         self.hold_key = ""
         self.hold_until: anyio.Event | None = None
@@ -116,11 +116,25 @@ class Spy(KvRecords):
         return revision
 
     async def update(self, key: str, record: Record, revision: int) -> bool:
-        if record.done and key == self.hold_key and self.hold_until is not None:
-            self.ops.append(f"held {key}")
-            with anyio.fail_after(10):
-                await self.hold_until.wait()
         ok = await super().update(key, record, revision)
+        self.ops.append(f"update {key}" + ("" if ok else " (changed)"))
+        return ok
+
+    async def send_update(self, key: str, record: Record, revision: int) -> Awaitable[bool]:
+        """The outcome write off the mailbox; that of ``hold_key`` is sent only once ``hold_until`` is set."""
+        if key != self.hold_key or self.hold_until is None:
+            sent = await super().send_update(key, record, revision)
+            return self._logged(key, sent)
+        self.ops.append(f"held {key}")
+        return self._held(key, record, revision, self.hold_until)
+
+    async def _held(self, key: str, record: Record, revision: int, until: anyio.Event) -> bool:
+        with anyio.fail_after(10):
+            await until.wait()
+        return await self._logged(key, await super().send_update(key, record, revision))
+
+    async def _logged(self, key: str, sent: Awaitable[bool]) -> bool:
+        ok = await sent
         self.ops.append(f"update {key}" + ("" if ok else " (changed)"))
         return ok
 
