@@ -99,6 +99,9 @@ class Spy(KvRecords):
     def __init__(self, real: KvRecords) -> None:
         super().__init__(real.bucket)
         self.ops: list[str] = []
+        """Operations as they completed."""
+        self.sent: list[str] = []
+        """Writes as they were sent (creates, and the held outcome writes)."""
         self.hold_key = ""
         self.hold_until: anyio.Event | None = None
         self.began = anyio.Event()
@@ -109,6 +112,7 @@ class Spy(KvRecords):
         return await super().get(key)
 
     async def create(self, key: str, record: Record, *, undo: bool = False) -> int | None:
+        self.sent.append(f"create {key}")
         revision = await super().create(key, record, undo=undo)
         if record.intent:
             self.began.set()
@@ -131,6 +135,7 @@ class Spy(KvRecords):
     async def _held(self, key: str, record: Record, revision: int, until: anyio.Event) -> bool:
         with anyio.fail_after(10):
             await until.wait()
+        self.sent.append(f"update {key}")
         return await self._logged(key, await super().send_update(key, record, revision))
 
     async def _logged(self, key: str, sent: Awaitable[bool]) -> bool:
@@ -197,6 +202,8 @@ async def test_a_compensation_on_the_same_instance_waits_for_its_steps_outcome_w
             await spy.began.wait()  # the charge is in the mailbox, ahead of its compensation
             assert await ref.ask(Refund("o1"), idempotency_key="s1:charge:undo", timeout=10) == Refunded("o1", 5)
     assert Till.events.states == [ForwardState.APPLIED]
+    # The compensation's first write (its fence, which finds the record) is sent after the outcome.
+    assert spy.sent[:3] == ["create s1:charge", "update s1:charge", "create s1:charge"]
     assert spy.ops[:4] == ["create s1:charge", "held s1:charge", "update s1:charge", "create s1:charge (exists)"]
     found = await spy.get("s1:charge")
     assert found is not None
