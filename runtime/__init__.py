@@ -22,6 +22,7 @@ from corps.errors import InvalidMessage as InvalidMessage
 from corps.errors import MailboxFull as MailboxFull
 from corps.errors import NatsUnavailable as NatsUnavailable
 from corps.errors import NoResponders as NoResponders
+from corps.errors import ParticipantRecordsFull as ParticipantRecordsFull
 from corps.errors import ProvisioningConflict as ProvisioningConflict
 from corps.errors import PublishFailed as PublishFailed
 from corps.errors import RemoteError as RemoteError
@@ -73,6 +74,7 @@ __all__ = [
     "Message",
     "NatsUnavailable",
     "NoResponders",
+    "ParticipantRecordsFull",
     "ProvisioningConflict",
     "PubAck",
     "PublishFailed",

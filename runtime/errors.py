@@ -30,6 +30,7 @@ Every error a user can see is one of these; ``nats.errors`` never escapes the ru
     + SagaNotFound (also KeyError)          no saga with that id in the log; .saga_id
     + SagaUnreadable                        the saga's log record cannot be decoded; .saga_id, .reason
     + SagaStoreUnavailable                  the saga log (JetStream KV) cannot be read or written; .reason
+      + ParticipantRecordsFull              a memory participant holds its bound of records; .limit, .horizon
     + SagaTimeout (also TimeoutError)       wait_saga gave up before a terminal state; .saga_id, .timeout
 """
 
@@ -267,6 +268,22 @@ class SagaStoreUnavailable(SagaError):
     def __init__(self, reason: str) -> None:
         self.reason = reason
         super().__init__(f"saga log unavailable: {reason}")
+
+
+class ParticipantRecordsFull(SagaStoreUnavailable):
+    """A participant instance keeping its idempotency records in memory holds as many as its bound
+    (``SagaConfig.memory_records``), none older than the saga's retry horizon
+    (``SagaConfig.memory_horizon``): a new step is refused before its handler runs (retryable),
+    rather than forgetting a record a retry may still need."""
+
+    def __init__(self, limit: int, horizon: float, oldest: float) -> None:
+        self.limit = limit
+        self.horizon = horizon
+        self.oldest = oldest
+        self.reason = (f"this instance keeps {limit} idempotency records in memory, the oldest {oldest:.1f}s old, "
+                       f"none past the {horizon}s horizon: the step is refused (raise SagaConfig.memory_records, "
+                       "or run more instances)")
+        SagaError.__init__(self, self.reason)
 
 
 class SagaTimeout(SagaError, TimeoutError):

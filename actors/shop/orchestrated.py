@@ -2,7 +2,11 @@
 
 Inventory, Payments and Shipping are ordinary actors. Their forward handlers are
 ``@idempotent`` (a retried step has no second effect) and their compensations are
-``@compensation`` (undoing a step that never ran is a recorded no-op). A refusal that no retry
+``@compensation`` (undoing a step that never ran is a recorded no-op). Their effects are their
+own state (stock, a ledger, bookings held in the instance), so they declare
+``effect="memory"``: the idempotency records live and die with that state, with no KV round trip
+per step. A participant whose effect is outside the process (a real card network) keeps the
+default, ``effect="external"``: records in JetStream KV, as durable as the effect. A refusal that no retry
 can fix (out of stock, a declined card, an address no courier serves) raises StepRejected:
 the saga compensates at once.
 """
@@ -45,7 +49,7 @@ class Inventory(Actor):
         self.reserved: dict[str, int] = {}
 
     @handler
-    @idempotent
+    @idempotent(effect="memory")
     async def reserve(self, msg: ReserveStock) -> StockReserved:
         if self.available.get(msg.sku, 0) < msg.qty:
             raise StepRejected(f"out of stock: {msg.qty} x {msg.sku}, {self.available.get(msg.sku, 0)} left")
@@ -72,7 +76,7 @@ class Payments(Actor):
         self.captured: dict[str, int] = {}
 
     @handler
-    @idempotent
+    @idempotent(effect="memory")
     async def charge(self, msg: ChargeCard) -> PaymentCaptured:
         if msg.card in DECLINED_CARDS:
             raise StepRejected(f"card {msg.card} declined")
@@ -97,7 +101,7 @@ class Shipping(Actor):
         self.booked: dict[str, str] = {}
 
     @handler
-    @idempotent
+    @idempotent(effect="memory")
     async def book(self, msg: BookCourier) -> ShipmentBooked:
         if msg.address == UNDELIVERABLE:
             raise StepRejected(f"no courier delivers to {msg.address!r}")

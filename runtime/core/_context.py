@@ -6,6 +6,7 @@ per message: one attribute store per message instead of a ContextVar set/reset p
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from contextvars import ContextVar
 from typing import Any
 
@@ -24,12 +25,14 @@ class Carrier:
 class Current:
     """The mailbox item being handled: (envelope, reply subject, reply as JSON)."""
 
-    __slots__ = ("_counted", "_published", "item")
+    __slots__ = ("_counted", "_published", "held", "item")
 
     def __init__(self) -> None:
         self.item: Any = None
         self._counted: Any = None
         self._published = 0
+        self.held: list[Awaitable[object]] | None = None
+        """Set by ``hold_reply``: what must finish before the item's reply goes out."""
 
     def ids(self) -> tuple[str, str]:
         """(correlation id, message id) of the message being handled.
@@ -88,3 +91,23 @@ def current_correlation_id() -> str | None:
     """The correlation id of the message being handled by the calling task, if any."""
     ids = current_ids()
     return ids[0] if ids is not None else None
+
+
+def hold_reply(work: Awaitable[object]) -> None:
+    """Send the reply of the message being handled only once ``work`` has finished, off its mailbox.
+
+    The handler returns, and the instance takes its next message at once; ``work`` (a record
+    write the reply must not overtake) is awaited in a task of its own, then the reply is sent.
+    Works held by one message finish in the order they were held. For the saga participants
+    (``corps.saga``): a handler that holds must itself keep the order its later messages need.
+
+    Raises:
+        RuntimeError: called outside a handler that a mailbox runs.
+    """
+    cur = current.get()
+    if cur is None or cur.item is None:
+        raise RuntimeError("hold_reply() outside a handler run by a mailbox")
+    if cur.held is None:
+        cur.held = [work]
+    else:
+        cur.held.append(work)

@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("corps.actor")
 
+_RAISED: Any = object()
+
 Item = tuple[Envelope[Any], str, bool]
 """A mailbox entry: (envelope, reply subject, reply as JSON). rid 0 tell, > 0 ask, -1 bare ask."""
 
@@ -311,10 +313,14 @@ class ClassHost:
                 try:
                     result = await dispatch[type(msg)](cell.actor, msg)
                 except Exception as exc:  # noqa: BLE001 -- the one place user handler errors are caught
+                    if here.held is not None:
+                        self._finish_held(here, item, _RAISED)
                     await self._failed(cell, item, exc)
                 else:
                     processed += 1
-                    if env.rid:
+                    if here.held is not None:  # the reply waits for held work, off the mailbox
+                        self._finish_held(here, item, result)
+                    elif env.rid:
                         await self._answer(item, result)
                 if cell.over_since is not None and len(q) < high:
                     cell.over_since = None  # drained below the high-water mark: admit again
@@ -326,6 +332,27 @@ class ClassHost:
             cell.busy = False
             if not q:
                 cell.queue = None  # idle instances hold no queue
+
+    def _finish_held(self, here: Current, item: Item, result: Any) -> None:
+        """Await what the handler held (``hold_reply``) in a task of its own, then reply with
+        ``result`` (``_RAISED``: the handler raised, and was answered already). Counted as a busy
+        mailbox, so a draining system waits for it."""
+        held, here.held = here.held, None
+        self.system._start_drain(self._answer_held, (item, result, held))
+
+    async def _answer_held(self, job: tuple[Item, Any, list[Any]]) -> None:
+        item, result, held = job
+        try:
+            for work in held:
+                await work
+        except Exception as exc:
+            log.error("work held before the reply to %s failed", type(item[0].msg).__name__, exc_info=exc)
+            if item[0].rid and result is not _RAISED:
+                await self._send_reply(item[1], item[0].rid, item[2], False,
+                                       ErrorReply("RemoteError", type(exc).__name__, str(exc)))
+            return
+        if item[0].rid and result is not _RAISED:
+            await self._answer(item, result)
 
     async def _failed(self, cell: _Cell, item: Item, exc: Exception) -> None:
         env, reply, is_json = item

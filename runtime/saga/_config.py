@@ -34,6 +34,8 @@ DEFAULT_SCAN_INTERVAL: Final = 2.0
 DEFAULT_HEARTBEAT: Final = 0.5
 DEFAULT_LIVENESS_TIMEOUT: Final = 1.5
 CLUSTER_REPLICAS: Final = 3
+DEFAULT_MEMORY_RECORDS: Final = 200_000
+DEFAULT_MEMORY_HORIZON: Final = 600.0
 
 
 class SagaConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -58,12 +60,23 @@ class SagaConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     liveness_timeout: float = DEFAULT_LIVENESS_TIMEOUT
     """A coordinator whose liveness key has not changed for this long (on the watcher's own clock)
     is taken for dead: its sagas are taken over at once, whatever their leases say."""
+    memory_records: int = DEFAULT_MEMORY_RECORDS
+    """Most idempotency records one participant instance keeps in memory (``@idempotent(effect=
+    "memory")``; compensations may add a quarter more). At the bound, with none older than
+    ``memory_horizon``, a new step is refused (ParticipantRecordsFull). About 0.5 KB each."""
+    memory_horizon: float = DEFAULT_MEMORY_HORIZON
+    """Seconds a participant keeps a record in memory at least: the sagas' retry horizon (their
+    steps' retries, a coordinator's takeover after its lease). A copy of a request arriving later
+    may find its record evicted and run again. One instance takes at most ``memory_records /
+    memory_horizon`` new steps per second, sustained."""
 
     def __post_init__(self) -> None:
         problems = []
         if self.replicas is not None and not (isinstance(self.replicas, int) and 1 <= self.replicas <= 5):
             problems.append(f"replicas must be None or 1..5, not {self.replicas!r}")
-        for name in ("lease", "scan_interval", "heartbeat", "liveness_timeout"):
+        if not (isinstance(self.memory_records, int) and self.memory_records >= 1):
+            problems.append(f"memory_records must be an int >= 1, not {self.memory_records!r}")
+        for name in ("lease", "scan_interval", "heartbeat", "liveness_timeout", "memory_horizon"):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
                 problems.append(f"{name} must be a finite number > 0, not {value!r}")

@@ -20,18 +20,23 @@ Every step request carries an idempotency key (``{saga_id}:{step}``; its compens
   died, or its handler was cancelled, mid-step), it runs the handler. A repeated compensation
   gets the first reply. The compensation's own run is recorded the same way (intent, outcome).
 
-Where the records live is the effect's kind (``effect=``, see ``corps.saga._records``):
+Where the records live is the effect's kind, a declared choice (``effect=``): a record is as
+durable as the effect it guards.
 
 * ``"external"`` (the default; bare ``@idempotent``): the effect is outside the process (a card
-  network, a database); the records are in JetStream KV and outlive the process. The window: a
-  participant killed after its effect and before its outcome record leaves an intent. Its
-  compensation then runs the undo (never a wrongful no-op); a *retry* of the step runs the
-  handler again (``unfinished="rerun"``, the default: the effect may apply twice) or is refused
-  so that the saga compensates (``unfinished="compensate"``: applied at most once, then undone,
-  for an undo that is harmless when the effect did not apply).
-* ``"memory"``: the effect is the instance's own state; the records are kept on the instance,
-  so a crash or a restart loses both together: no window, and no KV round trips. For entities
-  only (a service's instances do not share their memory).
+  network, a database); the records are in JetStream KV (``corps.saga._kv_records``) and outlive
+  the process. Per step: the intent is created (no read first; read only on a conflict) before
+  the handler runs, in mailbox order; the outcome is written off the mailbox, the reply held
+  until it is durable (``corps.saga._recording``). The window: a participant killed after its
+  effect and before its outcome record leaves an intent. Its compensation then runs the undo
+  (never a wrongful no-op); a *retry* of the step runs the handler again (``unfinished="rerun"``,
+  the default: the effect may apply twice) or is refused so that the saga compensates
+  (``unfinished="compensate"``: applied at most once, then undone, for an undo that is harmless
+  when the effect did not apply).
+* ``"memory"``: the effect is the instance's own state; the records are kept on the instance
+  (``corps.saga._memory_records``, bounded by ``SagaConfig.memory_records`` and
+  ``memory_horizon``), so a crash or a restart loses both together: no window, and no I/O. For
+  entities only (a service's instances do not share their memory).
 
 Once the handler has run, its reply is the truth: if the outcome cannot be written (the store is
 down), the reply is kept on the actor instance, answered from there to duplicates, and written
@@ -59,7 +64,8 @@ import msgspec
 from corps.core._context import current_idempotency_key
 from corps.core._messages import Message
 from corps.errors import ActorDefinitionError, SagaStoreUnavailable, StepRejected
-from corps.saga._records import FENCE, INTENT, Record, Records, clear, encode, outcome, records_for, unrecorded
+from corps.saga._recording import answered_from_memory, clear, finish, records_for, settled
+from corps.saga._records import FENCE, INTENT, Record, Records, encode
 from corps.saga._records import RECORD_TTL as RECORD_TTL  # tests/fault reads it here
 
 if typing.TYPE_CHECKING:
@@ -220,12 +226,12 @@ def _forward(fn: Handler[M, R], spec: ParticipantSpec) -> Handler[M, R]:
         key = current_idempotency_key()
         if key is None:
             return await fn(self, msg)
-        remembered = unrecorded(self).get(key)
+        remembered = await answered_from_memory(self, key)
         if remembered is not None:
             result: R = decode(remembered)
             return result
         records = await records_for(self, spec.effect or "external")
-        revision, found = await _begin(records, key)
+        revision, found = await _begin(records, key)  # create first: read only on a conflict
         if found is not None:
             if found.done:
                 result = decode(found.reply)
@@ -255,17 +261,17 @@ def _forward(fn: Handler[M, R], spec: ParticipantSpec) -> Handler[M, R]:
                 await clear(records, key, revision)
             raise
         # Cancellation (BaseException) leaves the intent: the handler may have applied its effect.
-        await outcome(self, records, key, revision, encode(reply))
+        await finish(self, records, key, revision, encode(reply))
         return reply
 
     setattr(wrapper, _SPEC, spec)
     return wrapper
 
 
-async def _begin(records: Records, key: str) -> tuple[int, Record | None]:
+async def _begin(records: Records, key: str, *, undo: bool = False) -> tuple[int, Record | None]:
     """Write the intent of ``key``; or, if it has a record, that record. With the revision to update."""
     for _ in range(3):
-        revision = await records.create(key, INTENT)
+        revision = await records.create(key, INTENT, undo=undo)
         if revision is not None:
             return revision, None
         found = await records.get(key)
@@ -287,25 +293,25 @@ def _compensation(fn: Handler[M, R], spec: ParticipantSpec) -> Handler[M, R]:
         key = current_idempotency_key()
         if key is None:
             return await fn(self, msg)
-        remembered = unrecorded(self).get(key)
+        remembered = await answered_from_memory(self, key)
         if remembered is not None:
             result: R = decode(remembered)
             return result
         records = await records_for(self, spec.effect or class_effect(type(self)))
-        seen = await records.get(key)
-        if seen is not None and seen[0].done:
-            result = decode(seen[0].reply)
-            return result
-        state = await _fence(records, key.removesuffix(UNDO_SUFFIX))
+        forward = key.removesuffix(UNDO_SUFFIX)
+        await settled(self, forward)  # the step's outcome, still being written here, lands first
+        state = await _fence(records, forward)
         token = _forward_state.set(state)
         try:
             if state is ForwardState.NEVER and noop is not None:
                 reply: R = noop(msg)
-                revision = seen[1] if seen is not None else None
-                await outcome(self, records, key, revision, encode(reply))
+                created = await records.create(key, Record(True, encode(reply)), undo=True)
+                if created is None:  # a copy of this compensation ran before: its reply is the answer
+                    result = await _first_reply(records, key, decode)
+                    return result
                 return reply
             # The handler runs: an intent first, so a retry after a crash in it runs it again.
-            revision, found = await _begin(records, key)
+            revision, found = await _begin(records, key, undo=True)
             if found is not None and found.done:
                 result = decode(found.reply)
                 return result
@@ -318,7 +324,7 @@ def _compensation(fn: Handler[M, R], spec: ParticipantSpec) -> Handler[M, R]:
                 if found is None:
                     await clear(records, key, revision)
                 raise
-            await outcome(self, records, key, revision, encode(reply))
+            await finish(self, records, key, revision, encode(reply))
             return reply
         finally:
             _forward_state.reset(token)
@@ -327,18 +333,28 @@ def _compensation(fn: Handler[M, R], spec: ParticipantSpec) -> Handler[M, R]:
     return wrapper
 
 
+async def _first_reply(records: Records, key: str, decode: Callable[[bytes], R]) -> R:
+    """The recorded reply of ``key``, which a create just found there."""
+    found = await records.get(key)
+    if found is None or not found[0].done:
+        raise SagaStoreUnavailable(f"idempotency record {key!r} keeps changing")
+    return decode(found[0].reply)
+
+
 async def _fence(records: Records, forward: str) -> ForwardState:
     """What became of the step ``forward``; a step that did not finish is fenced on the way.
 
     Never started: a fence, so a late forward request is refused. Unfinished: refused from now on
-    (a late copy must not apply after its undo), the intent kept: it may have applied.
+    (a late copy must not apply after its undo), the intent kept: it may have applied. The fence
+    is written first (the usual case, a compensation of a step that never reached this
+    participant, is one write); a record already there is read on the conflict.
     """
     for _ in range(3):
+        if await records.create(forward, FENCE, undo=True) is not None:
+            return ForwardState.NEVER
         found = await records.get(forward)
         if found is None:
-            if await records.create(forward, FENCE) is not None:
-                return ForwardState.NEVER
-            continue  # the forward request began meanwhile: read what it wrote
+            continue  # cleared meanwhile (a failed attempt): fence again
         record, revision = found
         if record.done:
             return ForwardState.APPLIED

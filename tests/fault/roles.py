@@ -6,12 +6,15 @@
   effects file (opened O_APPEND, fsync'ed): the file stands for the card network and the
   warehouse, which a killed process cannot take back. A duplicate answered from the idempotency
   record writes nothing, and neither does a compensation that ``@compensation`` turns into a
-  recorded no-op.
+  recorded no-op. The shop declares its participants' effects ``"memory"`` (their state is the
+  instance's); here each effect is a line in that file, outside the process, so the subclasses
+  declare ``effect="external"``: their records are in KV, as the crash points below need.
 * **Crash points** (``CORPS_FAULT_CRASH``): the participant SIGKILLs itself ``on-receipt`` of the
   ``CORPS_FAULT_AT``-th forward request of step ``CORPS_FAULT_STEP`` (before anything ran),
   ``after-effect`` (its effect line written, its idempotency record not, its reply not sent), or
-  ``after-record`` of the ``CORPS_FAULT_AT``-th forward step that returned (``@idempotent``
-  returned, so its outcome record is written; the reply not sent). A ``crash`` line naming the
+  ``after-record`` of the ``CORPS_FAULT_AT``-th forward step whose outcome record is written (the
+  reply not sent: ``@idempotent`` holds it until the record is durable, and the crash is held
+  behind that write). A ``crash`` line naming the
   key is written first, so the driver knows which saga it hit. ``CORPS_FAULT_UNFINISHED=compensate``
   hosts a Payments whose charge is ``@idempotent(unfinished="compensate")``.
 * **Front**: a small actor of the coordinator node that starts PlaceOrder sagas when asked, so
@@ -38,7 +41,7 @@ from typing import Any, Final, TypeVar
 import anyio
 
 from corps import Actor, ActorOptions, EventsConfig, Message, Request, handler, on_event
-from corps.core._context import current_idempotency_key
+from corps.core._context import current_idempotency_key, hold_reply
 from corps.events._consumer import EventConsumer
 from corps.events._delivery import MARK_DONE, EventDelivery, current_event
 from corps.examples.shop import choreographed as choreo
@@ -125,7 +128,7 @@ class Faults:
         """SIGKILL this process if ``point`` of ``step`` is the configured crash (counted once)."""
         if cls.crash != point or cls.crash_step != step:
             return
-        if point in ("on-receipt", "after-record"):
+        if point == "on-receipt":
             cls.seen += 1
             if cls.seen != cls.crash_at:
                 return
@@ -141,22 +144,35 @@ class Faults:
 
 def on_receipt(step: str) -> Callable[[F], F]:
     """Outermost wrapper of a forward handler: the ``on-receipt`` crash point, before any record,
-    and the ``after-record`` one, once ``@idempotent`` returned (its outcome recorded; the reply
-    not sent yet: the host sends it when this wrapper returns)."""
+    and the ``after-record`` one, once ``@idempotent``'s outcome record is written and before the
+    reply is sent. ``@idempotent`` writes a KV outcome off the mailbox and holds the reply until
+    it is durable (``hold_reply``); the crash is held behind that write, as the reply is."""
 
     def decorate(fn: F) -> F:
         @functools.wraps(fn)
         async def wrapper(self: Actor, msg: Any) -> Any:
-            if current_idempotency_key():
+            key = current_idempotency_key()
+            if key:
                 Faults.maybe_crash("on-receipt", step)
             reply = await fn(self, msg)
-            if current_idempotency_key():
-                Faults.maybe_crash("after-record", step)
+            if key:
+                hold_reply(_after_record(key, step))
             return reply
 
         return wrapper  # type: ignore[return-value]
 
     return decorate
+
+
+async def _after_record(key: str, step: str) -> None:
+    """Held after @idempotent's outcome write: the ``after-record`` crash point (its own task, so
+    the key is passed in: the mailbox has moved on to its next message)."""
+    if Faults.crash != "after-record" or Faults.crash_step != step:
+        return
+    Faults.seen += 1
+    if Faults.seen == Faults.crash_at:
+        Faults.crash = ""
+        Faults.die(key=key, point="after-record", step=step)
 
 
 async def _forward(original: Any, step: str, actor: Actor, msg: Any) -> Any:
@@ -179,13 +195,13 @@ async def _undo(original: Any, step: str, actor: Actor, msg: Any) -> Any:
 class Inventory(shop.Inventory):
     @handler
     @on_receipt("reserve")
-    @idempotent
+    @idempotent(effect="external")  # the effects file is the outside world, unlike the shop's own state
     async def reserve(self, msg: ReserveStock) -> StockReserved:
         reply: StockReserved = await _forward(shop.Inventory.reserve, "reserve", self, msg)
         return reply
 
     @handler
-    @compensation(noop=lambda msg: StockReleased(msg.order_id, msg.sku, 0))
+    @compensation(noop=lambda msg: StockReleased(msg.order_id, msg.sku, 0), effect="external")
     async def release(self, msg: ReleaseStock) -> StockReleased:
         reply: StockReleased = await _undo(shop.Inventory.release, "reserve", self, msg)
         return reply
@@ -194,13 +210,13 @@ class Inventory(shop.Inventory):
 class Payments(shop.Payments):
     @handler
     @on_receipt("charge")
-    @idempotent
+    @idempotent(effect="external")
     async def charge(self, msg: ChargeCard) -> PaymentCaptured:
         reply: PaymentCaptured = await _forward(shop.Payments.charge, "charge", self, msg)
         return reply
 
     @handler
-    @compensation(noop=lambda msg: PaymentRefunded(msg.order_id, msg.card, 0))
+    @compensation(noop=lambda msg: PaymentRefunded(msg.order_id, msg.card, 0), effect="external")
     async def refund(self, msg: RefundCard) -> PaymentRefunded:
         reply: PaymentRefunded = await _undo(shop.Payments.refund, "charge", self, msg)
         return reply
@@ -209,13 +225,13 @@ class Payments(shop.Payments):
 class Shipping(shop.Shipping):
     @handler
     @on_receipt("ship")
-    @idempotent
+    @idempotent(effect="external")
     async def book(self, msg: BookCourier) -> ShipmentBooked:
         reply: ShipmentBooked = await _forward(shop.Shipping.book, "ship", self, msg)
         return reply
 
     @handler
-    @compensation(noop=lambda msg: ShipmentCancelled(msg.order_id, ""))
+    @compensation(noop=lambda msg: ShipmentCancelled(msg.order_id, ""), effect="external")
     async def cancel(self, msg: CancelCourier) -> ShipmentCancelled:
         reply: ShipmentCancelled = await _undo(shop.Shipping.cancel, "ship", self, msg)
         return reply
@@ -226,7 +242,7 @@ class PaymentsAtMostOnce(Payments, options=ActorOptions(name="Payments")):
 
     @handler
     @on_receipt("charge")
-    @idempotent(unfinished="compensate")
+    @idempotent(effect="external", unfinished="compensate")
     async def charge(self, msg: ChargeCard) -> PaymentCaptured:
         reply: PaymentCaptured = await _forward(shop.Payments.charge, "charge", self, msg)
         return reply

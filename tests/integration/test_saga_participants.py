@@ -20,7 +20,7 @@ import pytest
 
 from corps import Actor, ActorDefinitionError, ActorRef, ActorSystem, Message, RemoteError, Request, handler
 from corps.saga import compensation, idempotent
-from corps.saga._records import KvRecords
+from corps.saga._kv_records import KvRecords
 from corps.testing import FaultInjector, History
 from corps.wire._embedded import EmbeddedServer
 

@@ -36,6 +36,8 @@ def test_a_cluster_that_advertises_no_peers_gets_one_replica_and_a_warning(caplo
     ({"lease": 0.0}, "lease must be a finite number > 0"),
     ({"scan_interval": float("inf")}, "scan_interval must be a finite number > 0"),
     ({"heartbeat": 1.0}, "at least twice the heartbeat"),
+    ({"memory_records": 0}, "memory_records must be an int >= 1"),
+    ({"memory_horizon": -1.0}, "memory_horizon must be a finite number > 0"),
 ])
 def test_a_config_out_of_range_is_refused(kwargs: dict[str, object], problem: str) -> None:
     with pytest.raises(ValueError, match=problem):
