@@ -6,9 +6,10 @@ a time, from the wall-clock time START_AT on (so that several processes run at o
 ``{"sagas": n, "t0": ..., "t1": ..., "cpu": ...}``: its measured window, in wall-clock seconds,
 and the CPU seconds the process used in it.
 
-The participants run elsewhere (the bench process), with their idempotency records in memory
-(``@idempotent(effect="memory")``: no KV round trip), so that they are not the bottleneck: the
-row measures what a second coordinator process adds.
+The participants run elsewhere (the bench process), the shop's as it declares them: their
+idempotency records in memory (``@idempotent(effect="memory")``: no KV round trip), so that they
+are not the bottleneck: the row measures what a second coordinator process adds.
+``KV_PARTICIPANTS``: the same participants with their records in KV, for the 12-write rows.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import json
 import sys
 import time
 import uuid
+from typing import Final
 
 import anyio
 
@@ -30,36 +32,46 @@ from corps.examples.shop.messages import (
     ShipmentBooked,
     StockReserved,
 )
-from corps.examples.shop.orchestrated import Inventory, Payments, PlaceOrder, Shipping
+from corps.examples.shop.orchestrated import COURIER, PAYMENTS, WAREHOUSE, Inventory, Payments, PlaceOrder, Shipping
 from corps.saga import idempotent
 
 
-class MemoryInventory(Inventory, options=ActorOptions(name="Inventory")):
-    """The shop's Inventory, stock enough for any run, its records in memory (same subject)."""
+class BenchInventory(Inventory, options=ActorOptions(name="Inventory")):
+    """The shop's Inventory (records in memory, as the shop declares) with stock enough for any run."""
 
     async def on_start(self) -> None:
         self.available = {"apple": 10**12}
 
+
+class KvInventory(BenchInventory, options=ActorOptions(name="Inventory")):
+    """As if its effect were outside the process: idempotency records in JetStream KV."""
+
     @handler
-    @idempotent(effect="memory")
+    @idempotent(effect="external")
     async def reserve(self, msg: ReserveStock) -> StockReserved:
         self.available[msg.sku] -= msg.qty
         return StockReserved(msg.order_id, msg.sku, msg.qty)
 
 
-class MemoryPayments(Payments, options=ActorOptions(name="Payments")):
+class KvPayments(Payments, options=ActorOptions(name="Payments")):
     @handler
-    @idempotent(effect="memory")
+    @idempotent(effect="external")
     async def charge(self, msg: ChargeCard) -> PaymentCaptured:
         self.captured[msg.card] = self.captured.get(msg.card, 0) + msg.amount
         return PaymentCaptured(msg.order_id, msg.card, msg.amount)
 
 
-class MemoryShipping(Shipping, options=ActorOptions(name="Shipping")):
+class KvShipping(Shipping, options=ActorOptions(name="Shipping")):
     @handler
-    @idempotent(effect="memory")
+    @idempotent(effect="external")
     async def book(self, msg: BookCourier) -> ShipmentBooked:
         return ShipmentBooked(msg.order_id, f"TRK-{msg.order_id}")
+
+
+MEMORY_PARTICIPANTS: Final = ((BenchInventory, WAREHOUSE), (Payments, PAYMENTS), (Shipping, COURIER))
+"""The shop's participants as it declares them: records in memory (6 KV writes per saga, all the coordinator's)."""
+KV_PARTICIPANTS: Final = ((KvInventory, WAREHOUSE), (KvPayments, PAYMENTS), (KvShipping, COURIER))
+"""The same with records in KV (12 KV writes per saga: 2 more per step)."""
 
 
 def order(prefix: str, i: int) -> OrderRequest:

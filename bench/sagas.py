@@ -5,12 +5,13 @@ transition is CAS-written to the JetStream KV saga log before its step is sent.
 raw (4 puts): a hand-written nats-py saga: three requests to responders that decode and answer,
 and a KV put of the saga's state before each step and at the end (no CAS, no lease, no
 idempotency records: the floor a durable saga cannot go below on this server).
-raw (12 KV ops): hand-written nats-py doing corps's durable work, written as a throughput-minded
+raw (6 KV ops): hand-written nats-py doing corps's durable work, written as a throughput-minded
 user would: the active index and the record created together (one flush, both awaited), a
-request per step to a responder that creates its idempotency record (intent) and then
-CAS-updates it with the reply before answering, a CAS update of the saga record after each
-step (the last one terminal), and the index delete not awaited: 6 coordinator and 6
-participant KV writes per saga, 10 round trips in a row, as corps does.
+request per step to a responder that dedupes in a dict (the shop's participants keep their
+records in memory), a CAS update of the saga record after each step (the last one terminal),
+and the index delete not awaited. raw (12 KV ops): the same with the responders' records in KV
+(an intent create, then a CAS of the outcome, before answering), against corps participants
+declared ``effect="external"``.
 choreo: the same business flow by events (actors/shop/choreographed.py): publish OrderPlaced,
 wait for the Order entity's OrderCompleted; every hop is a JetStream publish and a durable consumer.
 ``log share``: the share of corps's saga latency spent in saga-log writes.
@@ -34,7 +35,7 @@ from nats.js.api import KeyValueConfig, StorageType
 from corps import Actor, ActorOptions, ActorSystem, on_event
 from corps.bench._child import run_child
 from corps.bench._model import Context, Row, Sample, Scenario, Target, Variant
-from corps.bench._saga_procs import MemoryInventory, MemoryPayments, MemoryShipping
+from corps.bench._saga_procs import KV_PARTICIPANTS, MEMORY_PARTICIPANTS
 from corps.bench._stats import latency_summary, now
 from corps.bench.registry import register
 from corps.examples.shop import choreographed as choreo
@@ -49,14 +50,7 @@ from corps.examples.shop.messages import (
     ShipmentBooked,
     StockReserved,
 )
-from corps.examples.shop.orchestrated import COURIER, PAYMENTS, WAREHOUSE, Inventory, Payments, PlaceOrder, Shipping
-
-
-class BenchInventory(Inventory, options=ActorOptions(name="Inventory")):
-    """The shop's Inventory with stock enough for any run (same subject as Inventory)."""
-
-    async def on_start(self) -> None:
-        self.available = {"apple": 10**12}
+from corps.examples.shop.orchestrated import PlaceOrder
 
 
 class BenchStock(choreo.Inventory, options=ActorOptions(name="InventoryEvents")):
@@ -101,13 +95,19 @@ async def _drive(n: int, inflight: int, one: Any) -> tuple[float, list[float]]:
     return now() - start, latencies
 
 
-async def corps_sagas(ctx: Context) -> Sample:
+def corps_sagas(participants: Any) -> Any:
+    async def run(ctx: Context) -> Sample:
+        return await _corps_sagas(ctx, participants)
+
+    return run
+
+
+async def _corps_sagas(ctx: Context, participants: Any) -> Sample:
     ns = f"b{uuid.uuid4().hex[:8]}"
     async with ActorSystem(ctx.url, namespace=ns) as parts, \
             ActorSystem(ctx.url, namespace=ns, sagas=(PlaceOrder,)) as system:
-        await parts.spawn(BenchInventory, WAREHOUSE)
-        await parts.spawn(Payments, PAYMENTS)
-        await parts.spawn(Shipping, COURIER)
+        for cls, actor_id in participants:
+            await parts.spawn(cls, actor_id)
         coordinator = await system.coordinator()
 
         async def one(i: int) -> None:
@@ -189,8 +189,16 @@ async def raw_sagas(ctx: Context) -> Sample:
     return {"rate": len(latencies) / elapsed, "seconds": elapsed, **latency_summary(latencies)}
 
 
-async def raw_same_sagas(ctx: Context) -> Sample:
-    """The same durable work as corps, by hand (see the module doc): 12 KV writes per saga."""
+def raw_same_sagas(kv_records: bool) -> Any:
+    async def run(ctx: Context) -> Sample:
+        return await _raw_same_sagas(ctx, kv_records)
+
+    return run
+
+
+async def _raw_same_sagas(ctx: Context, kv_records: bool) -> Sample:
+    """The same durable work as corps, by hand (see the module doc): 6 KV writes per saga, or 12
+    with the participants' records in KV."""
     nc = await nats.connect(ctx.url)
     try:
         js = nc.jetstream()
@@ -201,12 +209,19 @@ async def raw_same_sagas(ctx: Context) -> Sample:
                                                            storage=StorageType.FILE))
         steps = _raw_steps()
         for subject, decoder, answer in steps:
-            async def respond(msg: Any, subject: str = subject, decoder: Any = decoder, answer: Any = answer) -> None:
+            seen: dict[str, bytes] = {}  # the records in memory: (key -> reply), as a dict does it
+
+            async def respond(msg: Any, subject: str = subject, decoder: Any = decoder, answer: Any = answer,
+                              seen: dict[str, bytes] = seen) -> None:
                 request = decoder.decode(msg.data)
                 key = f"{subject}.{request.order_id}"
-                revision = await records.create(key, b"intent")
-                reply = _enc(answer(request))
-                await records.update(key, reply, last=revision)
+                if kv_records:
+                    revision = await records.create(key, b"intent")
+                    reply = _enc(answer(request))
+                    await records.update(key, reply, last=revision)
+                else:
+                    reply = seen.get(key) or _enc(answer(request))
+                    seen[key] = reply
                 await msg.respond(reply)
 
             await nc.subscribe(f"{name}.{subject}", cb=respond)
@@ -241,8 +256,8 @@ async def raw_same_sagas(ctx: Context) -> Sample:
 
 
 RAW4 = "raw saga (4 KV puts)"
+RAW6 = "raw saga (6 KV ops)"
 RAW12 = "raw saga (12 KV ops)"
-CORPS_OPS = "corps (12 KV ops)"
 
 
 def _scenario(inflight: int, quick: bool) -> Scenario:
@@ -251,27 +266,31 @@ def _scenario(inflight: int, quick: bool) -> Scenario:
         f"saga-{inflight}",
         f"orchestrated PlaceOrder (3 steps), {inflight} in flight, start to COMPLETED",
         {"sagas": sagas, "warmup": 10 if quick else 50, "inflight": inflight},
-        (Variant("corps", corps_sagas), Variant("choreo", choreo_sagas), Variant("raw", raw_sagas),
-         Variant("raw-same", raw_same_sagas)),
+        (Variant("corps", corps_sagas(MEMORY_PARTICIPANTS)), Variant("corps-kv", corps_sagas(KV_PARTICIPANTS)),
+         Variant("choreo", choreo_sagas), Variant("raw", raw_sagas), Variant("raw-same", raw_same_sagas(False)),
+         Variant("raw-same-kv", raw_same_sagas(True))),
         (
             Row(f"saga x{inflight} throughput vs {RAW4}", "rate", "saga/s", "corps", "raw",
                 Target(">=", 1500, on="value", unit="saga/s") if inflight > 1 else None),
-            Row(f"saga x{inflight} throughput vs {RAW12}", "rate", "saga/s", "corps", "raw-same",
+            Row(f"saga x{inflight} throughput vs {RAW6}", "rate", "saga/s", "corps", "raw-same",
                 Target(">=", 0.8) if inflight > 1 else None),
             Row(f"saga x{inflight} p50 vs {RAW4}", "p50_us", "µs", "corps", "raw",
                 Target("<=", 3000, on="value", unit="µs") if inflight == 1 else None),
-            Row(f"saga x{inflight} p50 vs {RAW12}", "p50_us", "µs", "corps", "raw-same"),
-            Row(f"saga x{inflight} p99 vs {RAW12}", "p99_us", "µs", "corps", "raw-same"),
+            Row(f"saga x{inflight} p50 vs {RAW6}", "p50_us", "µs", "corps", "raw-same"),
+            Row(f"saga x{inflight} p99 vs {RAW6}", "p99_us", "µs", "corps", "raw-same"),
+            Row(f"saga x{inflight} KV records: throughput vs {RAW12}", "rate", "saga/s", "corps-kv", "raw-same-kv"),
+            Row(f"saga x{inflight} KV records: p50 vs {RAW12}", "p50_us", "µs", "corps-kv", "raw-same-kv"),
             Row(f"choreo x{inflight} throughput vs {RAW4}", "rate", "saga/s", "choreo", "raw"),
             Row(f"choreo x{inflight} p50 vs {RAW4}", "p50_us", "µs", "choreo", "raw"),
             Row(f"saga x{inflight} log-write share", "log_share", "%", "corps", None, lower_is_better=True),
         ),
         (f"{RAW4}: hand-written nats-py saga: a KV put before each of the 3 requests and at the end",
-         f"{RAW12}: the same durable work as corps: index + record created in one flush, per step an "
-         "idempotency record created and CAS-updated by the participant and a CAS of the saga record, the "
-         "index delete not awaited",
-         f"{CORPS_OPS}: coordinator index put + record create (together), 3 CAS writes, index delete (not "
-         "awaited); participants an intent create and an outcome CAS per step (@idempotent, records in KV)",
+         "corps: the shop as declared (participants' records in memory): the coordinator's index put + record "
+         "create (one flush), 3 CAS writes, the index delete (not awaited): 6 KV writes, 4 awaited round trips",
+         f"{RAW6}: the same durable work by hand in nats-py: index + record in one flush (gather), a CAS per "
+         "step, the index delete not awaited; the participants dedupe in a dict",
+         f"KV records rows: corps-kv's participants keep their records in KV (@idempotent(effect='external'): "
+         f"an intent create and an outcome CAS per step) against {RAW12}: the same by hand",
          "choreo: the choreographed shop: 5 events through JetStream per order (placed, reserved, "
          "captured, booked, completed)"),
     )
@@ -299,8 +318,7 @@ def _procs(n: int) -> Any:
     async def run(ctx: Context) -> Sample:
         ns = f"b{uuid.uuid4().hex[:8]}"
         async with ActorSystem(ctx.url, namespace=ns) as parts:
-            for cls, actor_id in ((MemoryInventory, WAREHOUSE), (MemoryPayments, PAYMENTS),
-                                  (MemoryShipping, COURIER)):
+            for cls, actor_id in MEMORY_PARTICIPANTS:
                 await parts.spawn(cls, actor_id)
             start_at = time.time() + PROC_START
             args = [ctx.url, ns, str(ctx.params["sagas"]), str(ctx.params["inflight"]), str(start_at), ctx.loop]
