@@ -78,7 +78,8 @@ def _order(i: int) -> OrderRequest:
 
 
 async def _drive(n: int, inflight: int, one: Any) -> tuple[float, list[float]]:
-    """Run ``one(i)`` for i in range(n), ``inflight`` at a time; (elapsed, latencies)."""
+    """Run ``one(i)`` for i in range(n), ``inflight`` at a time; (elapsed, latencies). The CPU
+    time this process spent meanwhile is kept in ``_cpu``, for ``_summary``."""
     latencies: list[float] = []
     limit = anyio.Semaphore(inflight)
 
@@ -88,11 +89,22 @@ async def _drive(n: int, inflight: int, one: Any) -> tuple[float, list[float]]:
             await one(i)
             latencies.append(now() - t0)
 
-    start = now()
+    start, cpu = now(), time.process_time()
     async with anyio.create_task_group() as tg:
         for i in range(n):
             tg.start_soon(run, i)
+    _cpu[0] = time.process_time() - cpu
     return now() - start, latencies
+
+
+_cpu = [0.0]
+
+
+def _summary(elapsed: float, latencies: list[float]) -> Sample:
+    """Rate, latencies, and the CPU this process spent per saga in the last ``_drive`` (every
+    client side of the run: coordinator and participants, or the raw code; not the nats-server)."""
+    return {"rate": len(latencies) / elapsed, "seconds": elapsed, "cpu_us": 1e6 * _cpu[0] / len(latencies),
+            **latency_summary(latencies)}
 
 
 def corps_sagas(participants: Any) -> Any:
@@ -119,8 +131,7 @@ async def _corps_sagas(ctx: Context, participants: Any) -> Sample:
         coordinator.write_seconds = 0.0
         elapsed, latencies = await _drive(ctx.params["sagas"], ctx.params["inflight"], one)
         share = coordinator.write_seconds / sum(latencies)
-    return {"rate": len(latencies) / elapsed, "seconds": elapsed, "log_share": share * 100,
-            **latency_summary(latencies)}
+    return {**_summary(elapsed, latencies), "log_share": share * 100}
 
 
 async def choreo_sagas(ctx: Context) -> Sample:
@@ -140,7 +151,7 @@ async def choreo_sagas(ctx: Context) -> Sample:
 
         await _drive(ctx.params["warmup"], ctx.params["inflight"], lambda i: one(10**9 + i))
         elapsed, latencies = await _drive(ctx.params["sagas"], ctx.params["inflight"], one)
-    return {"rate": len(latencies) / elapsed, "seconds": elapsed, **latency_summary(latencies)}
+    return _summary(elapsed, latencies)
 
 
 _enc = msgspec.msgpack.Encoder().encode
@@ -186,7 +197,7 @@ async def raw_sagas(ctx: Context) -> Sample:
         await js.delete_key_value(bucket)
     finally:
         await nc.close()
-    return {"rate": len(latencies) / elapsed, "seconds": elapsed, **latency_summary(latencies)}
+    return _summary(elapsed, latencies)
 
 
 def raw_same_sagas(kv_records: bool) -> Any:
@@ -252,7 +263,7 @@ async def _raw_same_sagas(ctx: Context, kv_records: bool) -> Sample:
         await js.delete_key_value(f"{name}-idem")
     finally:
         await nc.close()
-    return {"rate": len(latencies) / elapsed, "seconds": elapsed, **latency_summary(latencies)}
+    return _summary(elapsed, latencies)
 
 
 RAW4 = "raw saga (4 KV puts)"
@@ -282,6 +293,9 @@ def _scenario(inflight: int, quick: bool) -> Scenario:
             Row(f"saga x{inflight} KV records: p50 vs {RAW12}", "p50_us", "µs", "corps-kv", "raw-same-kv"),
             Row(f"choreo x{inflight} throughput vs {RAW4}", "rate", "saga/s", "choreo", "raw"),
             Row(f"choreo x{inflight} p50 vs {RAW4}", "p50_us", "µs", "choreo", "raw"),
+            Row(f"saga x{inflight} client CPU per saga vs {RAW6}", "cpu_us", "µs", "corps", "raw-same"),
+            Row(f"saga x{inflight} KV records: client CPU per saga vs {RAW12}", "cpu_us", "µs", "corps-kv",
+                "raw-same-kv"),
             Row(f"saga x{inflight} log-write share", "log_share", "%", "corps", None, lower_is_better=True),
         ),
         (f"{RAW4}: hand-written nats-py saga: a KV put before each of the 3 requests and at the end",
