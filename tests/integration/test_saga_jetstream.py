@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 import nats
 import pytest
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.js.api import KeyValueConfig, StorageType
 
 from corps.errors import (
@@ -109,7 +110,7 @@ async def test_garbage_answers_are_typed_errors_and_stray_ones_are_counted(nc: C
     lean = await Lean.of(nc)
     hostile = await nats.connect(nc.connected_url.geturl() if nc.connected_url else "")
     try:
-        async def answer(msg: nats.aio.msg.Msg) -> None:
+        async def answer(msg: Msg) -> None:
             await hostile.publish(msg.reply, b"{" * 5000)  # nested deeper than the recursion limit
 
         await hostile.subscribe("garbage.lean", cb=answer)
