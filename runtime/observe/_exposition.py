@@ -95,7 +95,7 @@ class Family:
             cumulative = 0.0
             for bound, n in zip(self.buckets, h, strict=False):
                 cumulative += n
-                out.append(f"{self.name}_bucket{self._labels(key, ('le', number(bound)))} {number(cumulative)}")
+                out.append(f"{self.name}_bucket{self._labels(key, ('le', repr(float(bound))))} {number(cumulative)}")
             out.append(f"{self.name}_bucket{self._labels(key, ('le', '+Inf'))} {number(h[-1])}")
             out.append(f"{self.name}_sum{self._labels(key)} {number(h[-2])}")
             out.append(f"{self.name}_count{self._labels(key)} {number(h[-1])}")
