@@ -24,6 +24,7 @@ from corps.cli._authz import add_authz_parser
 from corps.cli._connect import add_security_arguments, security_from
 from corps.cli._graph import add_graph_parser
 from corps.cli._saga import add_saga_parser
+from corps.cli._schema import add_schema_parser
 from corps.cli._trace import add_trace_parser
 from corps.core._actor import Actor
 from corps.core._run import run
@@ -51,6 +52,7 @@ examples:
                                              3 instances of a service in one queue group
   corps trace ID                             a saga's or a chain's timeline: steps, events, dead letters
   corps graph corps.examples.shop.choreographed      who sends and who listens to what, as a Mermaid flowchart
+  corps schema corps.examples.shop.hybrid            the AsyncAPI 3.0 contract; --diff OLD NEW: compatibility
   corps authz corps.examples.shop.orchestrated       nats-server users, least privilege per service
   corps bench --quick                        corps next to raw nats-py (= python -m corps.bench)
 
@@ -154,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_saga_parser(sub, raw)
     add_trace_parser(sub, raw)
     add_graph_parser(sub, raw)
+    add_schema_parser(sub, raw)
     add_authz_parser(sub, raw)
 
     from corps.cli._events import add_commands
