@@ -10,6 +10,7 @@ label sets; beyond, new ones fold into one series whose every label is ``OVERFLO
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from typing import Any, Final, Literal
 
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
@@ -77,10 +78,9 @@ class Family:
         h = self.histograms.get(key)
         if h is None:
             h = self.histograms[key] = [0.0] * (len(self.buckets) + 2)
-        for i, bound in enumerate(self.buckets):
-            if value <= bound:
-                h[i] += 1
-                break
+        i = bisect_left(self.buckets, value)  # the first bound >= value; past the last: only +Inf (the count)
+        if i < len(self.buckets):
+            h[i] += 1
         h[-2] += value
         h[-1] += 1
 

@@ -55,7 +55,7 @@ def schemas_of(doc: Any) -> dict[str, Any]:
 def diff(old: dict[str, Any], new: dict[str, Any]) -> list[Change]:
     """The changes from ``old`` to ``new`` (two ``components.schemas``), in name order."""
     changes: list[Change] = []
-    for name in sorted(old.keys() | new.keys()):
+    for name in sorted(old.keys() | new.keys(), key=str):
         if name not in new:
             changes.append(Change(name, "removed", True))
         elif name not in old:
@@ -65,14 +65,16 @@ def diff(old: dict[str, Any], new: dict[str, Any]) -> list[Change]:
     return changes
 
 
-def _struct(name: str, old: dict[str, Any], new: dict[str, Any]) -> list[Change]:
+def _struct(name: str, old: Any, new: Any) -> list[Change]:
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return [] if old == new else [Change(name, "type changed", True)]
     old_props, new_props = old.get("properties"), new.get("properties")
     if not isinstance(old_props, dict) or not isinstance(new_props, dict):  # not a Struct: compared whole
         same = _normal(old) == _normal(new)
         return [] if same else [Change(name, "type changed", True)]
-    old_req, new_req = set(old.get("required", [])), set(new.get("required", []))
+    old_req, new_req = _required(old), _required(new)
     changes: list[Change] = []
-    for field in sorted(old_props.keys() | new_props.keys()):
+    for field in sorted(old_props.keys() | new_props.keys(), key=str):
         where = f"{name}.{field}"
         if field not in new_props:
             changes.append(Change(where, "field removed", True))
@@ -86,6 +88,12 @@ def _struct(name: str, old: dict[str, Any], new: dict[str, Any]) -> list[Change]
         elif field in old_req and field not in new_req:
             changes.append(Change(where, "required field made optional", False))
     return changes
+
+
+def _required(schema: dict[str, Any]) -> set[str]:
+    """The required field names of a Struct's schema (a document from a file may hold anything)."""
+    names = schema.get("required")
+    return {n for n in names if isinstance(n, str)} if isinstance(names, list) else set()
 
 
 def _normal(schema: Any) -> Any:
