@@ -15,6 +15,7 @@ from corps.examples.shop import hybrid
 from corps.observe import CONTENT_TYPE, Metrics, serve_metrics
 from corps.saga import SagaStatus
 from tests.integration.domain import Account, Boom, Deposit, Note
+from tests.integration.events_domain import Noted, Recorder
 from tests.integration.test_trace import HybridOrder, hybrid_shop, order
 
 
@@ -113,3 +114,19 @@ async def test_sagas_steps_and_event_consumers_are_counted(actor_system_factory:
     consumers = [dict(labels)["consumer"] for (name, labels) in samples if name == "corps_consumer_pending"]
     assert consumers
     assert all(value(samples, "corps_consumer_pending", consumer=c) >= 0 for c in consumers)
+
+
+async def test_a_redelivered_event_is_counted_per_consumer(actor_system_factory: Callable[..., Any]) -> None:
+    metrics, handled = Metrics(), Handled("Noted")
+    system: ActorSystem = await actor_system_factory(observers=[metrics, handled])
+    await system.spawn(Recorder, "r1")
+    await system.publish(Noted("k", 1, fail_times=1))  # the first delivery fails: nak'ed, delivered again
+    await handled.wait(1)
+    _, body = metrics.scrape()
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(body.decode()) for s in family.samples}
+    (consumer,) = [dict(labels)["consumer"] for (name, labels) in samples if name == "corps_consumer_redelivered_total"]
+    assert value(samples, "corps_consumer_redelivered_total", consumer=consumer) == 1
+    assert value(samples, "corps_messages_handled_total", **{"class": "Recorder", "type": "Noted"}) == 2
+    assert value(samples, "corps_handler_errors_total", **{"class": "Recorder", "type": "Noted"}) == 1
+    assert value(samples, "corps_consumer_pending", consumer=consumer) == 0
