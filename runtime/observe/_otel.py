@@ -1,6 +1,7 @@
 """OpenTelemetry spans for corps, following the messaging semantic conventions.
 
-Spans: ``send`` (a tell: PRODUCER; an ask: CLIENT, until its reply), ``process`` (a handler, a
+Spans: ``send`` (an ask: CLIENT, until its reply; a tell has none and carries the current
+context), ``process`` (a handler, a
 message's: CONSUMER, or SERVER for an ask; an event's: CONSUMER), ``send`` of an event (PRODUCER,
 until the stream's ack) and one per saga step attempt (CLIENT, until its outcome). Attributes:
 ``messaging.system`` = nats, ``messaging.destination.name`` (the subject), ``messaging.operation.type``
@@ -126,19 +127,24 @@ class Tracing(Observer):
         self._end(token, error)
 
     def send_begin(self, subject: str, msg: Any, ask: bool) -> Any:
+        if not ask:
+            # No span of its own: a tell carries the current span's context (the handler's, or the
+            # caller's), and its handler's span continues it. A span per tell doubled the cost of
+            # a traced tell (SDK work, ~30 us on 2 busy cores) and says nothing the handler's does not.
+            return None
         name = actor_name_of(subject)
-        kind = self._trace.SpanKind
-        return self._start(f"send {name}", kind.CLIENT if ask else kind.PRODUCER, {
+        return self._start(f"send {name}", self._trace.SpanKind.CLIENT, {
             "messaging.system": "nats",
             "messaging.operation.type": "send",
-            "messaging.operation.name": "ask" if ask else "tell",
+            "messaging.operation.name": "ask",
             "messaging.destination.name": subject,
             "messaging.destination.template": f"{self._namespace}.actor.{name}.*",
             "corps.message.type": type(msg).__name__,
         })
 
     def send_end(self, token: Any, error: BaseException | None) -> None:
-        self._end(token, error)
+        if token is not None:
+            self._end(token, error)
 
     # -- events ----------------------------------------------------------------------------
 
