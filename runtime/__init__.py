@@ -5,6 +5,7 @@ from corps.core._handlers import handler as handler
 from corps.core._messages import Message as Message
 from corps.core._messages import Request as Request
 from corps.core._metrics import DeadLetter as DeadLetter
+from corps.core._observe import Observer as Observer
 from corps.core._options import ActorOptions as ActorOptions
 from corps.core._ref import ActorRef as ActorRef
 from corps.core._run import run as run
@@ -17,6 +18,8 @@ from corps.errors import AskTimeout as AskTimeout
 from corps.errors import CompensationFailed as CompensationFailed
 from corps.errors import CorpsError as CorpsError
 from corps.errors import EventError as EventError
+from corps.errors import ExtraNotInstalled as ExtraNotInstalled
+from corps.errors import IncompatibleSchema as IncompatibleSchema
 from corps.errors import InvalidActorId as InvalidActorId
 from corps.errors import InvalidMessage as InvalidMessage
 from corps.errors import MailboxFull as MailboxFull
@@ -68,12 +71,15 @@ __all__ = [
     "EmbeddedServer",
     "EventError",
     "EventsConfig",
+    "ExtraNotInstalled",
+    "IncompatibleSchema",
     "InvalidActorId",
     "InvalidMessage",
     "MailboxFull",
     "Message",
     "NatsUnavailable",
     "NoResponders",
+    "Observer",
     "ParticipantRecordsFull",
     "ProvisioningConflict",
     "PubAck",

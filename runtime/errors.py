@@ -32,6 +32,8 @@ Every error a user can see is one of these; ``nats.errors`` never escapes the ru
     + SagaStoreUnavailable                  the saga log (JetStream KV) cannot be read or written; .reason
       + ParticipantRecordsFull              a memory participant holds its bound of records; .limit, .horizon
     + SagaTimeout (also TimeoutError)       wait_saga gave up before a terminal state; .saga_id, .timeout
+  x ExtraNotInstalled (also ImportError)    an optional part needs a pip extra; .extra, .feature
+  x IncompatibleSchema                      corps schema --diff found breaking changes; .problems
 """
 
 from __future__ import annotations
@@ -293,3 +295,21 @@ class SagaTimeout(SagaError, TimeoutError):
         self.saga_id = saga_id
         self.timeout = timeout
         super().__init__(f"saga {saga_id!r} not finished within {timeout}s")
+
+
+class ExtraNotInstalled(CorpsError, ImportError):
+    """An optional part of corps needs packages that are not installed: ``pip install 'corps[extra]'``."""
+
+    def __init__(self, feature: str, extra: str, missing: str) -> None:
+        self.feature = feature
+        self.extra = extra
+        super().__init__(f"{feature} needs {missing}: pip install 'corps[{extra}]'")
+
+
+class IncompatibleSchema(CorpsError):
+    """A new version of a module's messages breaks readers or writers of the old one; ``problems``
+    lists every breaking change (``corps schema --diff``)."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(f"{len(problems)} breaking change(s): " + "; ".join(problems))

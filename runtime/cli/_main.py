@@ -7,6 +7,7 @@ stderr, no traceback), 2 a usage error, 130 interrupted before anything could dr
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import shutil
@@ -23,10 +24,12 @@ from corps.cli._authz import add_authz_parser
 from corps.cli._connect import add_security_arguments, security_from
 from corps.cli._graph import add_graph_parser
 from corps.cli._saga import add_saga_parser
+from corps.cli._schema import add_schema_parser
 from corps.cli._trace import add_trace_parser
 from corps.core._actor import Actor
 from corps.core._run import run
 from corps.errors import CorpsError, NatsUnavailable
+from corps.observe import Metrics, serve_metrics
 from corps.system._system import ActorSystem
 from corps.tools._loader import LoadError, load_actor_class
 from corps.wire._embedded import EmbeddedServer
@@ -49,6 +52,7 @@ examples:
                                              3 instances of a service in one queue group
   corps trace ID                             a saga's or a chain's timeline: steps, events, dead letters
   corps graph corps.examples.shop.choreographed      who sends and who listens to what, as a Mermaid flowchart
+  corps schema corps.examples.shop.hybrid            the AsyncAPI 3.0 contract; --diff OLD NEW: compatibility
   corps authz corps.examples.shop.orchestrated       nats-server users, least privilege per service
   corps bench --quick                        corps next to raw nats-py (= python -m corps.bench)
 
@@ -81,6 +85,7 @@ examples:
   corps run corps.examples.demo:Account --id alice --id bob
   corps run myapp.actors:Inventory --id inv-1 --nats nats://127.0.0.1:4222 --namespace shop
   corps run corps.examples.demo:Pricing --id prices --instances 3     (service classes only)
+  corps run corps.examples.demo:Account --id alice --metrics-port 9464 (Prometheus: /metrics)
 
 MODULE is imported as `python -m` would (the current directory first). One line per spawned
 actor gives its NATS subject, {namespace}.actor.{Class}.{id}: another corps process reaches
@@ -141,12 +146,17 @@ def build_parser() -> argparse.ArgumentParser:
     host.add_argument("--nats", metavar="URL", help="server to join (default: NATS_URL, else an embedded one)")
     host.add_argument("--namespace", default="corps", metavar="NS",
                       help="first subject token; must match the clients' ActorSystem (default: corps)")
+    host.add_argument("--metrics-port", type=int, metavar="N",
+                      help="serve Prometheus metrics at http://HOST:N/metrics (0: any free port)")
+    host.add_argument("--metrics-host", default="127.0.0.1", metavar="HOST",
+                      help="address the metrics endpoint binds (default 127.0.0.1; 0.0.0.0: all)")
     add_security_arguments(host)
     host.set_defaults(func=cmd_run)
 
     add_saga_parser(sub, raw)
     add_trace_parser(sub, raw)
     add_graph_parser(sub, raw)
+    add_schema_parser(sub, raw)
     add_authz_parser(sub, raw)
 
     from corps.cli._events import add_commands
@@ -313,12 +323,13 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.exit(2, f"corps run: error: --instances {args.instances} needs a service class, and "
                        f"{cls.__qualname__} is an entity (one instance per id). Declare it stateless with "
                        f"class {cls.__qualname__}(Actor, options=ActorOptions(service=True)).\n")
-    run(host, cls, args.ids, args.instances, args.nats, args.namespace, security_from(args))
+    metrics = (args.metrics_host, args.metrics_port) if args.metrics_port is not None else None
+    run(host, cls, args.ids, args.instances, args.nats, args.namespace, security_from(args), metrics)
     return 0
 
 
 async def host(cls: type[Actor], ids: list[str], instances: int, url: str | None, namespace: str,
-               security: Security | None = None) -> None:
+               security: Security | None = None, metrics_at: tuple[str, int] | None = None) -> None:
     """Spawn ``instances`` of ``cls`` per id, host them until SIGINT or SIGTERM, then drain.
 
     Raises:
@@ -326,9 +337,14 @@ async def host(cls: type[Actor], ids: list[str], instances: int, url: str | None
     """
     # Installed first: a signal that arrives while spawning waits here and drains afterwards.
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with ActorSystem(url, namespace=namespace, security=security) as system:
+        metrics = Metrics() if metrics_at is not None else None
+        async with ActorSystem(url, namespace=namespace, security=security, observers=metrics) as system, \
+                contextlib.AsyncExitStack() as stack:
             if system.embedded:
                 say(f"embedded nats-server at {system.url}  (other processes: export NATS_URL={system.url})")
+            if metrics is not None and metrics_at is not None:
+                port = await stack.enter_async_context(serve_metrics(metrics.scrape, metrics_at[1], metrics_at[0]))
+                say(f"metrics at http://{metrics_at[0]}:{port}/metrics")
             for actor_id in ids:
                 for n in range(1, instances + 1):
                     ref = await system.spawn(cls, actor_id)

@@ -20,6 +20,7 @@ from corps.core._actor import Actor, new_instance, overrides
 from corps.core._context import Current, current, current_correlation_id
 from corps.core._intake import Intake, decode, decode_fast, decode_fast_bare
 from corps.core._metrics import ClassMetrics
+from corps.core._observe import Observer
 from corps.core._presence import Presence
 from corps.core._shed import Shedder
 from corps.core._supervision import Restart, Resume, Stop, restart_delay
@@ -305,11 +306,17 @@ class ClassHost:
         dispatch = self.cls._dispatch
         high = self._high
         processed = 0
+        obs = self.system.observer
         try:
             while q and not cell.stopped:
                 item = here.item = q.popleft()
                 env = item[0]
                 msg = env.msg
+                if obs is not None:
+                    processed += await self._observed(obs, cell, item, here)
+                    if cell.over_since is not None and len(q) < high:
+                        cell.over_since = None
+                    continue
                 try:
                     result = await dispatch[type(msg)](cell.actor, msg)
                 except Exception as exc:  # noqa: BLE001 -- the one place user handler errors are caught
@@ -353,6 +360,31 @@ class ClassHost:
             return
         if item[0].rid and result is not _RAISED:
             await self._answer(item, result)
+    async def _observed(self, obs: Observer, cell: _Cell, item: Item, here: Current) -> int:
+        """One message of ``_drain`` inside the observer's handle hooks: 1 if it was handled."""
+        env = item[0]
+        token = obs.handle_begin(self, cell.subject, env)
+        error: Exception | None = None
+        try:
+            try:
+                result = await self.cls._dispatch[type(env.msg)](cell.actor, env.msg)
+            except Exception as exc:  # noqa: BLE001 -- as in _drain: handled by _failed below
+                error = exc
+                if here.held is not None:
+                    self._finish_held(here, item, _RAISED)
+            else:
+                if here.held is not None:  # the reply waits for held work, off the mailbox
+                    self._finish_held(here, item, result)
+                elif env.rid:
+                    await self._answer(item, result)
+        except BaseException as exc:
+            obs.handle_end(token, exc)
+            raise
+        obs.handle_end(token, error)
+        if error is not None:
+            await self._failed(cell, item, error)  # after the span: supervision may wait a backoff
+            return 0
+        return 1
 
     async def _failed(self, cell: _Cell, item: Item, exc: Exception) -> None:
         env, reply, is_json = item

@@ -93,7 +93,7 @@ def _one_by_one(bare: Any, limit: int, data: bytes, is_json: bool) -> Intake:
             problems.append(Problem(env.rid, f"message of {size} bytes is over the {limit}-byte limit", bytes(env.msg)))
             continue
         try:
-            good.append(Envelope(bare.decode(env.msg), env.rid, env.mid, env.corr, env.cause, env.key))
+            good.append(Envelope(bare.decode(env.msg), env.rid, env.mid, env.corr, env.cause, env.key, env.tp))
         except Exception as exc:  # noqa: BLE001 -- untrusted bytes
             problems.append(Problem(env.rid, undecodable(exc), bytes(env.msg)))
     return Intake(good, is_json, problems)

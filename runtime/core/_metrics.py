@@ -5,12 +5,15 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import anyio
 import msgspec
 
 from corps.wire._client import Throttled
+
+if TYPE_CHECKING:
+    from corps.core._observe import Observer
 
 log = logging.getLogger("corps.deadletters")
 
@@ -70,9 +73,12 @@ class DeadLetters:
         self._waiters: list[tuple[int, anyio.Event]] = []
         self._quiet = Throttled(log)
         self._tallied_at = -TALLY_PERIOD
+        self.observer: Observer | None = None
 
     def record(self, subject: str, reason: str, message_type: str = "?", n: int = 1, payload: bytes = b"") -> None:
         self.count += n
+        if self.observer is not None:
+            self.observer.dead_letter(subject, message_type, n)
         self.recent.append(DeadLetter(subject, reason, message_type, time.time(), payload[:PAYLOAD_KEPT]))
         # Throttled per kind of reason (its first words, never the subject: a flood of ids must not
         # grow the table): a flood of dead letters costs counters, not a log line each.
@@ -91,6 +97,8 @@ class DeadLetters:
             self.record(subject, reason, message_type, n, payload)
             return
         self.count += n
+        if self.observer is not None:
+            self.observer.dead_letter(subject, message_type, n)
         if self._waiters:
             self._wake()
 

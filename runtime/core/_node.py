@@ -10,7 +10,7 @@ import asyncio
 import logging
 import os
 import secrets
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from types import TracebackType
 from typing import Any, Final, Self, TypeVar
 
@@ -24,6 +24,7 @@ from corps.core._host import ClassHost
 from corps.core._inbox import Inbox
 from corps.core._messages import Message
 from corps.core._metrics import DeadLetters
+from corps.core._observe import Observer, combine
 from corps.core._outbox import Outbox, Tracker
 from corps.core._ref import ActorRef, encode_error
 from corps.errors import (
@@ -66,6 +67,7 @@ class Node:
         coalesce: bool = True,
         server_name: str | None = None,
         security: Security | None = None,
+        observers: Observer | Sequence[Observer] | None = None,
     ) -> None:
         # The only place the environment is read: the server(s), and unless ``security`` is given,
         # the credentials and TLS files of the nats CLI's variables (Security.from_env).
@@ -85,6 +87,9 @@ class Node:
         self.node = secrets.token_hex(6)
         self.name = name or f"corps-{self.node}"
         self.dead_letters = DeadLetters()
+        self.observer: Observer | None = combine(observers)
+        """Tracing and metrics (``corps.observe``), or None: every hook site checks it once."""
+        self.dead_letters.observer = self.observer
         self._embedded: EmbeddedServer | None = None
         self._hosts: dict[type[Actor], ClassHost] = {}
         self._seq = 0
@@ -153,6 +158,8 @@ class Node:
         await subscribe_route(self._nc, f"{inbox}.>", Route(self._inbox.take, self._inbox.on_msg))
         for extension in self._extensions:
             await extension.start(self)
+        if self.observer is not None:
+            self.observer.bind(self)
         await flush(self._nc)
 
     async def _publish(self, subject: str, payload: bytes, reply: str) -> None:
@@ -303,6 +310,10 @@ class Node:
             env = (msg, rid, self._seq)
         else:
             env = (msg, rid, self._seq, ids[0], ids[1])
+        if self.observer is not None:
+            tp = self.observer.traceparent()
+            if tp:  # all seven fields (Envelope): the trace context rides in the payload, as the ids do
+                env = (*env, *("", "", "", "")[: 6 - len(env)], tp)
         if not isinstance(msg, Message):
             raise encode_error(subject, msg, TypeError("not a Message"))
         try:

@@ -51,6 +51,9 @@ class ActorRef(Generic[A]):
         if type(msg) not in self._handled:
             raise self._unhandled(msg)
         system = self._system
+        if system.observer is not None:
+            await self._observed(msg, False, None, "", "")
+            return
         cur = _current_get()
         if (cur is None or cur.item is None) and isinstance(msg, Message):
             # The hot path, inlined: a root tell's envelope is (msg, 0, seq) (ActorSystem._encode).
@@ -87,8 +90,32 @@ class ActorRef(Generic[A]):
         return await self._ask(msg, timeout, idempotency_key or "", "")
 
     async def _ask(self, msg: Request[R], timeout: float | None, key: str, corr: str) -> R:
+        if self._system.observer is not None:
+            observed: R = await self._observed(msg, True, timeout, key, corr)
+            return observed
         rid, fut = await self._send_ask(msg, key, corr)
         result: R = await self._wait(rid, fut, timeout)
+        return result
+
+    async def _observed(self, msg: Any, ask: bool, timeout: float | None, key: str, corr: str) -> Any:
+        """A tell or an ask inside the observer's send hooks (tracing, metrics are on)."""
+        system = self._system
+        obs = system.observer
+        assert obs is not None
+        token = obs.send_begin(self.subject, msg, ask)
+        try:
+            if ask:
+                rid, fut = await self._send_ask(msg, key, corr)
+                result = await self._wait(rid, fut, timeout)
+            else:
+                result = None
+                part = system._encode(self.subject, msg, 0)  # carries the send span's traceparent
+                if not system._outbox.push(self.subject, part):
+                    await system._outbox.send(self.subject, part)
+        except BaseException as exc:
+            obs.send_end(token, exc)
+            raise
+        obs.send_end(token, None)
         return result
 
     async def _send_ask(self, msg: Request[R], key: str, corr: str) -> tuple[int, Any]:

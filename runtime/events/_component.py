@@ -25,6 +25,7 @@ from corps.events._delivery import current_event
 from corps.events._provision import consumer_config, ensure_consumer, ensure_stream, stream_config
 from corps.events._publish import Publisher, merge_headers
 from corps.events._wire import (
+    TRACEPARENT,
     PubAck,
     dlq_stream_name,
     event_tag,
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from nats.js.kv import KeyValue
 
     from corps.core._host import ClassHost
+    from corps.core._observe import Observer
 
 log = logging.getLogger("corps.events")
 
@@ -62,6 +64,8 @@ class Events:
         self._kv: KeyValue | None = None
         self.skipped = 0
         """Events ``replay`` skipped because they did not decode (logged one by one)."""
+        self.observer: Observer | None = None
+        """The node's observer (tracing, metrics), set by the extension at start."""
 
     async def start(self) -> None:
         """Provision the event and dead-letter streams (if the server has JetStream).
@@ -121,7 +125,21 @@ class Events:
             corr, cause = cur.ids() if cur is not None else ("", "")
             if msg_id is None:
                 msg_id = (cur.publish_id(type(event)) if cur is not None else None) or self.publisher.new_id()
-        return await self.publisher.publish(subject, event, msg_id, merge_headers(corr, cause))
+        obs = self.observer
+        if obs is None:
+            return await self.publisher.publish(subject, event, msg_id, merge_headers(corr, cause))
+        token = obs.publish_begin(subject, event, msg_id)
+        try:
+            headers = merge_headers(corr, cause)
+            tp = obs.traceparent()  # the publish span's: the consumer's span continues the trace
+            if tp:
+                headers[TRACEPARENT] = tp
+            ack = await self.publisher.publish(subject, event, msg_id, headers)
+        except BaseException as exc:
+            obs.publish_end(token, exc)
+            raise
+        obs.publish_end(token, None)
+        return ack
 
     # -- idempotency -----------------------------------------------------------------------
 

@@ -30,6 +30,7 @@ class EventsExtension:
     async def start(self, node: Node) -> None:
         self._url = node.url
         self._events = Events(node._nc, node.namespace, node.node, self.cfg)
+        self._events.observer = node.observer
         await self._events.start()  # event streams provisioned (and checked) at start-up
 
     async def attach(self, host: ClassHost) -> None:

@@ -25,6 +25,8 @@ from corps.wire._jetstream import parse_headers as parse_header_block
 MSG_ID: Final = "Nats-Msg-Id"
 CORR: Final = "Corps-Corr"
 CAUSE: Final = "Corps-Cause"
+TRACEPARENT: Final = "traceparent"
+"""W3C trace context of the span that published the event (only while tracing is on)."""
 EVENT_ID: Final = "Corps-Event-Id"
 """Set when an event is published again under a new Nats-Msg-Id (redrive): its original id."""
 REDRIVE_FOR: Final = "Corps-Redrive-For"

@@ -183,6 +183,8 @@ class Coordinator(Ownership):
             raise InvalidMessage(self.log.subject(saga_id), str(exc)) from exc
         if revision is None:
             return saga_id  # started before: the same id gives the same saga
+        if self.system.observer is not None:
+            self.system.observer.saga_started(saga.__name__, saga_id)
         self._own(engine, state, revision, record.lease_until, commands)
         return saga_id
 
@@ -322,11 +324,24 @@ class Coordinator(Ownership):
                 self._tg.start_soon(self._retry_later, d, cmd)
             elif isinstance(cmd, Finish):
                 report_finish(d.state, cmd)
+                if self.system.observer is not None:
+                    self.system.observer.saga_ended(d.engine.saga.__name__, saga_id, str(cmd.status))
         return None
 
     async def _ask(self, saga_id: str, d: Drive, cmd: SendStep | SendUndo) -> Event:
         to = d.engine.saga.step_named(cmd.step).to  # the engine checked it: an Actor class
-        return await ask_participant(self.system, saga_id, to, cmd, self._hook)
+        obs = self.system.observer
+        if obs is None:
+            return await ask_participant(self.system, saga_id, to, cmd, self._hook)
+        # The step's span is current while it asks: the request carries its traceparent.
+        token = obs.step_begin(d.engine.saga.__name__, saga_id, cmd.step, isinstance(cmd, SendUndo), to.actor_name)
+        try:
+            event = await ask_participant(self.system, saga_id, to, cmd, self._hook)
+        except BaseException as exc:
+            obs.step_end(token, type(exc).__name__)
+            raise
+        obs.step_end(token, type(event).__name__)
+        return event
 
     async def _send(self, saga_id: str, d: Drive, cmd: SendStep | SendUndo) -> None:
         try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, final
 
 import anyio
@@ -11,6 +11,7 @@ import msgspec
 from corps.core._actor import Actor
 from corps.core._messages import Message
 from corps.core._node import DEFAULT_ASK_TIMEOUT, DEFAULT_DRAIN_TIMEOUT, Node
+from corps.core._observe import Observer
 from corps.events._component import Events
 from corps.events._config import EventsConfig
 from corps.events._extension import EventsExtension
@@ -52,6 +53,8 @@ class ActorSystem(Node, SagaAPI):
             variables (``NATS_CREDS``, ``NATS_NKEY``, ``NATS_USER``/``NATS_PASSWORD``, ``NATS_TOKEN``,
             ``NATS_CA``, ``NATS_CERT``/``NATS_KEY``); ``Security()`` connects with none. Not used
             for the embedded server. A wrong credential or certificate raises NatsUnavailable at start.
+        observers: tracing and metrics (``corps.observe.Tracing``, ``corps.observe.Metrics``, or
+            any ``Observer``), one or several. None (default): no observation, no cost.
     """
 
     def __init__(
@@ -71,9 +74,11 @@ class ActorSystem(Node, SagaAPI):
         saga_scan_interval: float | None = None,
         events: EventsConfig | None = None,
         security: Security | None = None,
+        observers: Observer | Sequence[Observer] | None = None,
     ) -> None:
         super().__init__(url, namespace=namespace, codec=codec, ask_timeout=ask_timeout, drain_timeout=drain_timeout,
-                         name=name, coalesce=coalesce, server_name=server_name, security=security)
+                         name=name, coalesce=coalesce, server_name=server_name, security=security,
+                         observers=observers)
         self._saga_classes = tuple(sagas)
         saga = saga or SagaConfig()
         if saga_lease is not None:

@@ -2,8 +2,9 @@
 
 A NATS payload on an actor subject is one of:
 
-* a **frame**: an array of envelopes ``[msg, rid, mid, corr, cause]``, written by corps senders;
-  several messages sent to one subject in one loop iteration travel as one frame (coalescing);
+* a **frame**: an array of envelopes ``[msg, rid, mid, corr, cause, key, tp]`` (trailing
+  defaults left out), written by corps senders; several messages sent to one subject in one
+  loop iteration travel as one frame (coalescing);
 * a **bare message**: the tagged map of one Message, as a client in another language (or the
   ``nats`` CLI) would send it; its reply, if any, goes to the NATS reply subject, bare too.
 
@@ -50,6 +51,9 @@ class Envelope(msgspec.Struct, Generic[T], array_like=True, frozen=True, gc=Fals
     key: str = ""
     """Idempotency key: the same for every retry of one logical request (a saga step's
     ``{saga_id}:{step}``); participants use it to answer a duplicate with the first reply."""
+    tp: str = ""
+    """W3C ``traceparent`` of the span that sent it; written only while tracing is on
+    (``corps.observe.Tracing``), so the hot path's envelopes stay three fields."""
 
 
 class Reply(msgspec.Struct, Generic[T], array_like=True, frozen=True, gc=False):

@@ -238,3 +238,30 @@ async def test_server_prints_a_url_clients_can_connect_to_and_stops_on_sigterm(s
     assert code == 0
     assert running.text.rstrip().endswith("stopped")
 
+
+
+async def test_run_serves_prometheus_metrics_of_what_it_hosts(
+    actor_system: ActorSystem, nats_server: EmbeddedServer, corps_namespace: str, stderr_log: IO[bytes]
+) -> None:
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    args = ["corps.examples.demo:Account", "--id", "a1", "--nats", nats_server.url, "--namespace", corps_namespace,
+            "--metrics-port", "0"]
+    async with corps_process("run", *args, stderr=stderr_log) as running:
+        out = await running.wait_for("ready")
+        url = re.search(r"metrics at (http://127\.0\.0\.1:\d+/metrics)", out)
+        assert url is not None, out
+        await actor_system.ref(Account, "a1").ask(GetBalance(), timeout=5.0)
+
+        def get() -> str:
+            with urllib.request.urlopen(url[1], timeout=5) as response:
+                return str(response.read().decode())
+
+        text = await anyio.to_thread.run_sync(get)
+        running.process.send_signal(signal.SIGINT)
+        assert await running.finish() == 0
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for f in text_string_to_metric_families(text) for s in f.samples}
+    assert samples[("corps_messages_handled_total", (("class", "Account"), ("type", "GetBalance")))] == 1

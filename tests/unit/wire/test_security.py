@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from corps import Security
@@ -28,6 +28,10 @@ def test_a_user_without_a_password_is_a_token_as_in_the_nats_cli() -> None:
 
 @given(password=secret, token=secret)
 def test_the_repr_never_shows_a_password_or_a_token(password: str, token: str) -> None:
+    # A secret that is a word of the repr itself ("user", "Security") would be "found" in it: hypothesis
+    # draws such strings from the constants of loaded modules, so which ones depends on what is imported.
+    fixed = "Security(user='svc', password='***', token='***', reply_prefixes=('_INBOX.',))"
+    assume(password not in fixed and token not in fixed)
     for security in (Security(user="svc", password=password), Security(token=token)):
         assert password not in repr(security)
         assert token not in repr(security)
