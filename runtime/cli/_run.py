@@ -9,6 +9,7 @@ when a source file changes (``corps.cli._reload``).
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 from collections.abc import Callable
@@ -25,6 +26,8 @@ from corps.system._app import App, Ready
 from corps.system._system import ActorSystem
 from corps.tools._loader import LoadError, load_app
 from corps.wire._security import Security
+
+log = logging.getLogger("corps.run")
 
 RUN_EPILOG: Final = """\
 examples:
@@ -150,8 +153,10 @@ async def host(app: App, url: str | None, namespace: str, security: Security | N
                              ", coordinating " + ", ".join(s.saga_name for s in app.sagas) if app.sagas else ""])
             say(f"ready: {app.name}: {r.spawned} actor(s){extra} on {system.url}, namespace {namespace!r}; "
                 f"Ctrl-C to drain and stop")
+            log.info("ready: %s on %s, namespace %r, node %s", app.name, system.url, namespace, system.node)
             async for signum in signals:
                 say(f"{signal.Signals(signum).name}: draining (finishing in-flight messages)")
+                log.info("%s: draining", signal.Signals(signum).name)
                 break
             probes.draining = True
             tg.cancel_scope.cancel()
