@@ -77,8 +77,8 @@ class Running:
 
 
 @contextlib.asynccontextmanager
-async def corps_process(*args: str, stderr: IO[bytes]) -> AsyncIterator[Running]:
-    async with await anyio.open_process([*CORPS, *args], cwd=REPO, env=ENV, stderr=stderr) as process:
+async def corps_process(*args: str, stderr: IO[bytes], cwd: Path = REPO) -> AsyncIterator[Running]:
+    async with await anyio.open_process([*CORPS, *args], cwd=cwd, env=ENV, stderr=stderr) as process:
         try:
             yield Running(process, stderr)
         finally:

@@ -10,13 +10,11 @@ import json
 import os
 import signal
 import subprocess
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import IO, Any
 
 import anyio
 import nats
-import pytest
 
 from corps import ActorSystem, EmbeddedServer, NoResponders
 from corps.examples.shop import app as shop_app
@@ -24,6 +22,8 @@ from corps.examples.shop.choreographed import GetOrder, Order
 from corps.examples.shop.messages import OrderPlaced, OrderRequest
 from corps.examples.shop.orchestrated import PlaceOrder
 from tests.integration.test_cli import CORPS, ENV, REPO, Running
+from tests.integration.test_cli import corps_process as process
+from tests.integration.test_cli import stderr_log as stderr_log
 
 SHOP = "corps.examples.shop.app:app"
 
@@ -34,23 +34,6 @@ def corps(*args: str, cwd: Path = REPO, env: dict[str, str] | None = None) -> su
 
 async def acorps(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
     return await anyio.to_thread.run_sync(lambda: corps(*args, cwd=cwd))
-
-
-@contextlib.asynccontextmanager
-async def process(*args: str, stderr: IO[bytes], cwd: Path = REPO) -> AsyncIterator[Running]:
-    async with await anyio.open_process([*CORPS, *args], cwd=cwd, env=ENV, stderr=stderr) as proc:
-        try:
-            yield Running(proc, stderr)
-        finally:
-            if proc.returncode is None:  # the test failed midway: leave no process behind
-                proc.kill()
-                await proc.wait()
-
-
-@pytest.fixture
-def stderr_log(tmp_path: Path) -> Any:
-    with open(tmp_path / "stderr.log", "w+b") as log:
-        yield log
 
 
 async def http_get(port: int, path: str, raw: bytes | None = None) -> tuple[int, Any]:
