@@ -13,6 +13,7 @@ provisions first creates what the others then accept.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from corps import App, EventsConfig, SagaConfig
@@ -20,8 +21,10 @@ from corps.examples.shop import choreographed, orchestrated
 from corps.examples.shop.orchestrated import COURIER, PAYMENTS, WAREHOUSE, PlaceOrder
 
 NAMESPACE = "shop"
-EVENTS = EventsConfig()
-"""Replicas follow EventsConfig's default; a production cluster sets replicas=3 here (and in SAGA)."""
+REPLICAS = int(os.environ.get("SHOP_REPLICAS", "1"))
+"""Replicas of the event streams: 3 on a 3-node cluster (deploy/ sets SHOP_REPLICAS=3). The saga
+buckets follow the cluster on their own (SagaConfig(replicas=None))."""
+EVENTS = EventsConfig(replicas=REPLICAS)
 SAGA = SagaConfig()
 DRAIN_TIMEOUT = 10.0
 """Seconds a stopping process finishes in-flight messages; container grace periods must exceed it."""

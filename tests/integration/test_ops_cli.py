@@ -57,7 +57,7 @@ async def server_state(url: str) -> str:
         js = nc.jetstream()
         out = {}
         for s in await js.streams_info():
-            name = s.config.name
+            name = s.config.name or ""
             consumers = await js.consumers_info(name)
             out[name] = {"config": s.config.as_dict(), "messages": s.state.messages, "last": s.state.last_seq,
                          "consumers": {c.name: c.config.as_dict() for c in consumers}}
