@@ -11,6 +11,7 @@ import argparse
 import base64
 import datetime
 import json
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -173,11 +174,13 @@ async def _tail(args: argparse.Namespace) -> int:
         subject = args.subject if args.subject.startswith(f"{args.namespace}.") else \
             f"{args.namespace}.events.{args.subject}"
         follow = not args.no_follow
-        if not args.json:
+
+        def ready() -> None:  # stdout's first line, once events from now on will be seen (--json: stderr)
             print(f"tailing {subject} ({'from the start' if args.all else 'new events'})"
-                  + ("; Ctrl-C to stop" if follow else ""), flush=True)
+                  + ("; Ctrl-C to stop" if follow else ""), flush=True, file=sys.stderr if args.json else sys.stdout)
+
         n = 0
-        async for t in look.tail(subject, from_start=args.all, follow=follow):
+        async for t in look.tail(subject, from_start=args.all, follow=follow, ready=ready):
             if args.json:
                 print(msgspec.json.encode(t).decode(), flush=True)
             else:

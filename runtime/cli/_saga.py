@@ -16,7 +16,7 @@ from corps.errors import SagaUnreadable
 from corps.saga._info import SagaInfo
 from corps.saga._state import SagaStatus
 from corps.system._system import ActorSystem
-from corps.tools._inspect import inspector, server_urls
+from corps.tools._inspect import inspector
 from corps.tools._loader import LoadError, load_saga_class
 
 SAGA_EPILOG = """\
@@ -92,7 +92,10 @@ async def _read(args: argparse.Namespace) -> int:
 
 
 async def _retry(args: argparse.Namespace, sagas: tuple[Any, ...]) -> int:
-    server_urls(args.nats)  # never an embedded server: retrying on an empty one cannot find the saga
+    # Never an embedded server (an empty one has no saga to retry), and a namespace without a saga
+    # log (a typo) is reported before the ActorSystem below would provision anything in it.
+    async with inspector(args.nats, args.namespace, security_from(args)) as look:
+        await look.saga(args.saga_id)
     # A long scan interval: this process resumes nothing on its own, it only retries this one.
     async with ActorSystem(args.nats, namespace=args.namespace, sagas=sagas, saga_scan_interval=3600,
                            security=security_from(args)) as system:

@@ -148,11 +148,12 @@ class Inspector:
         await self.stream(dlq_stream_name(self.namespace))
         return await dead_letter(self._reader(), seq)
 
-    async def tail(self, subject: str, *, from_start: bool, follow: bool) -> AsyncIterator[Tailed]:
-        """Events on ``subject`` (a filter of the event stream), by direct gets: no consumer.
+    async def tail(self, subject: str, *, from_start: bool, follow: bool,
+                   ready: Callable[[], None] = lambda: None) -> AsyncIterator[Tailed]:
+        """Events on ``subject`` (a filter of the event stream), by get-next-by-subject requests: no consumer.
 
-        ``from_start``: from the first stored event, else only events stored from now on.
-        Without ``follow`` it stops at the last event stored when it started.
+        ``from_start``: from the first stored event, else only events stored from now on (after
+        ``ready()`` is called). Without ``follow`` it stops at the last event stored when it started.
 
         Raises:
             NotProvisioned: no event stream in the namespace.
@@ -167,6 +168,7 @@ class Inspector:
             bell.set()
 
         sub = await self.nc.subscribe(subject, cb=ring) if follow else None
+        ready()
         try:
             while follow or seq <= last:
                 try:

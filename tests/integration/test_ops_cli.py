@@ -70,8 +70,9 @@ async def server_state(url: str) -> str:
 
 
 def test_commands_that_read_a_deployment_refuse_to_run_without_a_server() -> None:
-    for args in (["saga", "list"], ["dlq", "list"], ["trace", "x"], ["events", "tail", ">"], ["ps"],
-                 ["provision", SHOP], ["ask", "Inventory", "main", "GetStock", '{"sku": "a"}', "--app", SHOP]):
+    # One per way in: the read-only connection (saga, dlq, trace, events, ps, provision share it), and ask's.
+    for args in (["saga", "list"], ["events", "tail", ">"], ["ps"],
+                 ["ask", "Inventory", "main", "GetStock", '{"sku": "a"}', "--app", SHOP]):
         result = corps(*args)
         assert result.returncode == 4, (args, result.stderr)
         assert "no server given: pass --nats URL or set NATS_URL" in result.stderr, args
@@ -82,7 +83,7 @@ def test_commands_that_read_a_deployment_refuse_to_run_without_a_server() -> Non
 
 
 async def test_run_hosts_the_shop_app_answers_probes_asks_publishes_and_ps_then_drains(
-        nats_server: EmbeddedServer, corps_namespace: str, stderr_log: IO[bytes]) -> None:
+        nats_server: EmbeddedServer, corps_namespace: str, stderr_log: IO[bytes], tmp_path: Path) -> None:
     where = ["--nats", nats_server.url, "--namespace", corps_namespace]
     async with process("--log-format", "json", "--log-level", "info", "run", SHOP, "--http-port", "0", *where,
                        stderr=stderr_log) as shop:
@@ -120,8 +121,15 @@ async def test_run_hosts_the_shop_app_answers_probes_asks_publishes_and_ps_then_
         assert "handles no message 'Nope'; it handles GetStock, ReleaseStock, ReserveStock" in unknown.stderr
 
         order = {"order": {"order_id": "o1", "sku": "sku-1", "qty": 1, "card": "4242", "amount": 5, "address": "a"}}
-        published = await acorps("publish", "OrderPlaced", json.dumps(order), "--msg-id", "order-o1", *app)
-        assert published.returncode == 0, published.stderr
+        with open(tmp_path / "tail.log", "w+b") as tail_log:  # noqa: ASYNC230 -- a local temp file
+            async with process("events", "tail", "OrderPlaced", "--count", "1", *where, stderr=tail_log) as tail:
+                await tail.wait_for("tailing")  # printed once new events will be seen
+                published = await acorps("publish", "OrderPlaced", json.dumps(order), "--msg-id", "order-o1", *app)
+                assert published.returncode == 0, published.stderr
+                assert await tail.finish() == 0
+        [line] = tail.text.splitlines()[1:]
+        assert "OrderPlaced" in line
+        assert "corr order-o1" in line  # a published event's correlation is its own id
         again = await acorps("publish", "OrderPlaced", json.dumps(order), "--msg-id", "order-o1", *app)
         first, second = json.loads(published.stdout), json.loads(again.stdout)
         assert (first["duplicate"], second["duplicate"], second["seq"]) == (False, True, first["seq"])
@@ -199,11 +207,10 @@ async def test_inspection_leaves_the_server_unchanged_and_reports_a_missing_name
     assert tailed["correlation_id"] == tailed["event_id"]  # published outside a handler: its own chain
     # A namespace with a typo: each command says what is missing, and nothing is created.
     typo = ["--nats", nats_server.url, "--namespace", corps_namespace + "x"]
-    for args in (["saga", "list"], ["saga", "show", sid], ["dlq", "list"], ["dlq", "show", "1"], ["trace", sid],
-                 ["events", "tail", ">"], ["ps"]):
+    for args in (["saga", "show", sid], ["dlq", "show", "1"], ["trace", sid], ["events", "tail", ">"]):
         result = await acorps(*args, *typo)
         assert result.returncode == 5, (args, result.stderr)
-        assert "does not exist (nothing was created" in result.stderr or "no node answers" in result.stdout
+        assert "does not exist (nothing was created" in result.stderr
     assert await server_state(nats_server.url) == before
 
 
