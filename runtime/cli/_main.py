@@ -115,10 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``corps`` parser; each subcommand stores its entry function as ``func``."""
     raw = _formatter
     parser = argparse.ArgumentParser(prog="corps", description=DESCRIPTION, epilog=EPILOG, formatter_class=raw)
-    parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
-                        help="runtime log level on stderr (default: warning; error for demo)")
-    parser.add_argument("--log-format", choices=("text", "json"), default="text",
-                        help="log lines: text with timestamps, or one JSON object per line (default: text)")
+    _log_arguments(parser, argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
 
     demo = sub.add_parser("demo", help="a short walk-through of corps on an embedded nats-server",
@@ -139,10 +136,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     for register in COMMANDS:
         register(sub, raw)
+    for command in sub.choices.values():  # flags anywhere: the global ones after the command too
+        _everywhere(command)
 
     # Arguments after `bench` go to the benchmark's own parser (bench/__main__.py), --help included.
     sub.add_parser("bench", help=BENCH_HELP, add_help=False).set_defaults(func=None)
     return parser
+
+
+def _log_arguments(p: argparse.ArgumentParser, default: Any) -> None:
+    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default=default,
+                   help="runtime log level on stderr (default: warning; error for demo)")
+    p.add_argument("--log-format", choices=("text", "json"), default=default,
+                   help="log lines: text with timestamps, or one JSON object per line (default: text)")
+
+
+def _everywhere(p: argparse.ArgumentParser) -> None:
+    """Add the global flags to a command's parser and its actions' (SUPPRESS: not given, not set)."""
+    _log_arguments(p, argparse.SUPPRESS)
+    for action in p._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _everywhere(child)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -158,8 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    level = args.log_level or ("error" if args.command == "demo" else "warning")
-    configure_logs(level, args.log_format)
+    level = getattr(args, "log_level", None) or ("error" if args.command == "demo" else "warning")
+    configure_logs(level, getattr(args, "log_format", "text"))
     try:
         code: int = args.func(args, parser)
     except KeyboardInterrupt:  # only before the signal handlers are installed, or in the demo

@@ -71,7 +71,7 @@ async def server_state(url: str) -> str:
 
 def test_commands_that_read_a_deployment_refuse_to_run_without_a_server() -> None:
     # One per way in: the read-only connection (saga, dlq, trace, events, ps, provision share it), and ask's.
-    for args in (["saga", "list"], ["events", "tail", ">"], ["ps"],
+    for args in (["saga", "list", "--log-format", "json"], ["events", "tail", ">"], ["ps"],
                  ["ask", "Inventory", "main", "GetStock", '{"sku": "a"}', "--app", SHOP]):
         result = corps(*args)
         assert result.returncode == 4, (args, result.stderr)
