@@ -17,10 +17,12 @@ import anyio
 import nats
 
 from corps import ActorSystem, EmbeddedServer, NoResponders
+from corps.cli._run import Probes
 from corps.examples.shop import app as shop_app
 from corps.examples.shop.choreographed import GetOrder, Order
 from corps.examples.shop.messages import OrderPlaced, OrderRequest
 from corps.examples.shop.orchestrated import PlaceOrder
+from corps.system._app import Ready
 from tests.integration.test_cli import CORPS, ENV, REPO, Running
 from tests.integration.test_cli import corps_process as process
 from tests.integration.test_cli import stderr_log as stderr_log
@@ -292,3 +294,17 @@ async def test_reload_restarts_the_app_when_its_source_changes(
     asked = [line for line in logged if line["message"] == "asked for the version"]
     assert len(asked) == 2
     assert all(line["correlation_id"] for line in asked)  # the ask's correlation id, as a field
+
+
+# -- probes -------------------------------------------------------------------------------------
+
+
+async def test_readyz_is_503_until_the_app_started_and_again_while_draining(actor_system: ActorSystem) -> None:
+    probes = Probes(actor_system)
+    assert probes.healthz()[0] == 200
+    assert probes.readyz() == (503, {"ready": False, "connected": True, "draining": False})
+    probes.ready = Ready(spawned=2, consumers=("Order",), coordinator=True)
+    status, body = probes.readyz()
+    assert (status, body["ready"], body["spawned"], body["consumers"]) == (200, True, 2, ["Order"])
+    probes.draining = True
+    assert probes.readyz()[0] == 503
