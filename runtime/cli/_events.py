@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import datetime
 import json
 import sys
@@ -180,14 +181,16 @@ async def _tail(args: argparse.Namespace) -> int:
                   + ("; Ctrl-C to stop" if follow else ""), flush=True, file=sys.stderr if args.json else sys.stdout)
 
         n = 0
-        async for t in look.tail(subject, from_start=args.all, follow=follow, ready=ready):
-            if args.json:
-                print(msgspec.json.encode(t).decode(), flush=True)
-            else:
-                print(f"{t.seq:>6}  {t.type:<20} corr {t.correlation_id}  {_event_json(t.event)}", flush=True)
-            n += 1
-            if args.count and n >= args.count:
-                break
+        # Closed here, before the connection: its subscription is taken down while it is still open.
+        async with contextlib.aclosing(look.tail(subject, from_start=args.all, follow=follow, ready=ready)) as events:
+            async for t in events:
+                if args.json:
+                    print(msgspec.json.encode(t).decode(), flush=True)
+                else:
+                    print(f"{t.seq:>6}  {t.type:<20} corr {t.correlation_id}  {_event_json(t.event)}", flush=True)
+                n += 1
+                if args.count and n >= args.count:
+                    break
     return 0
 
 

@@ -23,6 +23,8 @@ MAX_HEAD: Final = 8192
 """Bytes of request line and headers read; a longer head is refused (431)."""
 READ_TIMEOUT: Final = 5.0
 """Seconds a client has to send its request head."""
+MAX_CLIENTS: Final = 32
+"""Connections served at once; more are closed unanswered (a probe needs one)."""
 _REASONS: Final = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
                    431: "Request Header Fields Too Large", 503: "Service Unavailable"}
 
@@ -38,7 +40,15 @@ async def serve_http(routes: dict[str, Route], host: str, port: int, *,
         OSError: the port cannot be bound.
     """
 
+    clients = 0
+
     async def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal clients
+        if clients >= MAX_CLIENTS:
+            log.warning("http: %d connections open; one more closed unanswered", clients)
+            writer.close()
+            return
+        clients += 1
         try:
             status, body = await _answer(reader, routes)
             data = json.dumps(body).encode() + b"\n"
@@ -49,6 +59,7 @@ async def serve_http(routes: dict[str, Route], host: str, port: int, *,
         except Exception as exc:  # noqa: BLE001 -- a client that went away or sent garbage: its problem
             log.debug("http client: %s", exc)
         finally:
+            clients -= 1
             writer.close()
 
     server = await asyncio.start_server(on_client, host, port, limit=MAX_HEAD)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any, Final, cast
 
 import anyio
@@ -40,6 +40,8 @@ NO_SERVER: Final = ("no server given: pass --nats URL or set NATS_URL (inspectio
                     "embedded nats-server: an empty one would answer 'nothing there')")
 PS_WAIT: Final = 1.0
 """How long ``corps ps`` collects answers from nodes (each answers at once; the wait bounds a slow one)."""
+MAX_NODES: Final = 10_000
+"""Node reports ``corps ps`` keeps; more (forged: anyone may answer) are counted as not readable."""
 TAIL_POLL: Final = 1.0
 """``events tail`` looks for a new event at least this often (a core subscription wakes it sooner)."""
 
@@ -149,7 +151,7 @@ class Inspector:
         return await dead_letter(self._reader(), seq)
 
     async def tail(self, subject: str, *, from_start: bool, follow: bool,
-                   ready: Callable[[], None] = lambda: None) -> AsyncIterator[Tailed]:
+                   ready: Callable[[], None] = lambda: None) -> AsyncGenerator[Tailed, None]:
         """Events on ``subject`` (a filter of the event stream), by get-next-by-subject requests: no consumer.
 
         ``from_start``: from the first stored event, else only events stored from now on (after
@@ -218,6 +220,9 @@ class Inspector:
             try:
                 r = msgspec.json.decode(data, type=NodeReport)
             except Exception:  # noqa: BLE001 -- untrusted bytes: any answer may be forged or broken
+                bad += 1
+                return
+            if len(reports) >= MAX_NODES and r.node not in reports:
                 bad += 1
                 return
             reports[r.node] = r

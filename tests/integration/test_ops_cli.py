@@ -15,6 +15,7 @@ from typing import IO, Any
 
 import anyio
 import nats
+import pytest
 
 from corps import ActorSystem, EmbeddedServer, NoResponders
 from corps.cli._run import Probes
@@ -23,6 +24,8 @@ from corps.examples.shop.choreographed import GetOrder, Order
 from corps.examples.shop.messages import OrderPlaced, OrderRequest
 from corps.examples.shop.orchestrated import PlaceOrder
 from corps.system._app import Ready
+from corps.tools import _inspect
+from corps.tools._inspect import inspector
 from tests.integration.test_cli import CORPS, ENV, REPO, Running
 from tests.integration.test_cli import corps_process as process
 from tests.integration.test_cli import stderr_log as stderr_log
@@ -308,3 +311,25 @@ async def test_readyz_is_503_until_the_app_started_and_again_while_draining(acto
     assert (status, body["ready"], body["spawned"], body["consumers"]) == (200, True, 2, ["Order"])
     probes.draining = True
     assert probes.readyz()[0] == 503
+
+
+async def test_ps_counts_forged_answers_and_keeps_a_bounded_number_of_nodes(
+        actor_system: ActorSystem, monkeypatch: pytest.MonkeyPatch) -> None:
+    nc = await nats.connect(actor_system.url)
+    try:
+        async def forge(msg: Any) -> None:  # anyone may answer on {ns}.nodes
+            await nc.publish(msg.reply, b"not a report")
+            forged = {"node": "f" * 12, "name": "forged", "namespace": "x", "started": 0.0, "classes": {}}
+            await nc.publish(msg.reply, json.dumps(forged).encode())
+
+        await nc.subscribe(f"{actor_system.namespace}.nodes", cb=forge)
+        await nc.flush()
+        async with inspector(actor_system.url, actor_system.namespace) as look:
+            reports, bad = await look.nodes(wait=0.5)
+            assert bad == 1
+            assert sorted(r.node for r in reports) == sorted([actor_system.node, "f" * 12])
+            monkeypatch.setattr(_inspect, "MAX_NODES", 1)
+            reports, bad = await look.nodes(wait=0.5)
+            assert (len(reports), bad) == (1, 2)
+    finally:
+        await nc.close()

@@ -4,14 +4,16 @@ reports and stored events. Any input ends in a typed outcome, never another exce
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
+import anyio
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from corps import InvalidMessage, NotProvisioned
 from corps.cli._common import EXIT_CODES, exit_code
-from corps.cli._http import _answer
+from corps.cli._http import MAX_CLIENTS, _answer, serve_http
 from corps.errors import (
     AskTimeout,
     CorpsError,
@@ -75,3 +77,30 @@ def test_every_error_kind_has_its_documented_exit_code() -> None:
     for error, code in cases:
         assert exit_code(error) == code, error
         assert f"\n  {code} " in "\n" + EXIT_CODES, code
+
+
+async def test_the_probe_server_serves_a_bounded_number_of_connections_at_once() -> None:
+    async with anyio.create_task_group() as tg:
+        port = await tg.start(serve_http, {"/healthz": lambda: (200, {"ok": True})}, "127.0.0.1", 0)
+        idle = [await anyio.connect_tcp("127.0.0.1", port) for _ in range(MAX_CLIENTS)]
+        for s in idle:  # a byte each: the server has accepted them all
+            await s.send(b"G")
+        with anyio.fail_after(5):
+            async with await anyio.connect_tcp("127.0.0.1", port) as extra:
+                await extra.send(b"GET /healthz HTTP/1.0\r\n\r\n")
+                assert await _read_all(extra) == b""  # closed unanswered
+            for s in idle:
+                await s.aclose()
+            async with await anyio.connect_tcp("127.0.0.1", port) as again:
+                await again.send(b"GET /healthz HTTP/1.0\r\n\r\n")
+                assert (await _read_all(again)).startswith(b"HTTP/1.0 200 OK")
+        tg.cancel_scope.cancel()
+
+
+async def _read_all(stream: Any) -> bytes:
+    data = b""
+    try:
+        while True:
+            data += await stream.receive()
+    except (anyio.EndOfStream, anyio.BrokenResourceError, ConnectionResetError):
+        return data
