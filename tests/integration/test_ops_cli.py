@@ -19,6 +19,7 @@ import pytest
 
 from corps import ActorSystem, EmbeddedServer, NoResponders
 from corps.cli._run import Probes
+from corps.examples.demo import Pricing
 from corps.examples.shop import app as shop_app
 from corps.examples.shop.choreographed import GetOrder, Order
 from corps.examples.shop.messages import OrderPlaced, OrderRequest
@@ -315,6 +316,8 @@ async def test_readyz_is_503_until_the_app_started_and_again_while_draining(acto
 
 async def test_ps_counts_forged_answers_and_keeps_a_bounded_number_of_nodes(
         actor_system: ActorSystem, monkeypatch: pytest.MonkeyPatch) -> None:
+    for _ in range(2):  # a service group: two instances of one id
+        await actor_system.spawn(Pricing, "prices")
     nc = await nats.connect(actor_system.url)
     try:
         async def forge(msg: Any) -> None:  # anyone may answer on {ns}.nodes
@@ -328,6 +331,7 @@ async def test_ps_counts_forged_answers_and_keeps_a_bounded_number_of_nodes(
             reports, bad = await look.nodes(wait=0.5)
             assert bad == 1
             assert sorted(r.node for r in reports) == sorted([actor_system.node, "f" * 12])
+            assert next(r for r in reports if r.node == actor_system.node).classes == {"Pricing": 2}
             monkeypatch.setattr(_inspect, "MAX_NODES", 1)
             reports, bad = await look.nodes(wait=0.5)
             assert (len(reports), bad) == (1, 2)
