@@ -13,6 +13,7 @@ from corps.core._supervision import Restart as Restart
 from corps.core._supervision import Resume as Resume
 from corps.core._supervision import Stop as Stop
 from corps.errors import ActorDefinitionError as ActorDefinitionError
+from corps.errors import AppDefinitionError as AppDefinitionError
 from corps.errors import AskError as AskError
 from corps.errors import AskTimeout as AskTimeout
 from corps.errors import CompensationFailed as CompensationFailed
@@ -25,6 +26,7 @@ from corps.errors import InvalidMessage as InvalidMessage
 from corps.errors import MailboxFull as MailboxFull
 from corps.errors import NatsUnavailable as NatsUnavailable
 from corps.errors import NoResponders as NoResponders
+from corps.errors import NotProvisioned as NotProvisioned
 from corps.errors import ParticipantRecordsFull as ParticipantRecordsFull
 from corps.errors import ProvisioningConflict as ProvisioningConflict
 from corps.errors import PublishFailed as PublishFailed
@@ -51,6 +53,7 @@ from corps.events import PubAck as PubAck
 from corps.events import on_event as on_event
 from corps.saga._config import SagaConfig as SagaConfig
 from corps.system._actor import Actor as Actor
+from corps.system._app import App as App
 from corps.system._system import ActorSystem as ActorSystem
 from corps.wire._embedded import EmbeddedServer as EmbeddedServer
 from corps.wire._security import Security as Security
@@ -61,6 +64,8 @@ __all__ = [
     "ActorOptions",
     "ActorRef",
     "ActorSystem",
+    "App",
+    "AppDefinitionError",
     "AskError",
     "AskTimeout",
     "Backoff",
@@ -79,6 +84,7 @@ __all__ = [
     "Message",
     "NatsUnavailable",
     "NoResponders",
+    "NotProvisioned",
     "Observer",
     "ParticipantRecordsFull",
     "ProvisioningConflict",

@@ -8,6 +8,8 @@ Every error a user can see is one of these; ``nats.errors`` never escapes the ru
   x SpawnError                              the actor could not be started; .subject, .reason
   x InvalidMessage (also ValueError)        could not encode, decode or validate; .subject, .reason
   x NatsUnavailable (also ConnectionError)  no usable NATS server; .url, .reason
+  x AppDefinitionError (also TypeError)     bad application description (corps.App); .name, .problems
+  x NotProvisioned (also LookupError)       a stream, consumer or bucket an inspection reads is missing; .kind, .name
   x AskError                                an ask did not produce a reply
     + AskTimeout (also TimeoutError)        no reply in time; .subject, .timeout
     + RemoteError                           the handler raised; .subject, .type, .message
@@ -88,6 +90,31 @@ class NatsUnavailable(CorpsError, ConnectionError):
         self.url = url
         self.reason = reason
         super().__init__(f"NATS unavailable at {url!r}: {reason}")
+
+
+class AppDefinitionError(CorpsError, TypeError):
+    """An application description (``corps.App``) is invalid; ``problems`` lists every reason at once."""
+
+    def __init__(self, name: str, problems: list[str]) -> None:
+        self.name = name
+        self.problems = list(problems)
+        n = len(self.problems)
+        super().__init__(f"Invalid application {name} for {n} reason{'s' if n != 1 else ''}: "
+                         f"{'; '.join(self.problems)}")
+
+
+class NotProvisioned(CorpsError, LookupError):
+    """A stream, consumer or KV bucket that a read-only command needs does not exist on the server.
+
+    Inspection never creates one: provision explicitly (``corps provision MODULE:APP``) or start
+    the application, or check the namespace for a typo.
+    """
+
+    def __init__(self, kind: str, name: str) -> None:
+        self.kind = kind
+        self.name = name
+        super().__init__(f"{kind} {name!r} does not exist (nothing was created: check --namespace and --nats, "
+                         f"or provision it with `corps provision MODULE:APP`)")
 
 
 class AskError(CorpsError):

@@ -9,6 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
+import msgspec
+
+from corps.cli._common import add_json_argument
 from corps.tools._graph import Edge, Graph, NodeKind, build_graph, classes_in, is_actor_class, is_saga_class
 from corps.tools._loader import LoadError, load_object
 
@@ -39,6 +42,7 @@ def add_graph_parser(sub: Any, formatter: Callable[[str], argparse.HelpFormatter
     graph.add_argument("--format", choices=("mermaid", "text"), default="mermaid",
                        help="mermaid (default) or text: one line per edge")
     graph.add_argument("--output", "-o", metavar="FILE", help="write there instead of stdout")
+    add_json_argument(graph)
     graph.set_defaults(func=cmd_graph)
 
 
@@ -52,12 +56,15 @@ def cmd_graph(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 print(problem.detail, file=sys.stderr, end="")
             parser.exit(2, f"corps graph: error: {problem}\n")
     graph = build_graph(classes)
-    text = to_mermaid(graph) if args.format == "mermaid" else to_text(graph)
+    if args.json:
+        text = msgspec.json.encode(graph).decode() + "\n"
+    else:
+        text = to_mermaid(graph) if args.format == "mermaid" else to_text(graph)
     if args.output is None:
         sys.stdout.write(text)
         return 0
     path = Path(args.output)
-    if args.format == "mermaid" and path.suffix.lower() == ".md":
+    if args.format == "mermaid" and not args.json and path.suffix.lower() == ".md":
         text = f"```mermaid\n{text}```\n"
     try:
         path.write_text(text, encoding="utf-8")

@@ -1,39 +1,39 @@
-"""The ``corps`` command line: ``demo``, ``server``, ``run`` and ``bench``.
+"""The ``corps`` command line: the parser, and ``demo`` and ``server``; every other command lives in
+a module of its own that registers its parser here (one ``add_*_parser(sub, formatter)`` each).
 
-Exit codes: 0 success (also after a Ctrl-C that drained cleanly), 1 a corps error (one line on
-stderr, no traceback), 2 a usage error, 130 interrupted before anything could drain.
+Exit codes are one table for every command (``corps.cli._common.EXIT_CODES``): a CorpsError is one
+line on stderr, no traceback, and its documented code.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import logging
 import os
 import shutil
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Final
 
 import anyio
 import anyio.to_thread
 
 from corps.cli._authz import add_authz_parser
-from corps.cli._connect import add_security_arguments, security_from
+from corps.cli._common import EXIT_CODES, INTERRUPTED, exit_code
+from corps.cli._events import add_commands as add_events_parsers
 from corps.cli._graph import add_graph_parser
+from corps.cli._logs import configure as configure_logs
+from corps.cli._provision import add_provision_parser
+from corps.cli._ps import add_ps_parser
+from corps.cli._run import add_run_parser
 from corps.cli._saga import add_saga_parser
 from corps.cli._schema import add_schema_parser
+from corps.cli._send import add_send_parsers
 from corps.cli._trace import add_trace_parser
-from corps.core._actor import Actor
 from corps.core._run import run
 from corps.errors import CorpsError, NatsUnavailable
-from corps.observe import Metrics, serve_metrics
-from corps.system._system import ActorSystem
-from corps.tools._loader import LoadError, load_actor_class
 from corps.wire._embedded import EmbeddedServer
-from corps.wire._security import Security
 
 DESCRIPTION: Final = """\
 corps: an asyncio actor runtime for Python services on NATS.
@@ -47,9 +47,15 @@ examples:
   corps demo                                 a walk-through on an embedded nats-server
   corps server                               a nats-server for development (nats://127.0.0.1:4222)
   export NATS_URL=nats://127.0.0.1:4222      then every corps process below shares it
-  corps run corps.examples.demo:Account --id alice   host an actor until Ctrl-C, then drain
-  corps run corps.examples.demo:Pricing --id prices --instances 3
-                                             3 instances of a service in one queue group
+  corps run corps.examples.shop.app:app --http-port 8080
+                                             host an application (probes on :8080) until Ctrl-C, then drain
+  corps run corps.examples.demo:Account --id alice   host actors of one class
+  corps provision corps.examples.shop.app:app        create its streams, consumers and buckets (a deploy job)
+  corps ask Inventory warehouse-1 GetStock '{"sku": "sku-1"}' --app corps.examples.shop.app:app
+                                             a request from the shell; the typed reply as JSON
+  corps ps                                   the live nodes of a namespace and what each hosts
+  corps saga list --nats URL                 inspection (saga, dlq, trace, events tail, ps): read-only,
+                                             needs a server (--nats or NATS_URL), creates nothing
   corps trace ID                             a saga's or a chain's timeline: steps, events, dead letters
   corps graph corps.examples.shop.choreographed      who sends and who listens to what, as a Mermaid flowchart
   corps schema corps.examples.shop.hybrid            the AsyncAPI 3.0 contract; --diff OLD NEW: compatibility
@@ -57,11 +63,13 @@ examples:
   corps bench --quick                        corps next to raw nats-py (= python -m corps.bench)
 
 environment:
-  NATS_URL   server(s) for demo and run when --nats is not given; unset: an embedded nats-server
+  NATS_URL   server(s) when --nats is not given; unset: demo and run start an embedded nats-server,
+             every other command refuses (exit 4)
+  CORPS_APP  the default --app of ask, tell and publish
   NATS_CREDS, NATS_NKEY, NATS_USER, NATS_PASSWORD, NATS_TOKEN, NATS_CA, NATS_CERT, NATS_KEY
              credentials and TLS, as the nats CLI reads them (README: Security)
 
-exit codes: 0 ok (also after a clean drain on Ctrl-C), 1 corps error, 2 usage error.
+""" + EXIT_CODES + """
 Run `corps COMMAND --help` for a command's options and examples."""
 
 DEMO_EPILOG: Final = """\
@@ -80,20 +88,14 @@ examples:
 
 Then, in other shells: export NATS_URL=<the printed URL>; corps run ... / corps demo."""
 
-RUN_EPILOG: Final = """\
-examples:
-  corps run corps.examples.demo:Account --id alice --id bob
-  corps run myapp.actors:Inventory --id inv-1 --nats nats://127.0.0.1:4222 --namespace shop
-  corps run corps.examples.demo:Pricing --id prices --instances 3     (service classes only)
-  corps run corps.examples.demo:Account --id alice --metrics-port 9464 (Prometheus: /metrics)
-
-MODULE is imported as `python -m` would (the current directory first). One line per spawned
-actor gives its NATS subject, {namespace}.actor.{Class}.{id}: another corps process reaches
-it with ActorSystem(url, namespace=NS).ref(Class, id), and clients in any language can send it
-a msgpack map tagged {"$type": "MessageClass", ...}. Ctrl-C or SIGTERM drains: stop taking
-messages, finish the ones in flight, run on_stop, flush; then exit 0."""
-
 BENCH_HELP: Final = "benchmark corps next to raw nats-py (same as python -m corps.bench)"
+
+COMMANDS: Final[list[Callable[[Any, Callable[[str], argparse.HelpFormatter]], Any]]] = [
+    add_run_parser, add_provision_parser, add_send_parsers, add_ps_parser, add_saga_parser, add_events_parsers,
+    add_trace_parser, add_graph_parser, add_schema_parser, add_authz_parser,
+]
+"""Every command module's registration, in the order ``corps --help`` lists them: a new command
+(or another engineer's) is one line here."""
 
 DEFAULT_SERVER_PORT: Final = 4222
 SERVER_WATCH_INTERVAL: Final = 0.5
@@ -115,8 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``corps`` parser; each subcommand stores its entry function as ``func``."""
     raw = _formatter
     parser = argparse.ArgumentParser(prog="corps", description=DESCRIPTION, epilog=EPILOG, formatter_class=raw)
-    parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
-                        help="runtime log level on stderr (default: warning; error for demo)")
+    _log_arguments(parser, argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
 
     demo = sub.add_parser("demo", help="a short walk-through of corps on an embedded nats-server",
@@ -135,42 +136,30 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--no-jetstream", action="store_true", help="core NATS only")
     server.set_defaults(func=cmd_server)
 
-    host = sub.add_parser("run", help="host actors of one class until Ctrl-C, then drain",
-                          description="Spawn actors of one class and host them until Ctrl-C or SIGTERM.",
-                          epilog=RUN_EPILOG, formatter_class=raw)
-    host.add_argument("target", metavar="MODULE:CLASS", help="the Actor subclass, e.g. corps.examples.demo:Account")
-    host.add_argument("--id", dest="ids", metavar="ID", action="append", required=True,
-                      help="an actor id to spawn (repeat for more)")
-    host.add_argument("--instances", type=int, default=1, metavar="N",
-                      help="instances per id, in one queue group (service classes only; default 1)")
-    host.add_argument("--nats", metavar="URL", help="server to join (default: NATS_URL, else an embedded one)")
-    host.add_argument("--namespace", default="corps", metavar="NS",
-                      help="first subject token; must match the clients' ActorSystem (default: corps)")
-    host.add_argument("--metrics-port", type=int, metavar="N",
-                      help="serve Prometheus metrics at http://HOST:N/metrics (0: any free port)")
-    host.add_argument("--metrics-host", default="127.0.0.1", metavar="HOST",
-                      help="address the metrics endpoint binds (default 127.0.0.1; 0.0.0.0: all)")
-    add_security_arguments(host)
-    host.set_defaults(func=cmd_run)
-
-    add_saga_parser(sub, raw)
-    add_trace_parser(sub, raw)
-    add_graph_parser(sub, raw)
-    add_schema_parser(sub, raw)
-    add_authz_parser(sub, raw)
-
-    from corps.cli._events import add_commands
-
-    def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--nats", metavar="URL", help="server (default: NATS_URL)")
-        p.add_argument("--namespace", default="corps", metavar="NS", help="the namespace (default: corps)")
-        add_security_arguments(p)
-
-    add_commands(sub, raw, common, cmd_dlq, cmd_events)
+    for register in COMMANDS:
+        register(sub, raw)
+    for command in sub.choices.values():  # flags anywhere: the global ones after the command too
+        _everywhere(command)
 
     # Arguments after `bench` go to the benchmark's own parser (bench/__main__.py), --help included.
     sub.add_parser("bench", help=BENCH_HELP, add_help=False).set_defaults(func=None)
     return parser
+
+
+def _log_arguments(p: argparse.ArgumentParser, default: Any) -> None:
+    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default=default,
+                   help="runtime log level on stderr (default: warning; error for demo)")
+    p.add_argument("--log-format", choices=("text", "json"), default=default,
+                   help="log lines: text with timestamps, or one JSON object per line (default: text)")
+
+
+def _everywhere(p: argparse.ArgumentParser) -> None:
+    """Add the global flags to a command's parser and its actions' (SUPPRESS: not given, not set)."""
+    _log_arguments(p, argparse.SUPPRESS)
+    for action in p._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _everywhere(child)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -186,26 +175,26 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    level = args.log_level or ("error" if args.command == "demo" else "warning")
-    logging.basicConfig(level=level.upper(), stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    level = getattr(args, "log_level", None) or ("error" if args.command == "demo" else "warning")
+    configure_logs(level, getattr(args, "log_format", "text"))
     try:
         code: int = args.func(args, parser)
     except KeyboardInterrupt:  # only before the signal handlers are installed, or in the demo
         print("corps: interrupted", file=sys.stderr)
-        return 130
+        return INTERRUPTED
     except BrokenPipeError:  # `corps demo | head`: the reader left; say nothing more on stdout
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     except CorpsError as exc:
         print(f"corps: error: {exc}", file=sys.stderr)
-        return 1
+        return exit_code(exc)
     except BaseExceptionGroup as group:
         corps_errors, rest = group.split(CorpsError)
         if corps_errors is None or rest is not None:
             raise
         for error in corps_errors.exceptions:
             print(f"corps: error: {error}", file=sys.stderr)
-        return 1
+        return exit_code(corps_errors.exceptions[0])  # type: ignore[arg-type]
     return code
 
 
@@ -217,31 +206,6 @@ def cmd_demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
     run(run_demo, args.nats)
     return 0
-
-
-# -- dlq, events ---------------------------------------------------------------------------
-
-
-def cmd_dlq(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from corps.cli._events import dlq
-
-    return _with_system(dlq, args)
-
-
-def cmd_events(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from corps.cli._events import tail
-
-    return _with_system(tail, args)
-
-
-def _with_system(fn: Any, args: argparse.Namespace) -> int:
-    async def go() -> int:
-        async with ActorSystem(args.nats, namespace=args.namespace, security=security_from(args)) as system:
-            code: int = await fn(system, args, say)
-            return code
-
-    code: int = run(go)
-    return code
 
 
 # -- server --------------------------------------------------------------------------------
@@ -305,59 +269,6 @@ async def _signal_or_exit(signals: AsyncIterator[int], server: EmbeddedServer) -
         async for signum in signals:
             return signum
     return None
-
-
-# -- run -----------------------------------------------------------------------------------
-
-
-def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    try:
-        cls = load_actor_class(args.target)
-    except LoadError as problem:
-        if problem.detail:
-            print(problem.detail, file=sys.stderr, end="")
-        parser.exit(2, f"corps run: error: {problem}\n")
-    if args.instances < 1:
-        parser.exit(2, f"corps run: error: --instances must be at least 1, not {args.instances}\n")
-    if args.instances > 1 and not cls.options.service:
-        parser.exit(2, f"corps run: error: --instances {args.instances} needs a service class, and "
-                       f"{cls.__qualname__} is an entity (one instance per id). Declare it stateless with "
-                       f"class {cls.__qualname__}(Actor, options=ActorOptions(service=True)).\n")
-    metrics = (args.metrics_host, args.metrics_port) if args.metrics_port is not None else None
-    run(host, cls, args.ids, args.instances, args.nats, args.namespace, security_from(args), metrics)
-    return 0
-
-
-async def host(cls: type[Actor], ids: list[str], instances: int, url: str | None, namespace: str,
-               security: Security | None = None, metrics_at: tuple[str, int] | None = None) -> None:
-    """Spawn ``instances`` of ``cls`` per id, host them until SIGINT or SIGTERM, then drain.
-
-    Raises:
-        CorpsError: NATS unavailable, an invalid id, or a failing ``on_start``.
-    """
-    # Installed first: a signal that arrives while spawning waits here and drains afterwards.
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        metrics = Metrics() if metrics_at is not None else None
-        async with ActorSystem(url, namespace=namespace, security=security, observers=metrics) as system, \
-                contextlib.AsyncExitStack() as stack:
-            if system.embedded:
-                say(f"embedded nats-server at {system.url}  (other processes: export NATS_URL={system.url})")
-            if metrics is not None and metrics_at is not None:
-                port = await stack.enter_async_context(serve_metrics(metrics.scrape, metrics_at[1], metrics_at[0]))
-                say(f"metrics at http://{metrics_at[0]}:{port}/metrics")
-            for actor_id in ids:
-                for n in range(1, instances + 1):
-                    ref = await system.spawn(cls, actor_id)
-                    which = f" #{n}/{instances}" if instances > 1 else ""
-                    say(f"spawned {cls.actor_name} {actor_id!r}{which} on {ref.subject}")
-            say(f"ready: {len(ids) * instances} actor(s) on {system.url}, namespace {namespace!r}; "
-                f"Ctrl-C to drain and stop")
-            async for signum in signals:
-                say(f"{signal.Signals(signum).name}: draining (finishing in-flight messages)")
-                break
-        counts = system.metrics()
-    processed = counts.get(cls.actor_name, {}).get("processed", 0)
-    say(f"drained: {processed} message(s) processed, {counts['system']['dead_letters']} dead letter(s); stopped")
 
 
 if __name__ == "__main__":

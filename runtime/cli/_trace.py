@@ -13,10 +13,12 @@ from typing import Any, Final
 
 import msgspec
 
+from corps.cli._common import add_connection_arguments
 from corps.cli._connect import add_security_arguments, security_from
 from corps.core._run import run
-from corps.system._system import ActorSystem
-from corps.tools._trace import Entry, Trace, trace
+from corps.events._wire import stream_name
+from corps.tools._inspect import inspector
+from corps.tools._trace import Entry, Trace, trace_in
 
 TRACE_EPILOG: Final = """\
 examples:
@@ -44,8 +46,7 @@ def add_trace_parser(sub: Any, formatter: Callable[[str], argparse.HelpFormatter
                                    "transitions, the events of the namespace's event stream, and dead letters.",
                        epilog=TRACE_EPILOG, formatter_class=formatter)
     p.add_argument("correlation_id", metavar="ID", help="a saga id or a correlation id")
-    p.add_argument("--nats", metavar="URL", help="server (default: NATS_URL, else an embedded one: empty)")
-    p.add_argument("--namespace", default="corps", metavar="NS", help="namespace (default: corps)")
+    add_connection_arguments(p, security=False)
     p.add_argument("--since", type=float, metavar="SECONDS_AGO",
                    help="only events stored in the last SECONDS_AGO seconds (default: the whole stream)")
     p.add_argument("--json", action="store_true", help="print the trace as JSON")
@@ -61,8 +62,9 @@ def cmd_trace(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 async def _trace(args: argparse.Namespace) -> int:
-    async with ActorSystem(args.nats, namespace=args.namespace, security=security_from(args)) as system:
-        found = await trace(system, args.correlation_id, since=args.since)
+    async with inspector(args.nats, args.namespace, security_from(args)) as look:
+        await look.stream(stream_name(args.namespace))  # a missing stream is reported, never created
+        found = await trace_in(look.js, args.namespace, args.correlation_id, look.dead_letters, since=args.since)
     if found.empty:
         window = f" in the last {args.since:g}s" if args.since is not None else ""
         print(f"corps: nothing found for {args.correlation_id!r} in namespace {args.namespace!r}{window}",

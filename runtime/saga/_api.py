@@ -9,11 +9,11 @@ import anyio
 import anyio.abc
 
 from corps.core._messages import Message
-from corps.errors import SagaNotFound, SagaStoreUnavailable, SagaTimeout, SagaUnreadable
+from corps.errors import SagaStoreUnavailable, SagaTimeout
 from corps.saga._config import SagaConfig
 from corps.saga._coordinator import Coordinator
 from corps.saga._definition import Saga
-from corps.saga._info import SagaInfo
+from corps.saga._info import SagaInfo, read_infos
 from corps.saga._log import SagaLog
 
 if TYPE_CHECKING:
@@ -146,18 +146,7 @@ class SagaAPI:
             SagaStoreUnavailable: the saga log cannot be read.
         """
         coordinator = await self.coordinator()
-        ids = await (coordinator.log.active() if active_only else coordinator.log.all())
-        infos = []
-        for saga_id in ids:
-            try:
-                record, _ = await coordinator.log.read(saga_id)
-            except SagaNotFound:
-                continue
-            except SagaUnreadable as exc:
-                infos.append(SagaInfo.unreadable(saga_id, exc.reason))
-                continue
-            infos.append(SagaInfo.of(record))
-        return infos
+        return await read_infos(coordinator.log, active_only=active_only)
 
 
 class SagaExtension:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import msgspec
 
-from corps.saga._log import SagaRecord
+from corps.errors import SagaNotFound, SagaUnreadable
+from corps.saga._log import SagaLog, SagaRecord
 from corps.saga._state import SagaStatus, StepState, Transition
 
 
@@ -48,3 +49,23 @@ class SagaInfo(msgspec.Struct, frozen=True, kw_only=True):
     def step_outcomes(self) -> list[tuple[str, str, str]]:
         """(step, forward status, compensation status) per step, in definition order."""
         return [(s.name, s.status.value, s.undo_status.value) for s in self.steps]
+
+
+async def read_infos(log: SagaLog, *, active_only: bool = False) -> list[SagaInfo]:
+    """Every saga in ``log`` (or only those not terminal), oldest id first; a record that cannot
+    be decoded as ``SagaInfo.unreadable``, a saga deleted meanwhile left out.
+
+    Raises:
+        SagaStoreUnavailable: the saga log cannot be read.
+    """
+    infos = []
+    for saga_id in await (log.active() if active_only else log.all()):
+        try:
+            record, _ = await log.read(saga_id)
+        except SagaNotFound:
+            continue
+        except SagaUnreadable as exc:
+            infos.append(SagaInfo.unreadable(saga_id, exc.reason))
+            continue
+        infos.append(SagaInfo.of(record))
+    return infos

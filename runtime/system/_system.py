@@ -20,6 +20,7 @@ from corps.saga._api import SagaAPI, SagaExtension
 from corps.saga._config import SagaConfig
 from corps.saga._coordinator import Coordinator
 from corps.saga._definition import Saga
+from corps.system._nodeinfo import NodeInfo
 from corps.wire._codec import Format
 from corps.wire._security import Security
 
@@ -91,6 +92,7 @@ class ActorSystem(Node, SagaAPI):
         self._events_ext = EventsExtension(events or EventsConfig())
         self.extend(self._events_ext)
         self.extend(SagaExtension(self))
+        self.extend(NodeInfo())  # answers corps ps
 
     @property
     def events(self) -> Events:

@@ -170,6 +170,7 @@ def identities_per_class(classes: Iterable[type]) -> dict[str, list[type]]:
 def _common(g: _Grants, ns: str, inbox: str, provision: bool) -> None:
     g.s(f"{inbox}.>", "its inboxes: replies to its asks and to its JetStream API requests")
     g.s(f"{ns}.evack.*.*", "stream acks of the events this system publishes")
+    g.s(f"{ns}.nodes", "corps ps: every node answers what it hosts")
     for stream in (stream_name(ns), dlq_stream_name(ns)):
         g.p(f"$JS.API.STREAM.INFO.{stream}", "the event streams are checked at start")
         if provision:

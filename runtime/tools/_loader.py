@@ -9,9 +9,10 @@ import traceback
 from typing import Any
 
 from corps.core._actor import Actor
-from corps.errors import ActorDefinitionError
+from corps.errors import ActorDefinitionError, AppDefinitionError
 from corps.saga._definition import Saga, SagaDefinitionError
 from corps.system._actor import Actor as UserActor
+from corps.system._app import App
 
 
 class LoadError(Exception):
@@ -38,6 +39,35 @@ def load_actor_class(spec: str) -> type[Actor]:
         raise LoadError(f"{spec} is {what}, not an Actor subclass")
     if obj is Actor or obj is UserActor:
         raise LoadError(f"{spec} is the Actor base class itself; name a subclass with @handler methods")
+    return obj
+
+
+def load_app(spec: str, ids: list[str] | None = None, instances: int = 1) -> App:
+    """The application ``corps run MODULE:APP`` names: an ``App``, a function returning one, or an
+    Actor class (then ``ids``, and ``instances`` for a service class, make a one-class App).
+
+    Raises:
+        LoadError: as for load_actor_class; the object is none of these; an Actor class without
+            ids; or the App is invalid (AppDefinitionError, all its problems at once).
+    """
+    obj = load_object(spec, "MODULE:APP (for example corps.examples.shop.app:app) or MODULE:ActorClass")
+    try:
+        if ids:  # the one-class form: MODULE:ActorClass --id ...
+            return App.single(load_actor_class(spec), ids, instances)
+        if isinstance(obj, type) and issubclass(obj, Actor):
+            raise LoadError(f"{spec} is an actor class: give the ids to spawn with --id (or name an App)")
+        if callable(obj) and not isinstance(obj, App | type):
+            try:
+                obj = obj()
+            except AppDefinitionError:
+                raise
+            except Exception as exc:
+                raise LoadError(f"{spec}() failed: {type(exc).__name__}: {exc}", traceback.format_exc()) from exc
+    except AppDefinitionError as exc:
+        raise LoadError(str(exc)) from exc
+    if not isinstance(obj, App):
+        raise LoadError(f"{spec} is a {type(obj).__name__}: name a corps.App, a function returning one, "
+                        f"or an Actor class")
     return obj
 
 

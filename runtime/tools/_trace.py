@@ -29,6 +29,7 @@ from __future__ import annotations
 import datetime
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Final, Literal
 
 import anyio
@@ -40,6 +41,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from corps.errors import EventError, SagaNotFound, SagaStoreUnavailable
+from corps.events._dlq import DeadLetterEvent
 from corps.events._wire import CAUSE, CORR, REDRIVE_FOR, event_id_of, parse_ack_subject, stream_name
 from corps.saga._info import SagaInfo
 from corps.saga._log import SAGA_ID, SagaLog, saga_bucket
@@ -118,14 +120,23 @@ async def trace(system: ActorSystem, correlation_id: str, *, since: float | None
     events = system.events
     if not events.available:
         raise EventError("corps trace needs a nats-server with JetStream enabled (nats-server -js)")
+    return await trace_in(events.js, system.namespace, correlation_id, events.dead_letters, since=since,
+                          timeout=timeout)
+
+
+async def trace_in(js: JetStreamContext, namespace: str, correlation_id: str,
+                   letters_of: Callable[[], Awaitable[list[DeadLetterEvent]]], *, since: float | None = None,
+                   timeout: float = SCAN_TIMEOUT) -> Trace:
+    """``trace`` on a JetStream context (``corps trace`` reads without an ActorSystem);
+    ``letters_of()`` lists the dead-letter stream."""
     cutoff = time.time() - since if since is not None else None
-    info = await _saga(events.js, system.namespace, correlation_id)
+    info = await _saga(js, namespace, correlation_id)
     skipped: list[int] = []
-    found, scanned = await scan_events(events.js, system.namespace, correlation_id, cutoff=cutoff, timeout=timeout,
+    found, scanned = await scan_events(js, namespace, correlation_id, cutoff=cutoff, timeout=timeout,
                                        skipped=skipped)
     try:
         with anyio.fail_after(timeout):
-            letters = await events.dead_letters()
+            letters = await letters_of()
     except (nats.errors.Error, TimeoutError) as exc:
         raise EventError(f"cannot read the dead-letter stream: {exc!r}") from exc
     for d in letters:
@@ -138,7 +149,7 @@ async def trace(system: ActorSystem, correlation_id: str, *, since: float | None
                     for t in (info.history if info is not None else ())]
     # Stable sort: transitions sharing a time keep their log order, events their stream order.
     entries = sorted([*saga_entries, *found], key=lambda e: e.at)
-    return Trace(correlation_id=correlation_id, namespace=system.namespace, saga=info,
+    return Trace(correlation_id=correlation_id, namespace=namespace, saga=info,
                  entries=tuple(nest(entries)), scanned=scanned, unreadable=len(skipped))
 
 

@@ -54,3 +54,8 @@ def presence_subject(namespace: str, actor_name: str) -> Subject:
 def inbox_subject(namespace: str, node: str) -> Subject:
     """The prefix of a node's reply inbox; replies arrive on ``{prefix}.{n}``."""
     return Subject(f"{namespace}.inbox.{node}")
+
+
+def nodes_subject(namespace: str) -> Subject:
+    """Where every node of a namespace answers "what do you host?" (``corps ps``)."""
+    return Subject(f"{namespace}.nodes")

@@ -77,8 +77,8 @@ class Running:
 
 
 @contextlib.asynccontextmanager
-async def corps_process(*args: str, stderr: IO[bytes]) -> AsyncIterator[Running]:
-    async with await anyio.open_process([*CORPS, *args], cwd=REPO, env=ENV, stderr=stderr) as process:
+async def corps_process(*args: str, stderr: IO[bytes], cwd: Path = REPO) -> AsyncIterator[Running]:
+    async with await anyio.open_process([*CORPS, *args], cwd=cwd, env=ENV, stderr=stderr) as process:
         try:
             yield Running(process, stderr)
         finally:
@@ -199,19 +199,21 @@ def test_run_refuses_instances_for_an_entity_class() -> None:
     assert "ActorOptions(service=True)" in result.stderr
 
 
-def test_run_reports_a_corps_error_in_one_line_with_exit_1(nats_server: EmbeddedServer, corps_namespace: str) -> None:
+def test_run_refuses_an_invalid_id_before_connecting_with_exit_2(nats_server: EmbeddedServer,
+                                                                corps_namespace: str) -> None:
     args = ["corps.examples.demo:Account", "--id", "not.one.token",
             "--nats", nats_server.url, "--namespace", corps_namespace]
     result = corps("run", *args)
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "corps: error: invalid actor id 'not.one.token': actor id must not contain '.' ('.', '*', '>', whitespace)"
+        "corps run: error: Invalid application Account for 1 reason: Account: invalid actor id 'not.one.token': "
+        "actor id must not contain '.' ('.', '*', '>', whitespace)"
     ]
 
 
-def test_run_reports_an_unreachable_server_in_one_line_with_exit_1() -> None:
+def test_run_reports_an_unreachable_server_in_one_line_with_exit_4() -> None:
     result = corps("run", "corps.examples.demo:Account", "--id", "a1", "--nats", "nats://127.0.0.1:1")
-    assert result.returncode == 1
+    assert result.returncode == 4
     assert result.stderr.strip().splitlines()[-1].startswith("corps: error: NATS unavailable at 'nats://127.0.0.1:1'")
     assert "Traceback" not in result.stderr
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from typing import Any
@@ -49,6 +50,13 @@ async def test_list_and_show_print_the_log(
     assert f"saga {sid} (StubbornSaga): COMPENSATED" in shown.stdout
     assert "undone" in shown.stdout
     assert "rejected" in shown.stdout  # the courier refused the address
+    # Flags after the action too, and JSON; an unknown id in an existing log is "not found" (5).
+    as_json = await corps("saga", "list", "--json", "--nats", nats_server.url, "--namespace", corps_namespace)
+    assert as_json.returncode == 0, as_json.stderr
+    assert [s["saga_id"] for s in json.loads(as_json.stdout)] == [sid]
+    unknown = await corps("saga", "show", "nope", "--nats", nats_server.url, "--namespace", corps_namespace)
+    assert unknown.returncode == 5
+    assert "no saga 'nope'" in unknown.stderr
 
 
 async def test_retry_finishes_a_failed_saga(
@@ -67,8 +75,8 @@ async def test_retry_finishes_a_failed_saga(
 
 async def test_show_an_unknown_saga_is_a_clear_error(nats_server: EmbeddedServer, corps_namespace: str) -> None:
     shown = await corps("saga", "--nats", nats_server.url, "--namespace", corps_namespace, "show", "nope")
-    assert shown.returncode == 1
-    assert "no saga 'nope'" in shown.stderr
+    assert shown.returncode == 5  # not found: here the whole saga log, which inspection never creates
+    assert f"KV bucket '{corps_namespace}-sagas' does not exist (nothing was created" in shown.stderr
 
 
 async def test_retry_needs_a_saga_class(nats_server: EmbeddedServer, corps_namespace: str) -> None:
