@@ -397,6 +397,17 @@ def class_effect(cls: type) -> Effect:
     return found
 
 
+
+def keeps_records_in_kv(cls: type) -> bool:
+    """Whether any ``@idempotent`` handler of ``cls`` (along its MRO) guards an external effect, so
+    its step records live in the idempotency bucket (a memory-effect class needs no bucket)."""
+    for klass in cls.__mro__:
+        for value in vars(klass).values():
+            spec = participant_spec(value)
+            if spec is not None and spec.role == "forward" and spec.effect in (None, "external"):
+                return True
+    return False
+
 # -- replies -------------------------------------------------------------------------------
 
 

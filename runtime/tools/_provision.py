@@ -31,6 +31,7 @@ from corps.events._provision import (
 from corps.events._wire import dlq_stream_name, events_subject, kv_bucket_name, stream_name
 from corps.saga._config import SagaConfig, bucket_config, ensure_bucket, idempotency_bucket
 from corps.saga._log import saga_bucket
+from corps.saga._participant import keeps_records_in_kv
 from corps.saga._records import RECORD_TTL
 from corps.system._app import App
 from corps.tools._authz import _is_participant
@@ -82,7 +83,7 @@ def wanted(app: App, namespace: str, server_info: dict[str, Any]) -> list[_Want]
     if app.sagas:
         kv, _ = bucket_config(saga, server_info, saga_bucket(namespace), "corps saga log")
         out.append(_Want("bucket", saga_bucket(namespace), kv, "the saga log"))
-    if any(_is_participant(c) for c in app.actor_classes if issubclass(c, Actor)):
+    if any(_is_participant(c) and keeps_records_in_kv(c) for c in app.actor_classes if issubclass(c, Actor)):
         kv, _ = bucket_config(saga, server_info, idempotency_bucket(namespace),
                               "corps participant idempotency records", ttl=RECORD_TTL)
         out.append(_Want("bucket", idempotency_bucket(namespace), kv, "saga participants' step records"))
