@@ -31,7 +31,8 @@ examples:
   corps bench --json r.json --markdown r.md --plot r.png
   corps bench --nats nats://127.0.0.1:4222  an existing server instead of the embedded one
   corps bench --check                       exit 3 if a row misses its target (gate a release on it)
-  corps bench tell --check --target 'tell (coalesce)>=0.6x'   another goal for one row
+  corps bench tell --check --target 'tell (coalesce) vs raw 1 pub/msg>=4x'
+                                            another goal for one row
 
 exit status: 0 all ran (and with --check, every target met); 1 a variant failed; 2 usage error;
 3 with --check, a row missed its target (or had no number to decide). A failure wins over a miss.

@@ -34,7 +34,7 @@ def parse_target(text: str) -> tuple[str, Target]:
     m = _SPEC.match(text.strip())
     if m is None:
         raise ValueError(f"--target {text!r}: expected LABEL>=NUMBER[x], LABEL<=NUMBER[x] or LABEL<NUMBER[x], "
-                         f"e.g. 'tell (coalesce)>=0.6x'")
+                         f"e.g. 'tell (coalesce) vs raw batched/iter>=0.6x'")
     on: Literal["ratio", "value"] = "ratio" if m["x"] else "value"
     op: Literal[">=", "<=", "<"] = ">=" if m["op"] == ">=" else "<=" if m["op"] == "<=" else "<"
     return m["label"], Target(op, float(m["value"]), on)
