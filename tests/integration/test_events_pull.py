@@ -1,8 +1,8 @@
 """The event consumer pipelines its pull requests, within max_ack_pending.
 
-Two requests stay open at the server when ``max_ack_pending`` leaves room for both (the server
-fills the second while the node handles what the first brought); never more than that room.
-Read from the server itself: the consumer's ``num_waiting`` (open pull requests).
+Two batches are asked for (two requests open at the server) when ``max_ack_pending`` leaves room
+for both (the server fills one while the node handles what the other brought); never more than
+that room. Read from the server itself: the consumer's ``num_waiting`` (open pull requests).
 """
 
 from __future__ import annotations
