@@ -16,7 +16,7 @@ import sys
 from typing import Any
 
 from corps import EmbeddedServer, run
-from corps.bench import _plot
+from corps.bench import _check, _plot
 from corps.bench._model import Scenario
 from corps.bench._report import document, machine_line, markdown, table
 from corps.bench._runner import Outcome, Progress, log, machine_info, run_scenario
@@ -30,6 +30,12 @@ examples:
   corps bench tell ask-latency --repeats 9  only these scenarios, more repeats
   corps bench --json r.json --markdown r.md --plot r.png
   corps bench --nats nats://127.0.0.1:4222  an existing server instead of the embedded one
+  corps bench --check                       exit 3 if a row misses its target (gate a release on it)
+  corps bench tell --check --target 'tell (coalesce) vs raw 1 pub/msg>=4x'
+                                            another goal for one row
+
+exit status: 0 all ran (and with --check, every target met); 1 a variant failed; 2 usage error;
+3 with --check, a row missed its target (or had no number to decide). A failure wins over a miss.
 
 scenarios: {names}.
 Peers: FastStream runs as another column when installed (pip install 'corps[peers]');
@@ -59,7 +65,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                                   "(needs matplotlib)")
     p.add_argument("--nats", metavar="URL", help="use this nats-server instead of an embedded one")
     p.add_argument("--no-peers", action="store_true", help="skip the FastStream column even when installed")
+    p.add_argument("--check", action="store_true", help="exit 3 when a row misses its target (default: report only)")
+    p.add_argument("--target", action="append", default=[], metavar="'LABEL>=N[x]'",
+                   help="replace a row's target: N x = on the corps/raw ratio, N alone = on the corps median in "
+                        "the row's unit (op >=, <= or <); repeatable")
     args = p.parse_args(argv)
+    try:
+        args.targets = dict(_check.parse_target(t) for t in args.target)
+    except ValueError as exc:
+        p.error(str(exc))
     args.scenarios = [ALIASES.get(s, s) for s in args.scenarios]
     unknown = [s for s in args.scenarios if s not in names]
     if unknown:
@@ -68,6 +82,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error("--repeats must be at least 1")
     if args.plot and not _plot.available():
         p.error(_plot.MISSING)
+    try:  # an override that names no row is a usage error, before anything runs
+        _check.with_targets([s for s in scenarios(args.quick) if not args.scenarios or s.name in args.scenarios],
+                            args.targets)
+    except ValueError as exc:
+        p.error(str(exc))
     return args
 
 
@@ -86,6 +105,7 @@ async def bench(args: argparse.Namespace, url: str, embedded: bool) -> tuple[dic
     chosen = [s for s in scenarios(args.quick) if not args.scenarios or s.name in args.scenarios]
     if args.no_peers:
         chosen = [_without_peers(s) for s in chosen]
+    chosen = _check.with_targets(chosen, args.targets)
     machine = await machine_info(url, embedded)
     progress = Progress(sum(repeats * len(s.variants) for s in chosen))
     log(f"corps bench: {len(chosen)} scenario(s), {progress.total} runs ({repeats} repeats), loop {machine['loop']}, "
@@ -122,7 +142,11 @@ def main(argv: list[str] | None = None) -> int:
         print(table(outcomes), flush=True)
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    return 1 if any(o.errors for o in outcomes) else 0
+    if args.check:
+        missed = _check.misses(outcomes)
+        log(f"check: {len(missed)} row(s) missed their target" + "".join(f"\n  {m}" for m in missed)
+            if missed else "check: every row with a target met it")
+    return _check.exit_code(outcomes, args.check)
 
 
 def _write(path: str, text: str) -> None:

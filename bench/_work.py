@@ -34,6 +34,8 @@ class Tick(Message):
 
 ENCODER = msgspec.msgpack.Encoder()
 PING_DECODER = msgspec.msgpack.Decoder(Ping)
+PINGS_DECODER = msgspec.msgpack.Decoder(list[Ping])
+"""A hand-batched frame: a msgpack array of Pings (``corps.bench._raw.HandBatcher``)."""
 ECHO_DECODER = msgspec.msgpack.Decoder(Echo)
 PONG_DECODER = msgspec.msgpack.Decoder(Pong)
 TICK_DECODER = msgspec.msgpack.Decoder(Tick)

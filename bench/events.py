@@ -80,6 +80,30 @@ async def raw_consume(js: Any, subject: str, n: int, durable: str) -> float:
     return rate
 
 
+async def raw_push_consume(js: Any, subject: str, n: int, durable: str) -> float:
+    """A durable push consumer (``js.subscribe(cb=..., manual_ack=True)``): the server pushes up to
+    max_ack_pending (nats-py's default consumer config) un-acked messages; the callback decodes and
+    awaits ``msg.ack()`` per message: the fastest plain nats-py consumer with an ack per message."""
+    done = asyncio.Event()
+    got = 0
+
+    async def cb(m: Any) -> None:
+        nonlocal got
+        TICK_DECODER.decode(m.data)
+        await m.ack()
+        got += 1
+        if got == n:
+            done.set()
+
+    t = time.perf_counter()
+    sub = await js.subscribe(subject, durable=durable, cb=cb, manual_ack=True, pending_msgs_limit=-1,
+                             pending_bytes_limit=-1)
+    await asyncio.wait_for(done.wait(), 30.0 + n / 1_000)
+    rate = n / (time.perf_counter() - t)
+    await sub.unsubscribe()
+    return rate
+
+
 async def corps_consume(url: str, namespace: str, n: int) -> float:
     Sink.target, Sink.seen, Sink.done = n, 0, asyncio.Event()
     async with ActorSystem(url, namespace=namespace) as system:
@@ -161,6 +185,14 @@ async def _suite_corps_consume(ctx: Context) -> Sample:
 
 
 async def _suite_raw_consume(ctx: Context) -> Sample:
+    return await _raw_suite_consume(ctx, raw_consume)
+
+
+async def _suite_raw_push_consume(ctx: Context) -> Sample:
+    return await _raw_suite_consume(ctx, raw_push_consume)
+
+
+async def _raw_suite_consume(ctx: Context, consume: Any) -> Sample:
     ns, n = _ns(), ctx.params["events"]
     nc = await nats.connect(ctx.url)
     try:
@@ -168,7 +200,7 @@ async def _suite_raw_consume(ctx: Context) -> Sample:
         await js.add_stream(name=f"{ns}_raw", subjects=[f"{ns}.raw"])
         payload = msgspec.msgpack.encode(Tick(0, "x" * 64))
         await asyncio.gather(*(js.publish(f"{ns}.raw", payload) for _ in range(n)))
-        rate = await raw_consume(js, f"{ns}.raw", n, "raw")
+        rate = await consume(js, f"{ns}.raw", n, "raw")
         await js.delete_stream(f"{ns}_raw")
     finally:
         await nc.close()
@@ -200,10 +232,14 @@ def events_consume(quick: bool) -> Scenario:
         "events-consume", "JetStream consume + decode + ack of events already in the stream",
         {"events": 2_000 if quick else 10_000},
         (Variant("corps", _suite_corps_consume), Variant("raw", _suite_raw_consume),
-         *peers.variants(peers.fs_events_consume)),
-        (Row("event consume+ack", "rate", "msg/s", "corps", "raw", Target(">=", 2.0), peer=peers.PEER),),
+         Variant("raw-push", _suite_raw_push_consume), *peers.variants(peers.fs_events_consume)),
+        (Row("event consume+ack vs raw pull fetch(256)", "rate", "msg/s", "corps", "raw", Target(">=", 2.0),
+             peer=peers.PEER),
+         Row("event consume+ack vs raw push, manual ack", "rate", "msg/s", "corps", "raw-push", Target(">=", 1.2))),
         ("raw: pull_subscribe + fetch(batch=256) + decode + await msg.ack() per message; corps: an @on_event "
          "actor (batched pulls, acks written together), timed from spawn to the last event handled",
+         "raw-push: a durable push consumer, js.subscribe(cb, manual_ack=True) (nats-py's default consumer "
+         "config: max_ack_pending 1,000), decode + await msg.ack() per message, timed from subscribe",
          "faststream: a durable pull subscriber (PullSub(batch_size=256), AckPolicy.ACK) decoding bytes, "
          "timed from broker.start()"),
         missing=peers.missing(),

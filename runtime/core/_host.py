@@ -12,6 +12,7 @@ import functools
 import logging
 import time
 from collections import deque
+from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -258,7 +259,7 @@ class ClassHost:
             if len(taken) == 1:  # the hot path
                 q.append((taken[0], reply, is_json))
             else:
-                q.extend([(env, reply, is_json) for env in taken])
+                q.extend(zip(taken, repeat(reply), repeat(is_json)))  # the tuples built in C
             if cell.over_since is None and len(q) >= self._high:
                 cell.over_since = time.monotonic()  # crossed the mark: overload_wait starts now
             if not cell.busy:

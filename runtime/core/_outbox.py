@@ -26,13 +26,12 @@ Publish = Callable[[str, bytes, str], Awaitable[None]]
 
 
 class _Batch:
-    __slots__ = ("parts", "rids", "size", "tells", "tracked")
+    __slots__ = ("parts", "rids", "size", "tracked")
 
     def __init__(self, tracked: bool) -> None:
         self.parts: list[bytes] = []
-        self.rids: list[int] = []
+        self.rids: list[int] = []  # the asks among parts; the rest are tells
         self.size = FRAME_OVERHEAD
-        self.tells = 0
         self.tracked = tracked
 
 
@@ -65,28 +64,26 @@ class Outbox:
         """Queue ``part`` for ``subject`` without awaiting: the hot path of tell and ask.
 
         Returns False when the caller must ``await send(...)`` instead: the part would be the
-        first of an idle iteration (published directly), starts a new chunk, or memory is high.
-
-        Raises:
-            InvalidMessage: the encoded part is larger than the payload limit.
+        first of an idle iteration (published directly), starts a new chunk, is over the payload
+        limit (send raises InvalidMessage), or memory is high. Never raises.
         """
-        n = len(part)
-        if n + FRAME_OVERHEAD > self.limit:
-            raise InvalidMessage(subject, f"encoded message is {n} bytes, over the {self.limit}-byte limit")
-        if not (self._window or self._flushing or self._queued) or self._queued > HIGH_WATER:
-            return False  # direct publish, or the memory bound: the caller awaits send()
+        # Only an open batch takes a part here. A batch exists only while something is queued, so
+        # the direct-publish case never comes here, and its flush is already arranged (send()
+        # woke the flusher, or the window's end will, or a running flush takes it): no wake-up
+        # per part. A part over the limit, a full chunk, the memory bound or an untracked (reply)
+        # batch go to send(), which decides.
         batch = self._batches.get(subject)
-        if batch is None or batch.size + n > self.limit or not batch.tracked:
+        if batch is None or not batch.tracked or self._queued > HIGH_WATER:
             return False
+        n = len(part)
+        size = batch.size + n
+        if size > self.limit:
+            return False  # a new chunk, or a part over the limit (send() raises InvalidMessage)
         batch.parts.append(part)
-        batch.size += n + 1
+        batch.size = size + 1
         if rid:
             batch.rids.append(rid)
-        else:
-            batch.tells += 1
         self._queued += n
-        if not self._window:
-            self._wake.set()
         return True
 
     async def send(self, subject: str, part: bytes, rid: int = 0, *, track: bool = True) -> None:
@@ -128,8 +125,6 @@ class Outbox:
         batch.size += len(part) + 1
         if rid:
             batch.rids.append(rid)
-        else:
-            batch.tells += 1
 
     def _close_window(self) -> None:
         self._window = False
@@ -137,8 +132,8 @@ class Outbox:
             self._wake.set()
 
     async def _emit(self, subject: str, batch: _Batch) -> None:
-        await self._emit_frame(subject, join_frame(batch.parts, self._is_json), batch.rids, batch.tells,
-                               batch.tracked)
+        await self._emit_frame(subject, join_frame(batch.parts, self._is_json), batch.rids,
+                               len(batch.parts) - len(batch.rids), batch.tracked)
 
     async def _emit_frame(self, subject: str, frame: bytes, rids: list[int], tells: int, tracked: bool) -> None:
         reply = self._tracker.track(subject, rids, tells) if tracked else ""

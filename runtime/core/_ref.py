@@ -48,24 +48,25 @@ class ActorRef(Generic[A]):
             InvalidMessage: ``msg`` is not a Message the class handles, cannot be encoded, or is
                 over the size limit.
         """
-        if type(msg) not in self._handled:
+        if type(msg) not in self._handled:  # handled types are Message subclasses
             raise self._unhandled(msg)
         system = self._system
         if system.observer is not None:
             await self._observed(msg, False, None, "", "")
             return
         cur = _current_get()
-        if (cur is None or cur.item is None) and isinstance(msg, Message):
+        if cur is None or cur.item is None:
             # The hot path, inlined: a root tell's envelope is (msg, 0, seq) (ActorSystem._encode).
-            system._seq += 1
+            seq = system._seq = system._seq + 1
             try:
-                part = system._encode_env((msg, 0, system._seq))
+                part = system._encode_env((msg, 0, seq))
             except Exception as exc:
                 raise encode_error(self.subject, msg, exc) from exc
         else:
             part = system._encode(self.subject, msg, 0)
-        if not system._outbox.push(self.subject, part):
-            await system._outbox.send(self.subject, part)
+        outbox = system._outbox
+        if not outbox.push(self.subject, part):
+            await outbox.send(self.subject, part)
 
     async def ask(self, msg: Request[R], *, timeout: float | None = None, idempotency_key: str | None = None) -> R:
         """Send ``msg`` and wait for the handler's reply.

@@ -59,4 +59,4 @@ def test_a_quick_subset_reports_positive_finite_numbers(tmp_path: Path) -> None:
                 assert _sane(row["ratio"]), (name, row["label"])
     hist = doc["scenarios"]["ask-latency"]["samples"]["corps"][0]["hist_ns"]
     assert sum(count for _, count in hist) == doc["scenarios"]["ask-latency"]["params"]["asks"]
-    assert "| tell (coalesce) |" in md.read_text()
+    assert "| tell (coalesce) vs raw batched/iter |" in md.read_text()

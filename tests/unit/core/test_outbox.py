@@ -173,10 +173,14 @@ async def test_a_part_over_the_limit_is_refused() -> None:
         await outbox.send("a", part)
     assert info.value.subject == "a"
     with pytest.raises(InvalidMessage):
-        outbox.push("a", part)
-    with pytest.raises(InvalidMessage):
         await outbox.send_raw("a", part)
     assert sent == []
+    await outbox.send("a", enc("s"))  # published at once; opens the window
+    await outbox.send("a", enc("t"))  # an open batch: the case where push takes parts
+    assert outbox.push("a", enc("u"))
+    assert not outbox.push("a", part)  # never takes it: send() refuses it
+    with pytest.raises(InvalidMessage, match="over the 64-byte limit"):
+        await outbox.send("a", part)
 
 
 @pytest.mark.parametrize("is_json", [False, True])
