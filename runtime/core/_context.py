@@ -20,14 +20,21 @@ class Carrier:
         """(correlation id, id of this item as the cause of what the handler sends)."""
         raise NotImplementedError
 
+    def traceparent(self) -> str:
+        """The W3C traceparent this item arrived with, raw and validated ("" if none)."""
+        return ""
+
 
 class Current:
     """The mailbox item being handled: (envelope, reply subject, reply as JSON)."""
 
-    __slots__ = ("_counted", "_published", "item")
+    __slots__ = ("_counted", "_published", "ext", "item")
 
-    def __init__(self) -> None:
+    def __init__(self, ext: str = "ext") -> None:
         self.item: Any = None
+        self.ext = ext
+        """The sender part of the id of a message from a client that is not corps: ``ext-{node}``,
+        so that ids given on different nodes never meet."""
         self._counted: Any = None
         self._published = 0
 
@@ -44,7 +51,7 @@ class Current:
             return (env.corr or env.key), env.key
         # Corps frames carry the sender's inbox as NATS reply subject: {ns}.inbox.{node}.{n}
         parts: list[str] = reply.split(".") if reply else []
-        sender = parts[-2] if len(parts) >= 4 and parts[-3] == "inbox" else "ext"
+        sender = parts[-2] if len(parts) >= 4 and parts[-3] == "inbox" else self.ext
         mid = f"{sender}-{env.mid}"
         return (env.corr or mid), mid
 
@@ -82,6 +89,17 @@ def current_idempotency_key() -> str | None:
     if cur is None or cur.item is None:
         return None
     return cur.item[0].key or None
+
+
+def current_traceparent() -> str:
+    """The W3C ``traceparent`` the message being handled arrived with ("" if none): from the
+    header of a tell or ask sent by a client that is not corps, or of an event. Raw and validated
+    (``corps.wire._headers.valid_traceparent``), for tracing to continue the caller's trace."""
+    cur = current.get()
+    if cur is None or cur.item is None:
+        return ""
+    env = cur.item[0]
+    return env.msg.traceparent() if isinstance(env.msg, Carrier) else str(env.trace)
 
 
 def current_correlation_id() -> str | None:

@@ -12,6 +12,7 @@ import functools
 import logging
 import time
 from collections import deque
+from time import perf_counter_ns
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -19,13 +20,14 @@ import anyio
 from corps.core._actor import Actor, new_instance, overrides
 from corps.core._context import Current, current, current_correlation_id
 from corps.core._intake import Intake, decode, decode_fast, decode_fast_bare
-from corps.core._metrics import ClassMetrics
+from corps.core._metrics import ClassMetrics, EndpointStats
 from corps.core._presence import Presence
-from corps.core._shed import Shedder
+from corps.core._shed import Shedder, send_bare_error
 from corps.core._supervision import Restart, Resume, Stop, restart_delay
 from corps.errors import StepRejected
 from corps.wire._client import Route, subscribe_route
 from corps.wire._codec import MSGPACK_MAP, Envelope, ErrorReply, Reply, encode_as
+from corps.wire._headers import NO_IDS, ids_from_block, ids_from_map
 from corps.wire._subjects import actor_class_wildcard, inbox_subject
 from corps.wire._transport import flush
 
@@ -84,6 +86,9 @@ class ClassHost:
         self._held_why = f"mailbox above its high-water mark ({self._high}) for {o.overload_wait}s"
         self._shedder = Shedder(system._nc, system.codec, self.metrics, system.dead_letters, cls._decoders,
                                 o.max_message_bytes, o.mailbox_size)
+        self.endpoints = EndpointStats(cls._dispatch)
+        """Per message type: handled, errors, processing time (the NATS services API's STATS)."""
+        self._ext = f"ext-{system.node}"  # ids of messages from non-corps clients (Current.ext)
 
     # -- start and stop ------------------------------------------------------------------
 
@@ -169,8 +174,14 @@ class ClassHost:
         if cell.over_since is not None and data and data[0] in MSGPACK_MAP and self._overloaded(cell):
             return self._shedder.shed_bare(cell.subject, reply, data, self._held_why)
         envs = decode_fast(self.cls._decoders, self.options.max_message_bytes, data)
-        if envs is None:
-            envs = decode_fast_bare(self.cls._decoders, self.options.max_message_bytes, data, bool(reply))
+        if envs is None:  # not a corps frame: maybe a bare message from another client, with its ids
+            ids = NO_IDS if headers is None else ids_from_block(headers)
+            if ids.bad:
+                self.metrics.bad_headers += ids.bad
+            system = self.system
+            system._seq += 1
+            envs = decode_fast_bare(self.cls._decoders, self.options.max_message_bytes, data, bool(reply),
+                                    system._seq, ids.corr, ids.traceparent)
         return envs is not None and self._admit(cell, reply.decode(), envs, False)
 
     async def _on_entity_msg(self, msg: Msg) -> None:
@@ -197,7 +208,12 @@ class ClassHost:
 
     async def _decode(self, msg: Msg) -> tuple[list[Envelope[Any]], bool]:
         """Decode a frame or a bare message. Bad parts are answered and recorded here."""
-        intake = decode(self.cls._decoders, self.options.max_message_bytes, msg.data, bool(msg.reply))
+        ids = ids_from_map(msg.headers)
+        if ids.bad:
+            self.metrics.bad_headers += ids.bad
+        self.system._seq += 1
+        intake = decode(self.cls._decoders, self.options.max_message_bytes, msg.data, bool(msg.reply),
+                        self.system._seq, ids.corr, ids.traceparent)
         if intake.problems:
             await self._refuse(msg.subject, msg.reply, intake)
         return intake.envelopes, intake.is_json
@@ -298,9 +314,10 @@ class ClassHost:
     async def _drain(self, cell: _Cell) -> None:
         q = cell.queue
         assert q is not None
-        here = Current()
+        here = Current(self._ext)
         current.set(here)  # this task's own context: what handlers send inherits corr/cause
         dispatch = self.cls._dispatch
+        counts = self.endpoints.counts
         high = self._high
         processed = 0
         try:
@@ -308,6 +325,8 @@ class ClassHost:
                 item = here.item = q.popleft()
                 env = item[0]
                 msg = env.msg
+                count = counts[type(msg)]  # [handled, errors, ns]: two adds and two clock reads
+                began = perf_counter_ns()
                 try:
                     result = await dispatch[type(msg)](cell.actor, msg)
                 except Exception as exc:  # noqa: BLE001 -- the one place user handler errors are caught
@@ -316,6 +335,8 @@ class ClassHost:
                     processed += 1
                     if env.rid:
                         await self._answer(item, result)
+                count[0] += 1
+                count[2] += perf_counter_ns() - began
                 if cell.over_since is not None and len(q) < high:
                     cell.over_since = None  # drained below the high-water mark: admit again
             while q:  # stopped while messages waited
@@ -329,6 +350,7 @@ class ClassHost:
 
     async def _failed(self, cell: _Cell, item: Item, exc: Exception) -> None:
         env, reply, is_json = item
+        self.endpoints.failed(type(env.msg), f"{type(exc).__name__}: {exc}")
         if isinstance(exc, StepRejected):
             # A business refusal, not a crash: answered, counted, no traceback, no supervision.
             self.metrics.rejected += 1
@@ -350,6 +372,7 @@ class ClassHost:
         env, reply, is_json = item
         expected = self._reply_types[type(env.msg)]
         if expected is not None and not isinstance(result, expected):
+            self.endpoints.failed(type(env.msg), f"TypeError: handler returned {type(result).__name__}")
             await self._send_reply(reply, env.rid, is_json, False, ErrorReply(
                 "RemoteError", "TypeError", f"handler returned {type(result).__name__}, expected {expected.__name__}"))
         else:
@@ -359,7 +382,9 @@ class ClassHost:
         if not reply:
             return
         outbox = self.system._outbox
-        if rid == -1:  # a bare request from a non-corps client: a bare reply, in its format
+        if rid == -1 and not ok:  # an error for a non-corps client: bare, with the services API's headers
+            send_bare_error(self.system._nc, reply, body, is_json)
+        elif rid == -1:  # a bare request from a non-corps client: a bare reply, in its format
             await outbox.send_raw(reply, encode_as(body, is_json))
         else:  # a corps asker reads either format; frames are joined in this system's codec
             await outbox.send(reply, self.system.codec.encode(Reply(rid, ok, body)), track=False)

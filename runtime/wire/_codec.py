@@ -50,6 +50,9 @@ class Envelope(msgspec.Struct, Generic[T], array_like=True, frozen=True, gc=Fals
     key: str = ""
     """Idempotency key: the same for every retry of one logical request (a saga step's
     ``{saga_id}:{step}``); participants use it to answer a duplicate with the first reply."""
+    trace: str = ""
+    """W3C ``traceparent`` of the message, raw: set from the header of a bare message sent by a
+    client that is not corps (validated, ``corps.wire._headers``); corps senders leave it empty."""
 
 
 class Reply(msgspec.Struct, Generic[T], array_like=True, frozen=True, gc=False):

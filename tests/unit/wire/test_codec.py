@@ -94,7 +94,7 @@ def test_a_root_tell_travels_as_three_fields() -> None:
 
 
 def test_an_envelope_keeps_defaults_before_a_set_field() -> None:
-    assert msgspec.json.encode(Envelope(Ping(1), cause="m-1")) == b'[{"$type":"Ping","n":1},0,0,"","m-1",""]'
+    assert msgspec.json.encode(Envelope(Ping(1), cause="m-1")) == b'[{"$type":"Ping","n":1},0,0,"","m-1","",""]'
 
 
 def test_an_envelope_without_trailing_fields_decodes_with_defaults() -> None:
