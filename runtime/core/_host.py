@@ -174,7 +174,7 @@ class ClassHost:
         if cell.over_since is not None and data and data[0] in MSGPACK_MAP and self._overloaded(cell):
             return self._shedder.shed_bare(cell.subject, reply, data, self._held_why)
         envs = decode_fast(self.cls._decoders, self.options.max_message_bytes, data)
-        if envs is None:  # not a corps frame: maybe a bare message from another client, with its ids
+        if envs is None and data and data[0] in MSGPACK_MAP:  # a bare msgpack message from another client
             ids = NO_IDS if headers is None else ids_from_block(headers)
             if ids.bad:
                 self.metrics.bad_headers += ids.bad
