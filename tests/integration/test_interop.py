@@ -10,12 +10,10 @@ client, as a nats.js or Go client would, on a real server.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
 import anyio
 import msgspec
-import nats
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -89,15 +87,6 @@ class Greeter(Actor):
     @on_event(Shouted, max_deliver=2)
     async def shouted(self, event: Shouted) -> None:
         self.seen.add(event.text)
-
-
-@pytest.fixture
-async def raw(actor_system: ActorSystem) -> AsyncIterator[Client]:
-    nc = await nats.connect(actor_system.url)
-    try:
-        yield nc
-    finally:
-        await nc.close()
 
 
 def as_json(obj: Any) -> bytes:

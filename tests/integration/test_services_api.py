@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime
 import json
-from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -118,15 +117,6 @@ class Pricer(Actor, options=ActorOptions(service=True, name="Pricer:v2")):
     @handler
     async def quote(self, msg: Quote) -> Balance:
         return Balance(len(msg.sku))
-
-
-@pytest.fixture
-async def raw(actor_system: ActorSystem) -> AsyncIterator[Client]:
-    nc = await nats.connect(actor_system.url)
-    try:
-        yield nc
-    finally:
-        await nc.close()
 
 
 async def collect(nc: Client, subject: str, expect: int) -> list[dict[str, Any]]:
