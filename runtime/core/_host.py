@@ -317,7 +317,6 @@ class ClassHost:
         here = Current(self._ext)
         current.set(here)  # this task's own context: what handlers send inherits corr/cause
         dispatch = self.cls._dispatch
-        counts = self.endpoints.counts
         high = self._high
         processed = 0
         try:
@@ -325,18 +324,17 @@ class ClassHost:
                 item = here.item = q.popleft()
                 env = item[0]
                 msg = env.msg
-                count = counts[type(msg)]  # [handled, errors, ns]: two adds and two clock reads
-                began = perf_counter_ns()
+                # Asks are timed for the services API's STATS; a tell pays one test (timing every
+                # message cost ~0.4 us, a fifth of a coalesced tell: bench tell 4.3x -> 2.9x raw).
+                began = perf_counter_ns() if env.rid else 0
                 try:
                     result = await dispatch[type(msg)](cell.actor, msg)
                 except Exception as exc:  # noqa: BLE001 -- the one place user handler errors are caught
-                    await self._failed(cell, item, exc)
+                    await self._failed(cell, item, exc, began)
                 else:
                     processed += 1
                     if env.rid:
-                        await self._answer(item, result)
-                count[0] += 1
-                count[2] += perf_counter_ns() - began
+                        await self._answer(item, result, began)
                 if cell.over_since is not None and len(q) < high:
                     cell.over_since = None  # drained below the high-water mark: admit again
             while q:  # stopped while messages waited
@@ -348,9 +346,10 @@ class ClassHost:
             if not q:
                 cell.queue = None  # idle instances hold no queue
 
-    async def _failed(self, cell: _Cell, item: Item, exc: Exception) -> None:
+    async def _failed(self, cell: _Cell, item: Item, exc: Exception, began: int) -> None:
         env, reply, is_json = item
-        self.endpoints.failed(type(env.msg), f"{type(exc).__name__}: {exc}")
+        if began:
+            self.endpoints.answered(type(env.msg), began, f"{type(exc).__name__}: {exc}")
         if isinstance(exc, StepRejected):
             # A business refusal, not a crash: answered, counted, no traceback, no supervision.
             self.metrics.rejected += 1
@@ -368,14 +367,15 @@ class ClassHost:
                                    ErrorReply("RemoteError", type(exc).__name__, str(exc)))
         await self._supervise(cell, exc)
 
-    async def _answer(self, item: Item, result: Any) -> None:
+    async def _answer(self, item: Item, result: Any, began: int) -> None:
         env, reply, is_json = item
         expected = self._reply_types[type(env.msg)]
         if expected is not None and not isinstance(result, expected):
-            self.endpoints.failed(type(env.msg), f"TypeError: handler returned {type(result).__name__}")
+            self.endpoints.answered(type(env.msg), began, f"TypeError: handler returned {type(result).__name__}")
             await self._send_reply(reply, env.rid, is_json, False, ErrorReply(
                 "RemoteError", "TypeError", f"handler returned {type(result).__name__}, expected {expected.__name__}"))
         else:
+            self.endpoints.answered(type(env.msg), began)
             await self._send_reply(reply, env.rid, is_json, True, result)
 
     async def _send_reply(self, reply: str, rid: int, is_json: bool, ok: bool, body: Any) -> None:

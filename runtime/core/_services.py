@@ -9,8 +9,9 @@ class answers those that name it (or nobody) with the JSON of ``io.nats.micro.v1
 * one endpoint per handled message type, named by its wire tag, on the class's subject (the
   wildcard ``{ns}.actor.{Name}.*``, or a service class's instance subject and queue group), with
   the JSON Schemas of the message and of its reply (msgspec) in the endpoint metadata;
-* stats per endpoint: messages handled (tells and asks), errors (the handler raised, or returned
-  the wrong type), total and average processing time in nanoseconds, and the last error.
+* stats per endpoint: requests (asks: tells are counted per class in ``metrics()``), errors among
+  them (the handler raised, or returned the wrong type), total and average processing time in
+  nanoseconds, and the last error.
 
 A node subscribes once, to ``$SRV.>``, when it hosts its first class. The subscription holds at
 most ``MAX_PENDING`` requests (nats-py drops beyond, counted as ``slow_consumer_drops``); replies
