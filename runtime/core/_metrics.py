@@ -68,11 +68,12 @@ class ClassMetrics:
 
 
 class EndpointStats:
-    """Per message type of one class on one node: ``counts[type] = [handled, errors, ns]``.
+    """Per request type of one class on one node, for the services API's STATS:
+    ``counts[type] = [requests, errors, ns]``, and the last error.
 
-    The mailbox loop updates the list in place (two integer adds and two clock reads per
-    message); ``failed`` adds an error. Event deliveries are counted under their own type and
-    not reported as an endpoint."""
+    Asks only (requests, in the services API's sense): a tell costs the mailbox loop nothing
+    here, and is counted per class in ``ClassMetrics``. The time runs from the handler's call to
+    its return (or raise)."""
 
     __slots__ = ("counts", "last_error", "started")
 
@@ -81,11 +82,16 @@ class EndpointStats:
         self.last_error: dict[type, str] = {}
         self.started = time.time()
 
-    def failed(self, tp: type, why: str) -> None:
+    def answered(self, tp: type, began: int, error: str | None = None) -> None:
+        """An ask of type ``tp`` begun at ``began`` (``perf_counter_ns``) was answered, or failed."""
         count = self.counts.get(tp)
-        if count is not None:
+        if count is None:
+            return
+        count[0] += 1
+        count[2] += time.perf_counter_ns() - began
+        if error is not None:
             count[1] += 1
-            self.last_error[tp] = why[:MAX_LAST_ERROR]
+            self.last_error[tp] = error[:MAX_LAST_ERROR]
 
 
 class DeadLetters:
