@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING, Any, Final
 import msgspec
 import nats.errors
 
+from corps.wire._transport import flush
+
 if TYPE_CHECKING:
     from nats.aio.msg import Msg
     from nats.aio.subscription import Subscription
@@ -174,10 +176,11 @@ class ServicesApi:
         self._closed = False
 
     async def start(self) -> None:
-        """Subscribe to ``$SRV.>`` (once; a no-op after ``stop``)."""
+        """Subscribe to ``$SRV.>`` and flush (once; a no-op after ``stop``)."""
         if self._sub is not None or self._closed:
             return
         self._sub = await self._node._nc.subscribe(f"{PREFIX}.>", cb=self._on_request, pending_msgs_limit=MAX_PENDING)
+        await flush(self._node._nc)  # the server holds the SUB before spawn returns: no 503 to an early request
 
     async def stop(self) -> None:
         self._closed = True
