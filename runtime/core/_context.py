@@ -9,6 +9,8 @@ from __future__ import annotations
 from contextvars import ContextVar
 from typing import Any
 
+from corps.wire._headers import valid_traceparent
+
 
 class Carrier:
     """A mailbox item that is not a message (an event delivery): it knows its own ids, which
@@ -99,7 +101,10 @@ def current_traceparent() -> str:
     if cur is None or cur.item is None:
         return ""
     env = cur.item[0]
-    return env.msg.traceparent() if isinstance(env.msg, Carrier) else str(env.trace)
+    if isinstance(env.msg, Carrier):
+        return env.msg.traceparent()
+    # Validated again: a frame's trace field is anyone's bytes too, not only a checked header's.
+    return (valid_traceparent(env.trace) or "") if env.trace else ""
 
 
 def current_correlation_id() -> str | None:

@@ -225,3 +225,13 @@ def test_the_event_decoder_gives_an_event_or_an_exception_for_any_bytes(data: by
 def test_json_and_msgpack_of_one_event_decode_alike(text: str) -> None:
     event = Shouted(text)
     assert _EVENTS.decode(as_json(event)) == _EVENTS.decode(msgspec.msgpack.encode(event)) == event
+
+
+async def test_a_traceparent_in_a_frame_is_validated_like_a_header(actor_system: ActorSystem, raw: Client) -> None:
+    ref = await actor_system.spawn(Greeter, "g")
+    for trace, expected in ((TP, TP), ("00-not-a-trace\r\nInjected: 1", "")):
+        frame = msgspec.msgpack.encode([(Hello("f"), 1, 1, "corr-f", "", "", trace)])
+        reply = await raw.request(ref.subject, frame, timeout=5)  # a corps frame: a reply frame back
+        ((_rid, ok, body),) = msgspec.msgpack.decode(reply.data)
+        assert ok is True
+        assert (body["corr"], body["traceparent"]) == ("corr-f", expected)
