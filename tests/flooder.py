@@ -21,6 +21,7 @@ from nats.aio.msg import Msg
 async def flood(url: str, subject: str, seconds: float, every: int) -> dict[str, int | float]:
     nc = await nats.connect(url, pending_size=8 * 1024 * 1024)
     replies: dict[str, int] = {}
+    codes: dict[str, int] = {}
     inbox = nc.new_inbox()
     all_in = asyncio.Event()
     asks = 0
@@ -32,6 +33,9 @@ async def flood(url: str, subject: str, seconds: float, every: int) -> dict[str,
         except Exception:
             kind = "unreadable"
         replies[kind] = replies.get(kind, 0) + 1
+        code = (msg.headers or {}).get("Nats-Service-Error-Code")  # what NATS clients read
+        if code is not None:
+            codes[code] = codes.get(code, 0) + 1
         if not flooding and sum(replies.values()) >= asks:
             all_in.set()
 
@@ -55,7 +59,8 @@ async def flood(url: str, subject: str, seconds: float, every: int) -> dict[str,
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(all_in.wait(), 15)  # bounded: missing replies are reported
     await nc.close()
-    return {"sent": sent, "asks": asks, **{f"reply_{k}": v for k, v in replies.items()}}
+    return {"sent": sent, "asks": asks, **{f"reply_{k}": v for k, v in replies.items()},
+            **{f"code_{k}": v for k, v in codes.items()}}
 
 
 if __name__ == "__main__":

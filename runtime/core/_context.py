@@ -10,6 +10,8 @@ from collections.abc import Awaitable
 from contextvars import ContextVar
 from typing import Any
 
+from corps.wire._headers import valid_traceparent
+
 
 class Carrier:
     """A mailbox item that is not a message (an event delivery): it knows its own ids, which
@@ -21,14 +23,21 @@ class Carrier:
         """(correlation id, id of this item as the cause of what the handler sends)."""
         raise NotImplementedError
 
+    def traceparent(self) -> str:
+        """The W3C traceparent this item arrived with, raw and validated ("" if none)."""
+        return ""
+
 
 class Current:
     """The mailbox item being handled: (envelope, reply subject, reply as JSON)."""
 
-    __slots__ = ("_counted", "_published", "held", "item")
+    __slots__ = ("_counted", "_published", "ext", "held", "item")
 
-    def __init__(self) -> None:
+    def __init__(self, ext: str = "ext") -> None:
         self.item: Any = None
+        self.ext = ext
+        """The sender part of the id of a message from a client that is not corps: ``ext-{node}``,
+        so that ids given on different nodes never meet."""
         self._counted: Any = None
         self._published = 0
         self.held: list[Awaitable[object]] | None = None
@@ -47,7 +56,7 @@ class Current:
             return (env.corr or env.key), env.key
         # Corps frames carry the sender's inbox as NATS reply subject: {ns}.inbox.{node}.{n}
         parts: list[str] = reply.split(".") if reply else []
-        sender = parts[-2] if len(parts) >= 4 and parts[-3] == "inbox" else "ext"
+        sender = parts[-2] if len(parts) >= 4 and parts[-3] == "inbox" else self.ext
         mid = f"{sender}-{env.mid}"
         return (env.corr or mid), mid
 
@@ -85,6 +94,20 @@ def current_idempotency_key() -> str | None:
     if cur is None or cur.item is None:
         return None
     return cur.item[0].key or None
+
+
+def current_traceparent() -> str:
+    """The W3C ``traceparent`` the message being handled arrived with ("" if none): from the
+    header of a tell or ask sent by a client that is not corps, or of an event. Raw and validated
+    (``corps.wire._headers.valid_traceparent``), for tracing to continue the caller's trace."""
+    cur = current.get()
+    if cur is None or cur.item is None:
+        return ""
+    env = cur.item[0]
+    if isinstance(env.msg, Carrier):
+        return env.msg.traceparent()
+    # Validated again: a frame's trace field is anyone's bytes too, not only a checked header's.
+    return (valid_traceparent(env.tp) or "") if env.tp else ""
 
 
 def current_correlation_id() -> str | None:

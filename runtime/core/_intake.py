@@ -40,23 +40,28 @@ def decode_fast(decoders: Decoders | None, limit: int, data: bytes) -> list[Enve
     return envs
 
 
-def decode_fast_bare(decoders: Decoders | None, limit: int, data: bytes, has_reply: bool) -> list[Envelope[Any]] | None:
+def decode_fast_bare(decoders: Decoders | None, limit: int, data: bytes, has_reply: bool, mid: int = 0,
+                     corr: str = "", trace: str = "") -> list[Envelope[Any]] | None:
     """A bare msgpack message (what clients in other languages send) within the limit that
     decodes, as one envelope (a request if it has a reply subject), or None: ``decode`` then
     says whatever is wrong with it. Its own fast path: a flood of bare messages must not queue
-    up behind the slow path, in front of other instances' messages."""
+    up behind the slow path, in front of other instances' messages. ``mid`` (unique on this
+    node), ``corr`` and ``trace`` (from the sender's headers, see ``corps.wire._headers``) give
+    the message its ids: a foreign sender has no frame to carry them."""
     if not data or data[0] not in MSGPACK_MAP or decoders is None or len(data) > limit:
         return None
     try:
         msg = decoders.frame_and_bare(False)[1].decode(data)
     except Exception:  # noqa: BLE001 -- untrusted bytes: decode() says what is wrong
         return None
-    return [Envelope(msg, -1 if has_reply else 0)]
+    return [Envelope(msg, -1 if has_reply else 0, mid, corr, "", "", trace)]
 
 
-def decode(decoders: Decoders | None, limit: int, data: bytes, has_reply: bool) -> Intake:
+def decode(decoders: Decoders | None, limit: int, data: bytes, has_reply: bool, mid: int = 0, corr: str = "",
+           trace: str = "") -> Intake:
     """Decode a frame or a bare message (msgpack or JSON) for an actor class whose handlers
-    take ``decoders``' types, with messages of at most ``limit`` bytes. Never raises."""
+    take ``decoders``' types, with messages of at most ``limit`` bytes. Never raises. A bare
+    message gets ``mid``, ``corr`` and ``trace`` as its ids (see ``decode_fast_bare``)."""
     kind, is_json = sniff(data)
     if kind == BAD or decoders is None:
         why = "no handlers" if decoders is None else "payload is neither a message (map) nor a frame (array)"
@@ -68,7 +73,7 @@ def decode(decoders: Decoders | None, limit: int, data: bytes, has_reply: bool) 
             return Intake([], is_json, [Problem(rid, f"message of {len(data)} bytes is over the {limit}-byte limit",
                                                 data)])
         try:
-            return Intake([Envelope(bare.decode(data), rid)], is_json, [])
+            return Intake([Envelope(bare.decode(data), rid, mid, corr, "", "", trace)], is_json, [])
         except Exception as exc:  # noqa: BLE001 -- untrusted bytes
             return Intake([], is_json, [Problem(rid, undecodable(exc), data)])
     if len(data) <= limit:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Final
 
 import anyio
@@ -21,6 +22,8 @@ TALLY_PERIOD: Final = 1.0
 """Under a flood (``DeadLetters.tally``), at most one kept entry per this many seconds."""
 
 DEAD_LETTERS_KEPT: Final = 1000
+MAX_LAST_ERROR: Final = 256
+"""Characters of an endpoint's last error kept for the services API's STATS."""
 PAYLOAD_KEPT: Final = 4096
 """Bytes of a refused payload a dead letter keeps: enough to see what it was, and 1,000 dead
 letters of hostile 1 MB payloads stay a few MB."""
@@ -40,8 +43,8 @@ class DeadLetter(msgspec.Struct, frozen=True):
 class ClassMetrics:
     """Counters for one actor class on this node."""
 
-    __slots__ = ("failed", "invalid", "misdirected", "overloaded", "processed", "rejected", "restarts", "stopped",
-                 "undecodable", "unrouted")
+    __slots__ = ("bad_headers", "failed", "invalid", "misdirected", "overloaded", "processed", "rejected", "restarts",
+                 "stopped", "undecodable", "unrouted")
 
     def __init__(self) -> None:
         self.processed = 0
@@ -56,12 +59,42 @@ class ClassMetrics:
         """Messages for an id this node does not host, while other nodes host the class."""
         self.undecodable = 0
         """Events that did not decode as any type the class handles: dead-lettered at once."""
+        self.bad_headers = 0
+        """``Corps-Corr`` or ``traceparent`` headers of non-corps senders refused as malformed (too
+        long, bad characters): the message is handled with a fresh correlation id instead."""
         self.misdirected = 0
         """Messages refused unhandled because their reply subject is outside the reply prefixes
         (``Security.reply_prefixes``): no caller can make an actor publish its reply elsewhere."""
 
     def snapshot(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in self.__slots__}
+
+
+class EndpointStats:
+    """Per request type of one class on one node, for the services API's STATS:
+    ``counts[type] = [requests, errors, ns]``, and the last error.
+
+    Asks only (requests, in the services API's sense): a tell costs the mailbox loop nothing
+    here, and is counted per class in ``ClassMetrics``. The time runs from the handler's call to
+    its return (or raise)."""
+
+    __slots__ = ("counts", "last_error", "started")
+
+    def __init__(self, types: Iterable[type]) -> None:
+        self.counts: dict[type, list[int]] = {tp: [0, 0, 0] for tp in types}
+        self.last_error: dict[type, str] = {}
+        self.started = time.time()
+
+    def answered(self, tp: type, began: int, error: str | None = None) -> None:
+        """An ask of type ``tp`` begun at ``began`` (``perf_counter_ns``) was answered, or failed."""
+        count = self.counts.get(tp)
+        if count is None:
+            return
+        count[0] += 1
+        count[2] += time.perf_counter_ns() - began
+        if error is not None:
+            count[1] += 1
+            self.last_error[tp] = error[:MAX_LAST_ERROR]
 
 
 class DeadLetters:

@@ -27,6 +27,7 @@ from corps.core._metrics import DeadLetters
 from corps.core._observe import Observer, combine
 from corps.core._outbox import Outbox, Tracker
 from corps.core._ref import ActorRef, encode_error
+from corps.core._services import ServicesApi
 from corps.errors import (
     NatsUnavailable,
     NoResponders,
@@ -102,6 +103,7 @@ class Node:
         self._outbox: Outbox = None  # type: ignore[assignment]
         self._inbox: Inbox = None  # type: ignore[assignment]
         self._extensions: list[Extension] = []
+        self._services = ServicesApi(self)  # $SRV.PING/INFO/STATS, from the first hosted class on
 
     @property
     def url(self) -> str:
@@ -195,6 +197,7 @@ class Node:
         try:
             if nc is not None and nc.is_connected:
                 with anyio.move_on_after(self.drain_timeout) as scope:
+                    await self._services.stop()
                     for extension in self._extensions:
                         await extension.stop_intake()
                     for host in self._hosts.values():
@@ -278,6 +281,7 @@ class Node:
             except BaseException:
                 del self._hosts[actor_cls]
                 raise
+            await self._services.start()
         return host
 
     def metrics(self) -> dict[str, dict[str, int]]:

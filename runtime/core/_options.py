@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 import msgspec
@@ -12,6 +13,10 @@ DEFAULT_MAILBOX_SIZE: Final = 10_000
 DEFAULT_MAX_MESSAGE_BYTES: Final = 1024 * 1024
 DEFAULT_PENDING_LIMIT: Final = 10_000
 DEFAULT_PENDING_BYTES: Final = 32 * 1024 * 1024
+DEFAULT_VERSION: Final = "0.0.0"
+# Semantic Versioning 2.0.0, as the NATS services API requires of a service's version.
+_SEMVER: Final = re.compile(r"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)"
+                            r"(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?")
 
 
 class ActorOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -40,6 +45,8 @@ class ActorOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     parser, a mailbox's refusals) on this node; beyond it they are refused in the parser."""
     pending_bytes: int = DEFAULT_PENDING_BYTES
     """Bytes the class's subscription may hold for its slow path, as ``pending_limit``."""
+    version: str = DEFAULT_VERSION
+    """The class's version in the NATS services API (``$SRV.INFO``): a semantic version."""
 
     def __post_init__(self) -> None:
         if self.mailbox_size < 1:
@@ -50,3 +57,5 @@ class ActorOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
             raise ValueError("pending_limit must be at least 1 and pending_bytes at least max_message_bytes")
         if self.overload_wait < 0:
             raise ValueError("overload_wait must not be negative")
+        if not isinstance(self.version, str) or _SEMVER.fullmatch(self.version) is None:
+            raise ValueError(f"version must be a semantic version such as '1.2.3', not {self.version!r}")

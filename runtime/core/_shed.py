@@ -16,12 +16,28 @@ from corps.core._intake import decode
 from corps.core._metrics import ClassMetrics, DeadLetters
 from corps.wire._client import Throttled
 from corps.wire._codec import Envelope, ErrorReply, Reply, encode_as, join_frame
+from corps.wire._headers import service_error_headers
 
 if TYPE_CHECKING:
     from corps.wire._client import CorpsClient
     from corps.wire._codec import Decoders, WireCodec
 
 log = logging.getLogger("corps.actor")
+_quiet = Throttled(log)
+
+
+def send_bare_error(nc: CorpsClient, reply: str, body: ErrorReply, is_json: bool) -> None:
+    """Answer a non-corps requester with an error: corps's typed error as the (bare) body, plus
+    the NATS services API's ``Nats-Service-Error`` and ``Nats-Service-Error-Code`` headers, which
+    nats.micro, nats.js and the ``nats`` CLI read. Without awaiting (safe inside the parser)."""
+    hpub_now(nc, reply, service_error_headers(body.kind, body.type, body.message), encode_as(body, is_json))
+
+
+def hpub_now(nc: CorpsClient, reply: str, headers: bytes, payload: bytes) -> None:
+    try:
+        nc.hpublish_now(reply, headers, payload)
+    except Exception as exc:  # noqa: BLE001 -- a closed connection or an oversized reply: the asker times out
+        _quiet.warning("bare-error-reply", "error reply to %r not sent: %s", reply[:80], exc)
 
 
 class Shedder:
@@ -36,7 +52,8 @@ class Shedder:
         self._decoders = decoders
         self._limit = limit
         self._size = str(mailbox_size)  # MailboxFull carries the bound in its type field
-        self._full_bare = encode_as(ErrorReply("MailboxFull", self._size, "overloaded"), False)
+        full = ErrorReply("MailboxFull", self._size, "overloaded")
+        self._full_bare = service_error_headers(full.kind, full.type, full.message), encode_as(full, False)
         self._quiet = Throttled(log)
 
     def shed_raw(self, subject: bytes, reply: bytes, data: bytes) -> None:
@@ -56,10 +73,7 @@ class Shedder:
         dead letter. The cheapest refusal there is: a flood of these must not outrun the reader."""
         self._metrics.overloaded += 1
         if reply:
-            try:
-                self._nc.publish_now(reply.decode(errors="replace"), self._full_bare, "")
-            except Exception as exc:  # noqa: BLE001 -- a closed connection: the asker times out
-                self._quiet.warning("shed-reply", "overload reply to %r not sent: %s", reply, exc)
+            hpub_now(self._nc, reply.decode(errors="replace"), *self._full_bare)
         else:
             self._dead.tally(subject, f"overloaded: {why}", payload=data)
         return True
@@ -78,10 +92,10 @@ class Shedder:
             self._dead.tally(subject, f"overloaded: {why}", type(envs[0].msg).__name__, tells)
 
     def _reply(self, reply: str, rid: int, is_json: bool, body: ErrorReply) -> None:
-        if rid == -1:  # a bare request from a non-corps client: a bare reply, in its format
-            payload = encode_as(body, is_json)
-        else:
-            payload = join_frame([self._codec.encode(Reply(rid, False, body))], self._codec.is_json)
+        if rid == -1:  # a bare request from a non-corps client: a bare reply with the error headers
+            send_bare_error(self._nc, reply, body, is_json)
+            return
+        payload = join_frame([self._codec.encode(Reply(rid, False, body))], self._codec.is_json)
         try:
             self._nc.publish_now(reply, payload, "")  # no await: nats-py's flusher sends it
         except Exception as exc:  # noqa: BLE001 -- a closed connection: the asker times out

@@ -26,6 +26,7 @@ from corps.events._provision import consumer_config, ensure_consumer, ensure_str
 from corps.events._publish import Publisher, merge_headers
 from corps.events._wire import (
     TRACEPARENT,
+    EventDecoder,
     PubAck,
     dlq_stream_name,
     event_tag,
@@ -232,7 +233,7 @@ class Events:
         cfg = consumer_config(None, filters, self.cfg, 0, deliver=deliver, start_seq=start_seq,
                               start_time=start_time, ack=False)
         info = await self.js.add_consumer(self.stream, cfg)
-        decoder: Any = msgspec.msgpack.Decoder(union_of(list(types))) if types else msgspec.msgpack.Decoder()
+        decoder = EventDecoder(union_of(list(types))) if types else EventDecoder()
         remaining = info.num_pending or 0
         inbox = self.nc.new_inbox()
         sub = await self.nc.subscribe(inbox)

@@ -34,7 +34,15 @@ import msgspec
 from corps.events._classes import event_handlers_of
 from corps.events._delivery import EventDelivery
 from corps.events._dlq import write_dead_letter
-from corps.events._wire import REDRIVE_FOR, STATUS, AckBuffer, Inbound, events_subject, parse_ack_subject
+from corps.events._wire import (
+    REDRIVE_FOR,
+    STATUS,
+    AckBuffer,
+    EventDecoder,
+    Inbound,
+    events_subject,
+    parse_ack_subject,
+)
 from corps.wire._client import Route, subscribe_route
 from corps.wire._codec import undecodable, union_of
 
@@ -64,7 +72,7 @@ class EventConsumer:
         self.cfg = events.cfg
         self.name = host.name
         self.handlers = event_handlers_of(host.cls)
-        self.decoder = msgspec.msgpack.Decoder(union_of(list(self.handlers)))
+        self.decoder = EventDecoder(union_of(list(self.handlers)))  # msgpack, or JSON from other clients
         self.filters = sorted({events_subject(events.namespace, tp) for tp in self.handlers})
         self.max_deliver = max(s.max_deliver for s in self.handlers.values())
         self.outstanding: dict[int, EventDelivery] = {}

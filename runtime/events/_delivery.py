@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any, Final
 import nats.errors
 
 from corps.core._context import Carrier
-from corps.events._wire import CAUSE, CORR, Delivery, Inbound, event_id_of
+from corps.events._wire import CAUSE, Delivery, Inbound, event_id_of
+from corps.wire._headers import ids_from_map
 
 if TYPE_CHECKING:
     from corps.core._actor import Actor
@@ -68,7 +69,12 @@ class EventDelivery(Carrier):
 
     @property
     def correlation_id(self) -> str:
-        return self.headers.get(CORR) or self.event_id
+        """``Corps-Corr``, else the trace id of a ``traceparent`` (both validated: a malformed
+        value is ignored), else the event's id."""
+        return ids_from_map(self.headers).corr or self.event_id
+
+    def traceparent(self) -> str:
+        return ids_from_map(self.headers).traceparent
 
     @property
     def causation_id(self) -> str:

@@ -30,6 +30,7 @@ from corps.events._wire import (
     MSG_ID,
     REDRIVE_FOR,
     STATUS,
+    EventDecoder,
     dlq_stream_name,
     dlq_subject,
 )
@@ -88,7 +89,7 @@ async def write_dead_letter(events: Events, d: EventDelivery, reason: str, error
     await events.publisher.publish(dlq_subject(events.namespace, meta.consumer), d.msg.data, msg_id, headers)
 
 
-_TAG_ONLY = msgspec.msgpack.Decoder(dict[str, Any])
+_TAG_ONLY = EventDecoder(dict[str, Any])
 
 
 def _type_of(data: bytes) -> str:

@@ -193,6 +193,7 @@ def _service(name: str, group: Sequence[type], ns: str, sends: Mapping[str, set[
         assert issubclass(cls, Actor)
         actor = cls.actor_name
         responses = True
+        g.s("$SRV.>", "the NATS services API: $SRV.PING/INFO/STATS of the classes it hosts (answered to _INBOX.)")
         g.s(f"{ns}.actor.{actor}.*", f"the instances of {actor}")
         if not cls.options.service:
             g.p(f"{ns}.host.{actor}.>", f"presence: which nodes host {actor}")

@@ -226,6 +226,29 @@ class CorpsClient(Client):
             queue.put_nowait(asyncio.get_running_loop().create_future())  # wake the flusher
         return 0 < self._max_pending_size < self._pending_data_size
 
+    def hpublish_now(self, subject: str, headers: bytes, payload: bytes) -> None:
+        """``publish_now`` with a pre-built header block (``NATS/1.0\r\n...\r\n\r\n``): for the
+        rare messages that need headers (error replies to non-corps requesters), off the hot path.
+
+        Raises:
+            nats.errors.ConnectionClosedError / ConnectionDrainingError / MaxPayloadError.
+        """
+        if self.is_closed:
+            raise nats.errors.ConnectionClosedError
+        if self.is_draining_pubs:
+            raise nats.errors.ConnectionDrainingError
+        total = len(headers) + len(payload)
+        if total > self._max_payload:
+            raise nats.errors.MaxPayloadError
+        cmd = b"HPUB %b %d %d\r\n%b%b\r\n" % (subject.encode(), len(headers), total, headers, payload)
+        self.stats["out_msgs"] += 1
+        self.stats["out_bytes"] += len(payload)
+        self._pending.append(cmd)
+        self._pending_data_size += len(cmd)
+        queue = self._flush_queue
+        if self.is_connected and queue is not None and queue.empty():
+            queue.put_nowait(asyncio.get_running_loop().create_future())  # wake the flusher
+
     def _remove_sub(self, sid: int, max_msgs: int = 0) -> None:
         self._routes.pop(sid, None)
         super()._remove_sub(sid, max_msgs)

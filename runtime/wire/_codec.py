@@ -52,8 +52,10 @@ class Envelope(msgspec.Struct, Generic[T], array_like=True, frozen=True, gc=Fals
     """Idempotency key: the same for every retry of one logical request (a saga step's
     ``{saga_id}:{step}``); participants use it to answer a duplicate with the first reply."""
     tp: str = ""
-    """W3C ``traceparent`` of the span that sent it; written only while tracing is on
-    (``corps.observe.Tracing``), so the hot path's envelopes stay three fields."""
+    """W3C ``traceparent`` of the message: written by a corps sender only while tracing is on
+    (``corps.observe.Tracing``), so the hot path's envelopes stay three fields; set from the
+    header of a bare message sent by a client that is not corps (validated,
+    ``corps.wire._headers``)."""
 
 
 class Reply(msgspec.Struct, Generic[T], array_like=True, frozen=True, gc=False):

@@ -76,6 +76,7 @@ async def test_a_flood_is_shed_with_bounded_memory_while_other_instances_answer(
     assert rss_peak - rss_before < 100
     assert m["Worker"]["overloaded"] > 0
     assert report.get("reply_MailboxFull", 0) > 0
+    assert report.get("code_503", 0) == report["reply_MailboxFull"]  # Nats-Service-Error-Code on each
     assert sum(v for k, v in report.items() if k.startswith("reply_")) == report["asks"]  # every request answered
     assert calm_worst < 3.0  # one connection: its messages queue behind the flood at the server
     assert (await busy.ask(Work(3), timeout=10.0)).n == 3  # the flooded instance drains and answers again

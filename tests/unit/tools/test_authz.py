@@ -24,6 +24,7 @@ def test_each_class_gets_an_identity_granted_only_its_own_subjects() -> None:
     authz = authorize(identities_per_class(classes_in(orchestrated)), "shop")
     inv = authz.identity("Inventory")
     assert "shop.actor.Inventory.*" in subjects(inv.subscribe)
+    assert "$SRV.>" in subjects(inv.subscribe)  # the NATS services API (answers go to _INBOX.: responses)
     assert not any(s.startswith("shop.actor.") for s in subjects(inv.publish))  # it asks nobody
     assert "$KV.shop-idempotency.>" in subjects(inv.publish)  # a participant: @idempotent
     assert not any("sagas" in s for s in subjects(inv.publish))  # but not the saga log
