@@ -304,6 +304,7 @@ class ClassHost:
         current.set(here)  # this task's own context: what handlers send inherits corr/cause
         dispatch = self.cls._dispatch
         high = self._high
+        nc = self.system._nc
         processed = 0
         try:
             while q and not cell.stopped:
@@ -320,6 +321,11 @@ class ClassHost:
                     processed += 1
                     if here.held is not None:  # the reply waits for held work, off the mailbox
                         self._finish_held(here, item, result)
+                        if q and nc._pending_data_size:
+                            # The next message runs now, in this task: what the held work sent
+                            # (a record write) leaves the process first, so a kill while that
+                            # message is handled cannot keep it from the server.
+                            await nc._flush_pending(force_flush=True)
                     elif env.rid:
                         await self._answer(item, result)
                 if cell.over_since is not None and len(q) < high:
