@@ -50,6 +50,9 @@ class SagaAPI:
             ProvisioningConflict: the saga log bucket exists with fewer replicas or another storage
                 than ``saga_config`` wants.
         """
+        current = self._coordinator
+        if current is not None and not current.dead:
+            return current  # the common case, without the lock's trip through the event loop
         async with self._coordinator_lock:
             if self._coordinator is None or self._coordinator.dead:
                 assert self._tg is not None

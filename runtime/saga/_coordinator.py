@@ -19,7 +19,6 @@ the coordinator dies there, as a killed process would: every task stops, nothing
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 import uuid
@@ -204,23 +203,31 @@ class Coordinator(Ownership):
 
     async def _drive(self, saga_id: str, d: Drive, commands: list[Command]) -> None:
         try:
-            self._execute(saga_id, d, commands)
-            async with d.receive:
-                while not d.state.status.terminal:
-                    try:
-                        event = await d.receive.receive()
-                    except anyio.EndOfStream:
+            while True:
+                inline = self._execute(saga_id, d, commands)
+                if d.state.status.terminal:
+                    return
+                if inline is not None:
+                    # The one request in flight, and nothing else pending: asked from this task
+                    # (no task, no inbox hand-off); its outcome is the next event.
+                    event = await self._ask(saga_id, d, inline)
+                    if d.events.closed:
+                        return  # its lease was lost (_renew) meanwhile
+                else:
+                    taken = await d.events.take()
+                    if taken is None:
                         return  # its lease was lost (_renew): another coordinator drives it now
-                    old = d.state
-                    new, commands = d.engine.advance(old, event)
-                    if new is old:
-                        continue  # stale or duplicate: nothing to write, nothing to do
-                    new, commands = self._fit(d, old, event, new, commands)
-                    if not await self._persist(saga_id, d, new):
-                        return
-                    report(saga_id, new.history[len(old.history):])
-                    self._hook("after_write")
-                    self._execute(saga_id, d, commands)
+                    event = taken
+                old = d.state
+                new, commands = d.engine.advance(old, event)
+                if new is old:
+                    commands = []
+                    continue  # stale or duplicate: nothing to write, nothing to do
+                new, commands = self._fit(d, old, event, new, commands)
+                if not await self._persist(saga_id, d, new):
+                    return
+                report(saga_id, new.history[len(old.history):])
+                self._hook("after_write")
         except Exception:  # a bug: it stops this saga only, never the system's other work
             log.exception("saga %s: cannot be driven; %s leaves it (its lease runs out, a scan retries it)",
                           saga_id, self.node)
@@ -230,8 +237,7 @@ class Coordinator(Ownership):
                     await self._release(d)
             raise
         finally:
-            d.send.close()  # late outcomes of in-flight asks are dropped by _post, by design
-            d.receive.close()
+            d.events.close()  # late outcomes of in-flight asks are dropped, by design
             d.ended.set()
             if self._drives.get(saga_id) is d:
                 del self._drives[saga_id]
@@ -301,30 +307,40 @@ class Coordinator(Ownership):
             return True
         return False
 
-    def _execute(self, saga_id: str, d: Drive, commands: list[Command]) -> None:
+    def _execute(self, saga_id: str, d: Drive, commands: list[Command]) -> SendStep | SendUndo | None:
+        """Carry out ``commands``; the one to ask inline, when it is a lone request and nothing
+        else of the saga is pending (``_drive`` asks it), else None (each runs in its own task)."""
+        if (len(commands) == 1 and not d.outstanding and isinstance(commands[0], SendStep | SendUndo)):
+            return commands[0]
         assert self._tg is not None
         for cmd in commands:
             if isinstance(cmd, SendStep | SendUndo):
+                d.outstanding += 1
                 self._tg.start_soon(self._send, saga_id, d, cmd)
             elif isinstance(cmd, ScheduleRetry):
+                d.outstanding += 1
                 self._tg.start_soon(self._retry_later, d, cmd)
             elif isinstance(cmd, Finish):
                 report_finish(d.state, cmd)
+        return None
+
+    async def _ask(self, saga_id: str, d: Drive, cmd: SendStep | SendUndo) -> Event:
+        to = d.engine.saga.step_named(cmd.step).to  # the engine checked it: an Actor class
+        return await ask_participant(self.system, saga_id, to, cmd, self._hook)
 
     async def _send(self, saga_id: str, d: Drive, cmd: SendStep | SendUndo) -> None:
-        to = d.engine.saga.step_named(cmd.step).to  # the engine checked it: an Actor class
-        await self._post(d, await ask_participant(self.system, saga_id, to, cmd, self._hook))
+        try:
+            d.events.post(await self._ask(saga_id, d, cmd))
+        finally:
+            d.outstanding -= 1
 
     async def _retry_later(self, d: Drive, cmd: ScheduleRetry) -> None:
-        await anyio.sleep(max(0.0, cmd.due_at - time.time()))
-        await self._post(d, RetryDue(step=cmd.step, attempt=cmd.attempt, compensation=cmd.compensation,
-                                     at=time.time()))
-
-    @staticmethod
-    async def _post(d: Drive, event: Event) -> None:
-        # The saga ended or was lost: a late outcome has nowhere to go, by design.
-        with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
-            await d.send.send(event)
+        try:
+            await anyio.sleep(max(0.0, cmd.due_at - time.time()))
+            d.events.post(RetryDue(step=cmd.step, attempt=cmd.attempt, compensation=cmd.compensation,
+                                   at=time.time()))
+        finally:
+            d.outstanding -= 1
 
     # -- operator retry -------------------------------------------------------------------
 

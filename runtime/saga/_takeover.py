@@ -12,7 +12,8 @@ A scan skips a record it cannot read or resume (once logged, kept in ``unreadabl
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
+import collections
 import logging
 import time
 from typing import TYPE_CHECKING, Any, Final
@@ -36,6 +37,49 @@ log = logging.getLogger("corps.saga")
 RECENT: Final = 1024  # entries kept in `taken` and `lost`: what tests wait on, oldest dropped first
 
 
+class Events:
+    """A saga's inbox: outcomes of its asks and retry timers, taken by its drive loop in order.
+
+    Bounded by the saga: one event per outstanding ask or timer (``Drive.outstanding``), each
+    bounded by the definition's steps. Taking an event that is waiting costs no trip through
+    the event loop (an anyio memory stream checkpoints on every receive).
+    """
+
+    __slots__ = ("_items", "_waiter", "closed")
+
+    def __init__(self) -> None:
+        self._items: collections.deque[Event] = collections.deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self.closed = False
+
+    def post(self, event: Event) -> None:
+        """Queue ``event``; dropped once closed (a late outcome of a saga that ended or was lost, by design)."""
+        if not self.closed:
+            self._items.append(event)
+            self._wake()
+
+    async def take(self) -> Event | None:
+        """The next event; None once closed (the saga was lost: another coordinator drives it)."""
+        while not self._items:
+            if self.closed:
+                return None
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return None if self.closed else self._items.popleft()
+
+    def close(self) -> None:
+        self.closed = True
+        self._items.clear()
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+
 class Drive:
     """A saga this coordinator owns: its engine, last written state and revision, and its inbox."""
 
@@ -46,8 +90,11 @@ class Drive:
         self.lease_until = lease_until
         self.owner = ""
         """The owner its last written record names ("" once terminal): what ``wait_saga`` answers."""
-        self.lock = anyio.Lock()  # one write at a time: transitions and lease renewals
-        self.send, self.receive = anyio.create_memory_object_stream[Event](1000)
+        # asyncio's Lock, not anyio's: no checkpoint (a trip through the event loop) when free.
+        self.lock = asyncio.Lock()  # one write at a time: transitions and lease renewals
+        self.events = Events()
+        self.outstanding = 0
+        """Asks and retry timers of this saga running in tasks of their own (their outcomes come as events)."""
         self.ended = anyio.Event()
         """Set when this coordinator stops driving the saga: it is terminal, or lost, or broken."""
 
@@ -95,18 +142,31 @@ class Ownership:
             except Stale:
                 log.warning("saga %s: lease lost to another coordinator; %s stops driving it", saga_id, self.node)
                 recent(self.lost, saga_id).set()
-                d.send.close()  # ends its _drive loop (and only that saga's)
+                d.events.close()  # ends its _drive loop (and only that saga's)
             except (SagaStoreUnavailable, TooLarge):
                 pass  # the next round tries again; meanwhile no transition can be written either
 
     async def _release(self, d: Drive) -> None:
         """End our lease on ``d``'s saga at once (a clean stop): the next scan anywhere takes it over."""
-        if d.state.status.terminal:
-            return
-        record = SagaRecord(state=d.state, owner=self.node, lease_until=0.0)
-        # Lost already, or the store is down: then the lease (or liveness) decides.
-        with contextlib.suppress(Stale, TooLarge, SagaStoreUnavailable):
-            d.revision = await self.log.write(record, d.revision)
+        for _ in range(2):
+            if d.state.status.terminal:
+                return
+            record = SagaRecord(state=d.state, owner=self.node, lease_until=0.0)
+            try:
+                d.revision = await self.log.write(record, d.revision)
+                return
+            except Stale:
+                # Our own last write may have landed after all (the stop cancelled it in flight):
+                # if the record still names us, release it over that revision.
+                try:
+                    current, revision = await self.log.read(d.state.saga_id)
+                except CorpsError:
+                    return
+                if current.owner != self.node:
+                    return  # lost already: the new owner holds it
+                d.state, d.revision = current.state, revision
+            except (TooLarge, SagaStoreUnavailable):
+                return  # the store is down: then the lease (or liveness) decides
 
     async def _liveness_loop(self) -> None:
         """Heartbeat, and watch the owners the scans met: a death starts a scan at once."""

@@ -12,10 +12,17 @@ import pytest
 from nats.aio.client import Client
 from nats.js.api import KeyValueConfig, StorageType
 
-from corps.errors import StoreConflict, StoreNoResponders, StoreTimeout, StoreUnavailable, StoreUnreadable
+from corps.errors import (
+    StoreConflict,
+    StoreNoResponders,
+    StoreRefused,
+    StoreTimeout,
+    StoreUnavailable,
+    StoreUnreadable,
+)
 from corps.saga._config import SagaConfig, bucket_config, ensure_bucket
 from corps.wire._embedded import EmbeddedServer
-from corps.wire._jetstream import Bucket, Lean, decode_ack
+from corps.wire._jetstream import PAYLOAD_TOO_LARGE, Bucket, Lean, decode_ack
 from corps.wire._transport import connect
 
 
@@ -136,3 +143,12 @@ async def test_a_bucket_made_without_direct_get_gets_it_when_corps_opens_it(nc: 
     assert want.direct
     await ensure_bucket(js, want)
     assert (await js.stream_info(f"KV_{name}")).config.allow_direct
+
+
+async def test_a_payload_over_max_payload_is_refused_before_it_is_sent(nc: Client) -> None:
+    b = await _bucket(nc, direct=True)
+    with pytest.raises(StoreRefused) as info:
+        b.put_soon("big", b"x" * (nc.max_payload + 1))
+    assert info.value.code == PAYLOAD_TOO_LARGE
+    assert b.lean.in_flight == 0
+    assert await b.put("small", b"x") > 0  # the connection is still fine
