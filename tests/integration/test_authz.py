@@ -136,9 +136,7 @@ async def snapshot(coordinator: ActorSystem, admin: Client) -> dict[str, Any]:
     for name in (f"{NS}_events", f"{NS}_dlq", f"KV_{NS}-sagas", f"KV_{NS}-idempotency"):
         try:
             info = await js.stream_info(name)
-        except nats.js.errors.NotFoundError:
-            # The shop's participants keep their records in memory (effect="memory"): no
-            # idempotency bucket unless someone creates it, which then shows as a change.
+        except nats.js.errors.NotFoundError:  # the shop's participants keep their records in memory
             streams[name] = None
             continue
         streams[name] = (info.state.messages, info.state.last_seq)

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 import nats
 import pytest
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.js.api import KeyValueConfig, StorageType
 
 from corps.errors import (
@@ -109,7 +110,7 @@ async def test_garbage_answers_are_typed_errors_and_stray_ones_are_counted(nc: C
     lean = await Lean.of(nc)
     hostile = await nats.connect(nc.connected_url.geturl() if nc.connected_url else "")
     try:
-        async def answer(msg: nats.aio.msg.Msg) -> None:
+        async def answer(msg: Msg) -> None:
             await hostile.publish(msg.reply, b"{" * 5000)  # nested deeper than the recursion limit
 
         await hostile.subscribe("garbage.lean", cb=answer)
@@ -126,12 +127,15 @@ async def test_garbage_answers_are_typed_errors_and_stray_ones_are_counted(nc: C
         await hostile.close()
 
 
-async def test_a_closed_connection_is_unavailable(nats_server: EmbeddedServer) -> None:
+async def test_a_closed_connection_is_unavailable_and_a_fire_and_forget_write_there_is_counted(
+        nats_server: EmbeddedServer) -> None:
     client = await connect([nats_server.url], "lean-closed")
     lean = await Lean.of(client)
     await client.close()
     with pytest.raises(StoreUnavailable):
         lean.request("x", b"")
+    await Bucket(lean, "gone", direct=True).delete("k", wait=False)  # not raised: counted
+    assert lean.unawaited_failures == 1
 
 
 async def test_a_bucket_made_without_direct_get_gets_it_when_corps_opens_it(nc: Client) -> None:
