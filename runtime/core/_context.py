@@ -121,7 +121,8 @@ def hold_reply(work: Awaitable[object]) -> None:
 
     The handler returns, and the instance takes its next message at once; ``work`` (a record
     write the reply must not overtake) is awaited in a task of its own, then the reply is sent.
-    Works held by one message finish in the order they were held. For the saga participants
+    Works held by one message finish in the order they were held. Whatever the handler wrote to
+    the connection before returning leaves the process before the mailbox's next message runs. For the saga participants
     (``corps.saga``): a handler that holds must itself keep the order its later messages need.
 
     Raises:

@@ -322,6 +322,7 @@ class ClassHost:
         current.set(here)  # this task's own context: what handlers send inherits corr/cause
         dispatch = self.cls._dispatch
         high = self._high
+        nc = self.system._nc
         processed = 0
         obs = self.system.observer
         try:
@@ -333,7 +334,7 @@ class ClassHost:
                 # message cost ~0.4 us, a fifth of a coalesced tell: bench tell 4.3x -> 2.9x raw).
                 began = perf_counter_ns() if env.rid else 0
                 if obs is not None:
-                    processed += await self._observed(obs, cell, item, here, began)
+                    processed += await self._observed(obs, cell, item, here, began, bool(q))
                     if cell.over_since is not None and len(q) < high:
                         cell.over_since = None
                     continue
@@ -347,6 +348,11 @@ class ClassHost:
                     processed += 1
                     if here.held is not None:  # the reply waits for held work, off the mailbox
                         self._finish_held(here, item, result, began)
+                        if q and nc._pending_data_size:
+                            # The next message runs now, in this task: what the held work sent
+                            # (a record write) leaves the process first, so a kill while that
+                            # message is handled cannot keep it from the server.
+                            await nc._flush_pending(force_flush=True)
                     elif env.rid:
                         await self._answer(item, result, began)
                 if cell.over_since is not None and len(q) < high:
@@ -383,8 +389,10 @@ class ClassHost:
         if item[0].rid and result is not _RAISED:
             await self._answer(item, result, began)
 
-    async def _observed(self, obs: Observer, cell: _Cell, item: Item, here: Current, began: int) -> int:
-        """One message of ``_drain`` inside the observer's handle hooks: 1 if it was handled."""
+    async def _observed(self, obs: Observer, cell: _Cell, item: Item, here: Current, began: int,
+                        more: bool) -> int:
+        """One message of ``_drain`` inside the observer's handle hooks: 1 if it was handled
+        (``more``: another message waits in the mailbox, as for the flush after a held reply)."""
         env = item[0]
         token = obs.handle_begin(self, cell.subject, env)
         error: Exception | None = None
@@ -398,6 +406,9 @@ class ClassHost:
             else:
                 if here.held is not None:  # the reply waits for held work, off the mailbox
                     self._finish_held(here, item, result, began)
+                    nc = self.system._nc
+                    if more and nc._pending_data_size:  # as in _drain: the held write leaves first
+                        await nc._flush_pending(force_flush=True)
                 elif env.rid:
                     await self._answer(item, result, began)
         except BaseException as exc:

@@ -63,7 +63,8 @@ class SagaConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     memory_records: int = DEFAULT_MEMORY_RECORDS
     """Most idempotency records one participant instance keeps in memory (``@idempotent(effect=
     "memory")``; compensations may add a quarter more). At the bound, with none older than
-    ``memory_horizon``, a new step is refused (ParticipantRecordsFull). About 0.5 KB each."""
+    ``memory_horizon``, a new step is refused (ParticipantRecordsFull). About 0.4 KB each with a
+    small reply (measured: 367 B with a 59-byte reply and a 45-character key): 75 MB at the default."""
     memory_horizon: float = DEFAULT_MEMORY_HORIZON
     """Seconds a participant keeps a record in memory at least: the sagas' retry horizon (their
     steps' retries, a coordinator's takeover after its lease). A copy of a request arriving later

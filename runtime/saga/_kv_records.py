@@ -6,9 +6,9 @@ lean JetStream path (``corps.wire._jetstream``: pipelined writes, PubAcks decode
 direct gets). A record outlives the process: a crash between the effect and its outcome record
 leaves an intent (see ``corps.saga._records``).
 
-``send_update`` is the outcome write that does not hold the mailbox: the CAS write is sent and
-pushed into the socket (the kernel delivers it even if the process is killed next), and its
-PubAck is awaited later, by whoever holds the reply.
+``send_update`` is the outcome write that does not hold the mailbox: the CAS write is sent (and
+out of the process before the instance's next message runs: the kernel delivers it even if the
+process is killed then), and its PubAck is awaited later, by whoever holds the reply.
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ class KvRecords:
             raise _unavailable(key, exc) from exc
 
     async def send_update(self, key: str, record: Record, revision: int) -> Awaitable[bool]:
-        """Send ``update(key, record, revision)`` now, into the socket; the awaitable of its outcome
+        """Send ``update(key, record, revision)`` now; the awaitable of its outcome
         (True: written; False: the record changed; SagaStoreUnavailable: unknown, retry it).
 
         Raises:
@@ -90,9 +90,8 @@ class KvRecords:
             sent = self.bucket.update_soon(self.key(key), encode(record), revision)
         except StoreError as exc:
             raise _unavailable(key, exc) from exc
-        # Out of nats-py's pending buffer into the transport before the mailbox moves on: a kill
-        # while the next message is handled no longer keeps this outcome from the server.
-        await self.bucket.lean._nc._flush_pending(force_flush=True)
+        # In the connection's pending buffer now: flushed with this loop iteration's writes, or,
+        # if the mailbox runs its next message at once, by the mailbox before it (ClassHost._drain).
         return self._acked(key, sent)
 
     async def _acked(self, key: str, sent: asyncio.Future[Reply]) -> bool:

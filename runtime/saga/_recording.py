@@ -2,8 +2,9 @@
 
 * ``records_for``: the store a handler's declared effect kind calls for (KV or the instance).
 * ``finish``: record the reply of a handler that ran. Records in memory are written at once. A
-  KV record is written *off the mailbox*: the write is sent and pushed into the socket (so a
-  process killed while it handles its next message has still sent it), the handler returns, the
+  KV record is written *off the mailbox*: the write is sent (and flushed before the
+  instance's next message runs, so a process killed while it handles that message has still
+  sent it), the handler returns, the
   instance takes its next message, and the reply is held (``corps.core._context.hold_reply``)
   until the write's PubAck says the record is durable. Meanwhile the reply is in the instance's
   memory (``unrecorded``), and a later message for the same key on this instance waits for the

@@ -49,6 +49,8 @@ class Events:
         self.seen: list[str] = []
         self.states: list[ForwardState | None] = []
         self.total_asked = anyio.Event()
+        self.unsent: list[int] = []
+        """Bytes still in the connection's pending buffer when get_total began."""
         self.refund_arrived = anyio.Event()
 
 
@@ -88,6 +90,7 @@ class Till(Actor):
 
     @handler
     async def get_total(self, msg: GetTotal) -> Total:
+        self.events.unsent.append(self.system._nc._pending_data_size)
         self.events.total_asked.set()
         return Total(self.total)
 
@@ -188,6 +191,26 @@ async def test_the_outcome_write_does_not_hold_the_mailbox_and_the_reply_waits_f
             assert replied == []  # ... while the charge's reply still waits for its record
     assert replied == ["s1:charge"]
     assert spy.ops == ["create s1:charge", "held s1:charge", "update s1:charge"]
+
+
+async def test_an_outcome_write_leaves_the_process_before_the_next_queued_message_runs(
+    till: tuple[Any, Spy],
+) -> None:
+    ref, spy = till
+    got: list[object] = []
+
+    async def ask(msg: Any, key: str | None) -> None:
+        got.append(await ref.ask(msg, idempotency_key=key, timeout=10))
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:  # sent in one loop iteration: one frame, both queued
+            tg.start_soon(ask, Charge("o1", 5), "s1:charge")
+            tg.start_soon(ask, GetTotal(), None)
+    assert sorted(map(repr, got)) == sorted(map(repr, [Charged("o1", 5), Total(5)]))
+    # The charge's outcome write was sent, not left in the buffer, when the next message began:
+    # a process killed in that message has still sent it.
+    assert Till.events.unsent == [0]
+    assert spy.ops == ["create s1:charge", "update s1:charge"]
 
 
 async def test_a_compensation_on_the_same_instance_waits_for_its_steps_outcome_write(till: tuple[Any, Spy]) -> None:
