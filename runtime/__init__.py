@@ -22,6 +22,7 @@ from corps.errors import InvalidMessage as InvalidMessage
 from corps.errors import MailboxFull as MailboxFull
 from corps.errors import NatsUnavailable as NatsUnavailable
 from corps.errors import NoResponders as NoResponders
+from corps.errors import PlacementError as PlacementError
 from corps.errors import ProvisioningConflict as ProvisioningConflict
 from corps.errors import PublishFailed as PublishFailed
 from corps.errors import RemoteError as RemoteError
@@ -41,10 +42,13 @@ from corps.events import on_event as on_event
 from corps.saga._config import SagaConfig as SagaConfig
 from corps.system._actor import Actor as Actor
 from corps.system._system import ActorSystem as ActorSystem
+from corps.virtual import Activation as Activation
+from corps.virtual import VirtualConfig as VirtualConfig
 from corps.wire._embedded import EmbeddedServer as EmbeddedServer
 from corps.wire._security import Security as Security
 
 __all__ = [
+    "Activation",
     "Actor",
     "ActorDefinitionError",
     "ActorOptions",
@@ -66,6 +70,7 @@ __all__ = [
     "Message",
     "NatsUnavailable",
     "NoResponders",
+    "PlacementError",
     "ProvisioningConflict",
     "PubAck",
     "PublishFailed",
@@ -84,6 +89,7 @@ __all__ = [
     "SpawnError",
     "StepRejected",
     "Stop",
+    "VirtualConfig",
     "current_correlation_id",
     "handler",
     "on_event",

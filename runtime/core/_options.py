@@ -12,6 +12,7 @@ DEFAULT_MAILBOX_SIZE: Final = 10_000
 DEFAULT_MAX_MESSAGE_BYTES: Final = 1024 * 1024
 DEFAULT_PENDING_LIMIT: Final = 10_000
 DEFAULT_PENDING_BYTES: Final = 32 * 1024 * 1024
+DEFAULT_IDLE_AFTER: Final = 60.0
 
 
 class ActorOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -41,6 +42,14 @@ class ActorOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     pending_bytes: int = DEFAULT_PENDING_BYTES
     """Bytes the class's subscription may hold for its slow path, as ``pending_limit``."""
 
+    virtual: bool = False
+    """A virtual entity class (corps.virtual): never spawned by hand; the first message for an id
+    activates it on one of the nodes that host the class (``system.host(cls)``), and it is
+    deactivated after ``idle_after`` seconds without messages."""
+    idle_after: float = DEFAULT_IDLE_AFTER
+    """Virtual classes: seconds without a message after which an instance is deactivated
+    (``on_stop`` runs; memory is bounded by the active set)."""
+
     def __post_init__(self) -> None:
         if self.mailbox_size < 1:
             raise ValueError("mailbox_size must be at least 1")
@@ -50,3 +59,7 @@ class ActorOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
             raise ValueError("pending_limit must be at least 1 and pending_bytes at least max_message_bytes")
         if self.overload_wait < 0:
             raise ValueError("overload_wait must not be negative")
+        if self.virtual and self.service:
+            raise ValueError("a class is virtual (one activation per id) or a service (a queue group), not both")
+        if self.idle_after <= 0:
+            raise ValueError("idle_after must be positive")

@@ -1,0 +1,208 @@
+"""Membership of the nodes hosting virtual classes: a heartbeat in a KV bucket with a max age.
+
+Each node puts ``{node}`` -> the virtual classes it hosts into ``{ns}_members`` every
+``interval``; the bucket's max age (``member_ttl``) expires the record of a node that stopped.
+Every node watches the bucket: a put adds (or refreshes) a member, a delete (a graceful leave)
+removes it at once, and a member not heard for ``member_ttl`` is removed once the server
+confirms that its record expired (``kv.get`` finds nothing), so a slow watch never evicts a
+live node.
+
+The lease: a node may handle ids only while ``monotonic() < lease_until``, which is the start
+of its last acknowledged heartbeat plus 90% of ``member_ttl``. The server expires that record
+no earlier than the put plus ``member_ttl``, so a node that is paused or cut off stops handling
+before anyone can see it gone and take its ids over. A lapsed lease bumps ``epoch``: every
+activation of the old epoch is fenced off for good (``on_lapse``), even once heartbeats resume.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Final
+
+import anyio
+import msgspec
+import nats.js.errors
+from nats.js.api import KeyValueConfig, StorageType
+
+from corps.errors import PlacementError
+from corps.virtual._config import VirtualConfig
+from corps.virtual._rendezvous import owner
+from corps.wire._client import Throttled
+
+if TYPE_CHECKING:
+    from anyio.abc import TaskGroup
+    from nats.js.kv import KeyValue
+
+log = logging.getLogger("corps.virtual")
+
+LEASE_SHARE: Final = 0.9
+"""Share of member_ttl a heartbeat's lease lasts, from before the put: the margin is for clocks
+that run at slightly different rates on two machines."""
+
+
+class MemberRecord(msgspec.Struct, frozen=True):
+    classes: list[str]
+
+
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder(MemberRecord).decode
+
+
+def members_bucket(namespace: str) -> str:
+    return f"{namespace}_members"
+
+
+class Membership:
+    """This node's view of the live members and its own lease."""
+
+    def __init__(self, js: object, namespace: str, me: str, cfg: VirtualConfig, on_change: Callable[[], None],
+                 on_lapse: Callable[[], None]) -> None:
+        self._js = js
+        self._bucket = members_bucket(namespace)
+        self.me = me
+        self.cfg = cfg
+        self._on_change = on_change
+        self._on_lapse = on_lapse
+        self.members: dict[str, frozenset[str]] = {}
+        self._heard: dict[str, float] = {}
+        self.classes: set[str] = set()
+        self.lease_until = 0.0
+        self.epoch = 0
+        self.lapses = 0
+        self.ignored = 0
+        """Member records that did not decode (anyone with write access to the bucket can put one)."""
+        self.changes = 0
+        self._kv: KeyValue | None = None
+        self._left = False
+        self._quiet = Throttled(log)
+
+    # -- what placement asks ---------------------------------------------------------------
+
+    def valid(self) -> bool:
+        return time.monotonic() < self.lease_until
+
+    def guard(self, epoch: int) -> Callable[[], bool]:
+        """The check run before each message of an activation made in ``epoch``."""
+        monotonic = time.monotonic
+
+        def ok() -> bool:
+            return self.epoch == epoch and monotonic() < self.lease_until
+
+        return ok
+
+    def owner(self, actor_name: str, key: str) -> str | None:
+        return owner(key, (n for n, c in self.members.items() if actor_name in c))
+
+    def alive(self, node: str) -> bool:
+        return node in self.members
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self, tg: TaskGroup) -> None:
+        js = self._js
+        try:
+            self._kv = await js.create_key_value(KeyValueConfig(  # type: ignore[attr-defined]
+                bucket=self._bucket, history=1, ttl=self.cfg.member_ttl, storage=StorageType.MEMORY,
+                replicas=self.cfg.replicas, description="corps virtual actors: members (heartbeats)"))
+        except Exception as exc:  # noqa: BLE001 -- any failure here means: no placement (mapped to our type)
+            try:
+                self._kv = await js.key_value(self._bucket)  # type: ignore[attr-defined]
+            except Exception:  # noqa: BLE001 -- see above
+                raise PlacementError(f"membership bucket {self._bucket!r}: {type(exc).__name__}: {exc}") from exc
+        watcher = await self._kv.watchall()
+        while (entry := await watcher.updates(timeout=10.0)) is not None:  # the current members
+            self._apply(entry)
+        await self.beat()
+        tg.start_soon(self._watch, watcher, name="corps-virtual-watch")
+        tg.start_soon(self._heartbeats, name="corps-virtual-heartbeat")
+
+    async def beat(self) -> None:
+        """Put this node's record; on its ack, extend the lease from before the put."""
+        assert self._kv is not None
+        if self._left:
+            return
+        t0 = time.monotonic()
+        if self.lease_until and t0 >= self.lease_until:
+            self._lapse()
+        try:
+            await self._kv.put(self.me, _encode(MemberRecord(sorted(self.classes))))
+        except Exception as exc:  # noqa: BLE001 -- the lease runs out on its own: the safe side
+            self._quiet.warning("heartbeat", "heartbeat failed: %s: %s", type(exc).__name__, exc)
+            return
+        self.lease_until = t0 + LEASE_SHARE * self.cfg.member_ttl
+        if self.members.get(self.me) != frozenset(self.classes):
+            self.members[self.me] = frozenset(self.classes)
+            self._heard[self.me] = t0
+            self._changed()
+
+    def _lapse(self) -> None:
+        self.epoch += 1
+        self.lapses += 1
+        log.warning("membership lease of node %s ran out (paused or cut off): its activations are fenced off",
+                    self.me)
+        self._on_lapse()
+
+    async def leave(self) -> None:
+        """Stop heartbeats and delete this node's record: the others take its ids at once."""
+        self._left = True
+        self.lease_until = 0.0
+        if self._kv is not None:
+            try:
+                await self._kv.delete(self.me)
+            except Exception as exc:  # noqa: BLE001 -- leaving anyway: the record expires on its own
+                log.warning("leave: could not delete the membership record: %r", exc)
+
+    # -- background ------------------------------------------------------------------------
+
+    async def _heartbeats(self) -> None:
+        while not self._left:
+            await anyio.sleep(self.cfg.interval)
+            await self.beat()
+            await self._suspect()
+
+    async def _watch(self, watcher: KeyValue.KeyWatcher) -> None:
+        async for entry in watcher:
+            if entry is not None:
+                self._apply(entry)
+
+    def _apply(self, entry: KeyValue.Entry) -> None:
+        node = entry.key
+        if entry.operation in ("DEL", "PURGE"):
+            if node != self.me and self.members.pop(node, None) is not None:
+                self._heard.pop(node, None)
+                self._changed()
+            return
+        try:
+            classes = frozenset(_decode(entry.value or b"").classes)
+        except Exception as exc:  # noqa: BLE001 -- untrusted bytes: counted and skipped
+            self.ignored += 1
+            self._quiet.warning("member", "member record %r ignored: %s: %s", node[:60], type(exc).__name__, exc)
+            return
+        if node == self.me:
+            return  # our own view of ourselves follows our acknowledged heartbeats
+        self._heard[node] = time.monotonic()
+        if self.members.get(node) != classes:
+            self.members[node] = classes
+            self._changed()
+
+    async def _suspect(self) -> None:
+        """Remove members not heard for member_ttl, once the server confirms their record is gone."""
+        assert self._kv is not None
+        now = time.monotonic()
+        for node, heard in list(self._heard.items()):
+            if node == self.me or now - heard < self.cfg.member_ttl:
+                continue
+            try:
+                await self._kv.get(node)
+            except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):
+                if self.members.pop(node, None) is not None:
+                    self._heard.pop(node, None)
+                    self._changed()
+            except Exception as exc:  # noqa: BLE001 -- cannot confirm: keep the member (the safe side)
+                self._quiet.warning("suspect", "could not check member %s: %r", node, exc)
+
+    def _changed(self) -> None:
+        self.changes += 1
+        self._on_change()

@@ -1,0 +1,110 @@
+"""Ownership of virtual ids: one KV record per active id, claimed by compare-and-set.
+
+``{ns}_owners``: ``{Class}.{id}`` -> ``{"node": owner, "through": {...}}``. The record's revision
+is the activation's fencing token: it only grows (one stream, one sequence), so every
+activation of an id has a larger token than the ones before it. A claim creates the record, or
+replaces it (CAS on its revision) when it is released (``node == ""``), ours from an older
+epoch, or held by a node that is no longer a member; otherwise the claimer waits. A release
+(a move) leaves ``through``: per sender, the last message handled, so the next owner skips the
+messages it also received but the previous owner already handled. An idle deactivation deletes
+the record (CAS too: a record that someone else took over is left alone).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import msgspec
+import nats.js.errors
+from nats.js.api import KeyValueConfig
+
+from corps.errors import PlacementError
+from corps.wire._client import Throttled
+
+if TYPE_CHECKING:
+    from nats.js.kv import KeyValue
+
+log = logging.getLogger("corps.virtual")
+
+
+class OwnerRecord(msgspec.Struct, frozen=True, omit_defaults=True):
+    node: str
+    through: dict[str, int] = {}
+
+
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder(OwnerRecord).decode
+
+
+def owners_bucket(namespace: str) -> str:
+    return f"{namespace}_owners"
+
+
+class Claim(msgspec.Struct, frozen=True):
+    token: int
+    through: dict[str, int]
+
+
+class Owners:
+    """The ownership records of one namespace. Keys are ``{Class}.{id}``: an id is one subject
+    token (checked by ``actor_subject``), which may hold characters KV's key check refuses, so
+    keys are not re-checked (``validate_keys=False``); the server takes any subject."""
+
+    def __init__(self, kv: KeyValue) -> None:
+        self.kv = kv
+        self.unreadable = 0
+        """Records that did not decode: treated as free (their owner, if any, is fenced by CAS)."""
+        self._quiet = Throttled(log)
+
+    @classmethod
+    async def open(cls, js: object, namespace: str, replicas: int) -> Owners:
+        bucket = owners_bucket(namespace)
+        try:
+            kv = await js.create_key_value(KeyValueConfig(  # type: ignore[attr-defined]
+                bucket=bucket, history=1, replicas=replicas, description="corps virtual actors: owners"))
+        except Exception as exc:  # noqa: BLE001 -- any failure: no placement (mapped to our type)
+            try:
+                kv = await js.key_value(bucket)  # type: ignore[attr-defined]
+            except Exception:  # noqa: BLE001 -- see above
+                raise PlacementError(f"ownership bucket {bucket!r}: {type(exc).__name__}: {exc}") from exc
+        return cls(kv)
+
+    async def claim(self, key: str, me: str, epoch: int, alive: Callable[[str], bool]) -> Claim | None:
+        """Take ``key`` for this node; None while a live member holds it."""
+        mine = _encode(OwnerRecord(f"{me}:{epoch}"))
+        try:
+            return Claim(await self.kv.create(key, mine, validate_keys=False), {})
+        except nats.js.errors.KeyWrongLastSequenceError:
+            pass
+        try:
+            entry = await self.kv.get(key, validate_keys=False)
+        except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):
+            return None  # released between the two calls: the caller tries again
+        try:
+            held = _decode(entry.value or b"")
+        except Exception as exc:  # noqa: BLE001 -- untrusted bytes: counted; the record is taken over
+            self.unreadable += 1
+            self._quiet.warning("owner", "ownership record %r unreadable: %s", key[:80], exc)
+            held = OwnerRecord("")
+        holder = held.node.partition(":")[0]
+        if held.node and holder != me and alive(holder):
+            return None
+        try:
+            token = await self.kv.update(key, mine, last=entry.revision, validate_keys=False)
+        except nats.js.errors.KeyWrongLastSequenceError:
+            return None  # someone else was faster
+        return Claim(token, held.through if not held.node else {})
+
+    async def release(self, key: str, token: int, through: dict[str, int] | None) -> bool:
+        """Hand ``key`` over (``through`` given: a move) or delete it (an idle deactivation).
+        False if the record is no longer ours (taken over: this activation was fenced off)."""
+        try:
+            if through is None:
+                await self.kv.delete(key, last=token, validate_keys=False)
+            else:
+                await self.kv.update(key, _encode(OwnerRecord("", through)), last=token, validate_keys=False)
+        except nats.js.errors.KeyWrongLastSequenceError:
+            return False
+        return True
