@@ -13,6 +13,7 @@ import anyio
 import pytest
 
 from corps import ActorSystem, PlacementError, SpawnError
+from tests.fault.world import wait_for
 from tests.virtual.domain import Counter, Hit, Keeper, Plain, Poke
 
 
@@ -23,9 +24,7 @@ def _fresh_lifecycle() -> None:
 
 async def _until(cond: Callable[[], bool], timeout: float = 10.0) -> None:
     """A bounded wait on a condition the system changes (no fixed sleep decides anything)."""
-    with anyio.fail_after(timeout):
-        while not cond():
-            await anyio.sleep(0.01)
+    await wait_for(cond, timeout, "condition", interval=0.01)
 
 
 async def test_first_message_activates_and_state_is_kept(actor_system: ActorSystem) -> None:
@@ -36,10 +35,11 @@ async def test_first_message_activates_and_state_is_kept(actor_system: ActorSyst
     second = await ref.ask(Hit("me", 2), timeout=5)
     assert (first.count, second.count) == (2, 3)  # one activation: the tell, then both asks
     assert (first.last, second.last) == (0, 1)    # in the order sent
-    assert first.token > 0 and first.token == second.token
+    assert first.token > 0
+    assert first.token == second.token
     assert Counter.lifecycle == [("start", "c1")]
     stats = actor_system.metrics()["virtual.Counter"]
-    assert stats["activations"] == 1 and stats["active"] == 1
+    assert (stats["activations"], stats["active"]) == (1, 1)
 
 
 async def test_idle_instance_is_deactivated_and_the_next_message_reactivates_it(actor_system: ActorSystem) -> None:
@@ -107,7 +107,7 @@ async def test_memory_is_bounded_by_the_active_set(actor_system: ActorSystem, so
         await _until(lambda: not host.cells, timeout=600)
         await _until(lambda: sys.getsizeof(host.cells) <= empty, timeout=10)  # the table is compacted
     stats = actor_system.virtual.stats()["Counter"]
-    assert stats["deactivations"] == n and stats["active"] == 0
+    assert (stats["deactivations"], stats["active"]) == (n, 0)
     assert sum(1 for kind, _ in Counter.lifecycle if kind == "stop") == n
     Counter.lifecycle.clear()
     gc.collect()
