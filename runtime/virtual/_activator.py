@@ -136,7 +136,7 @@ class ClassActivator:
     async def sweep(self) -> None:
         cells = self.host.cells
         self._peak = max(self._peak, len(cells))
-        if self._peak > 1024 and len(cells) < self._peak // 4:
+        if len(cells) < self._peak // 4:
             # A dict never shrinks its table on deletion: 100k ids once active would keep ~5 MB
             # after they all went idle. Copy it, so memory follows the active set.
             self.host.cells = dict(cells)

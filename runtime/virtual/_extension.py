@@ -14,6 +14,8 @@ from corps.virtual._config import VirtualConfig
 from corps.virtual._history import Activation, History
 from corps.virtual._membership import Membership
 from corps.virtual._ownership import Owners
+from corps.wire._security import Security
+from corps.wire._transport import connect
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -78,7 +80,9 @@ class Virtual:
                 js = node._nc.jetstream()
                 self._owners = await Owners.open(js, node.namespace, self.cfg.replicas)
                 m = Membership(js, node.namespace, node.node, self.cfg, self._rebalance, self._lapse)
-                await m.start(node._tg)
+                security = Security() if node.embedded else node.security
+                await m.start(node._tg, lambda: connect(node._servers, f"{node.name}-heartbeat",
+                                                        lambda: m.left, security))
                 self._membership = m
             host = await node.host_for(actor_cls)
             assert self._owners is not None
