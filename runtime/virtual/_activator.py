@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from corps.virtual._history import History
+from corps.wire._client import Throttled
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
@@ -58,6 +59,7 @@ class ClassActivator:
         self.skipped = 0
         """Messages a new owner skipped because the previous owner had handled them (a move)."""
         self.refused = 0
+        self._quiet = Throttled(log)
         self._peak = 0  # most instances held at once since the cells dict was last compacted
 
     def _key(self, actor_id: str) -> str:
@@ -101,7 +103,7 @@ class ClassActivator:
                 await anyio.sleep(delay)
                 delay = min(delay * 2, _POLL_MAX)
         except Exception as exc:  # noqa: BLE001 -- KV unusable: the activation is refused, loudly
-            log.warning("activation of %s failed: %s: %s", cell.subject, type(exc).__name__, exc)
+            self._quiet.warning("activate", "activation of %s failed: %s: %s", cell.subject, type(exc).__name__, exc)
             self._fence(cell, "ownership store unavailable")
             return
         finally:
@@ -117,6 +119,8 @@ class ClassActivator:
         if not await self.host.start_activation(cell):
             self.tokens.pop(actor_id, None)
             await self.owners.release(key, claim.token, None)
+        elif self.m.owner(self.host.name, actor_id) != self.m.me:
+            self.rebalance()  # members changed while it was claimed: it moves on at once
 
     def _fence(self, cell: _Cell, why: str) -> None:
         n = len(cell.queue or ())  # counted as fenced by abandon
@@ -166,7 +170,7 @@ class ClassActivator:
             try:
                 await self.owners.release(self._key(cell.actor_id), token, None)
             except Exception as exc:  # noqa: BLE001 -- the record stays: the next claim by this node takes it
-                log.warning("release of %s failed: %r", cell.subject, exc)
+                self._quiet.warning("release", "release of %s failed: %r", cell.subject, exc)
         finally:
             limit.release()
 
@@ -175,7 +179,8 @@ class ClassActivator:
     def rebalance(self) -> None:
         """Membership changed: hand over the ids now placed elsewhere (after ``grace``)."""
         for actor_id in list(self.tokens):
-            if actor_id not in self._moving and self.m.owner(self.host.name, actor_id) != self.m.me:
+            to = self.m.owner(self.host.name, actor_id)
+            if actor_id not in self._moving and to is not None and to != self.m.me:  # None: nowhere to go
                 self._moving.add(actor_id)
                 self._tg.start_soon(self._move_out, actor_id)
 
@@ -205,14 +210,23 @@ class ClassActivator:
         try:
             await self.owners.release(self._key(cell.actor_id), token, dict(cell.marks or {}))
         except Exception as exc:  # noqa: BLE001 -- the record stays ours: the next owner waits for our lease
-            log.warning("hand-over of %s failed: %r", cell.subject, exc)
+            self._quiet.warning("hand-over", "hand-over of %s failed: %r", cell.subject, exc)
+
+    def busy_moving(self) -> bool:
+        """Ids activating or moving out."""
+        return bool(self._moving or self.activating)
 
     async def leave(self) -> None:
-        """Graceful shutdown: hand every active id over (the others already see this node gone)."""
+        """Graceful shutdown, after the moves: hand over any id still here, at once. With no
+        other host of the class, nothing is handed over: the records stay, and whoever claims an
+        id next takes it from a node that is no longer a member."""
+        if self.m.owner(self.host.name, "") is None:
+            self.tokens.clear()
+            return
         async with anyio.create_task_group() as tg:
             for actor_id, token in list(self.tokens.items()):
                 cell = self.host.cells.get(actor_id)
-                if cell is not None:
+                if cell is not None and actor_id not in self._moving:
                     tg.start_soon(self.hand_over, cell, token)
 
     def lapse(self) -> None:

@@ -51,13 +51,20 @@ class Virtual:
         pass
 
     async def stop_intake(self) -> None:
-        """Leave: the others take this node's ids; each is drained here and handed over."""
-        if self._membership is None:
+        """Leave gracefully: retire (the others place this node's ids elsewhere and wait for
+        them), hand every id over (drained, in order), then leave the membership."""
+        m, node = self._membership, self._node
+        if m is None or node is None:
             return
-        await self._membership.leave()
-        await anyio.sleep(self.cfg.grace)  # the others see the leave and hold the ids' new messages
+        await m.retire()  # rebalance: every active id moves out after the grace period
+        with anyio.move_on_after(node.drain_timeout):
+            delay = 0.01
+            while any(a.busy_moving() for a in self._classes.values()):
+                await anyio.sleep(delay)
+                delay = min(delay * 2, 0.2)
         for activator in self._classes.values():
-            await activator.leave()
+            await activator.leave()  # whatever is left (an activation that finished meanwhile)
+        await m.leave()
 
     # -- API -------------------------------------------------------------------------------
 

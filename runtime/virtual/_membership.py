@@ -178,6 +178,13 @@ class Membership:
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._on_lapse)
 
+    async def retire(self) -> None:
+        """Host nothing any more, but stay a member (heartbeats go on): the others place this
+        node's ids elsewhere and wait for it to hand each over, rather than taking them as
+        from a dead node."""
+        self.classes.clear()
+        await self.beat()
+
     async def leave(self) -> None:
         """Stop heartbeats and delete this node's record: the others take its ids at once."""
         with self._lease_lock:

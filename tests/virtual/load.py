@@ -27,6 +27,7 @@ class Load:
     timeout: float = 2.0
     replies: dict[str, list[tuple[int, Seen | None, float]]] = field(default_factory=lambda: defaultdict(list))
     rounds: int = 0
+    errors: list[tuple[str, int, str]] = field(default_factory=list)
 
     async def round(self) -> None:
         n = self.rounds
@@ -38,8 +39,9 @@ class Load:
     async def _one(self, actor_id: str, n: int) -> None:
         try:
             seen: Seen | None = await self.system.ref(Tally, actor_id).ask(Hit(self.sender, n), timeout=self.timeout)
-        except AskError:
+        except AskError as exc:
             seen = None  # timed out (its node died) or refused: its outcome is unknown
+            self.errors.append((actor_id, n, repr(exc)[:120]))
         self.replies[actor_id].append((n, seen, time.time()))
 
     def problems(self) -> list[str]:

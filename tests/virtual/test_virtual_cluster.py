@@ -10,6 +10,7 @@ from collections import Counter as Tally_
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import anyio
 import pytest
 
 from corps import ActorSystem
@@ -140,3 +141,34 @@ async def test_a_paused_node_handles_nothing_for_ids_it_no_longer_owns(vcluster:
     assert stale == [], "a fenced-off activation handled messages after SIGCONT"
     assert any(a["kind"] == "fenced" and a["node"] == victim.node_id for a in changes)
     assert single_activation_problems(handled, changes) == []
+
+
+async def test_graceful_leave_and_join_hand_ids_over_in_order_with_no_failed_ask(vcluster: Cluster,
+                                                                                  client: ActorSystem) -> None:
+    load = Load(client, "s", [f"k{i}" for i in range(200)], timeout=10.0)
+    await _settle(load, 3)
+    first = load.rounds
+    leaving = vcluster.procs[2]
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(leaving.stop)  # SIGTERM: drain, hand over, exit
+
+        async def rounds_while_leaving() -> None:
+            while leaving.alive:
+                await load.round()
+        tg.start_soon(rounds_while_leaving)
+    await load.round()
+    assert set(load.owners().values()) == {p.node_id for p in vcluster.procs[:2]}
+    joining = vcluster.add(3)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(joining.start)
+        for _ in range(3):
+            await load.round()
+    await _settle(load, 3)
+    failed = [(i, n) for i, rs in load.replies.items() for n, s, _ in rs if s is None and n >= first]
+    errors = [e for e in load.errors if e[1] >= first]
+    assert failed == [], f"an ask to an id in transit waits for its new activation: {errors[:3]}"
+    assert load.problems() == []
+    handled, changes = read_history([vcluster.out(i) for i in range(4)])
+    assert any(a["kind"] == "move" for a in changes)
+    assert single_activation_problems(handled, changes) == []
+    assert overlap_problems(changes) == []
