@@ -41,6 +41,15 @@ _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(OwnerRecord).decode
 
 
+def read_record(data: bytes) -> OwnerRecord | str:
+    """Decode an ownership record (untrusted bytes: anyone allowed to write the bucket may); a
+    string says why it is unreadable."""
+    try:
+        return _decode(data)
+    except Exception as exc:  # noqa: BLE001 -- untrusted bytes: any failure is the writer's problem
+        return f"{type(exc).__name__}: {exc}"[:200]
+
+
 def owners_bucket(namespace: str) -> str:
     return f"{namespace}_owners"
 
@@ -93,11 +102,10 @@ class Owners:
             entry = await self.kv.get(key, validate_keys=False)
         except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):
             return None  # released between the two calls: the caller tries again
-        try:
-            held = _decode(entry.value or b"")
-        except Exception as exc:  # noqa: BLE001 -- untrusted bytes: counted; the record is taken over
+        held = read_record(entry.value or b"")
+        if isinstance(held, str):
             self.unreadable += 1
-            self._quiet.warning("owner", "ownership record %r unreadable: %s", key[:80], exc)
+            self._quiet.warning("owner", "ownership record %r unreadable: %s", key[:80], held)
             held = OwnerRecord("")
         holder = held.node.partition(":")[0]
         if held.node and holder != me and alive(holder):

@@ -118,3 +118,13 @@ async def test_memory_is_bounded_by_the_active_set(actor_system: ActorSystem, so
     print(f"{n} ids: rss baseline {baseline >> 20} MiB, all active {peak >> 20} MiB, all idle {after >> 20} MiB")
     if soak:
         assert after - baseline < (peak - baseline) / 2, (baseline, peak, after)
+
+
+async def test_an_unreadable_ownership_record_is_taken_over_and_counted(actor_system: ActorSystem) -> None:
+    await actor_system.host(Counter)
+    kv = await actor_system._nc.jetstream().key_value(f"{actor_system.namespace}_owners")
+    for i, hostile in enumerate([b"\xff\x00", b"[" * 100_000, b'{"node": 5}', b'{"node":"x","through":{"a":"b"}}']):
+        await kv.put(f"Counter.h{i}", hostile)
+        seen = await actor_system.ref(Counter, f"h{i}").ask(Hit("me", 0), timeout=5)
+        assert seen.count == 1
+    assert actor_system.virtual._owners.unreadable == 4  # type: ignore[union-attr]
