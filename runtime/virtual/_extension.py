@@ -86,7 +86,7 @@ class Virtual:
             if self._membership is None:
                 js = node._nc.jetstream()
                 self._owners = await Owners.open(js, node.namespace, self.cfg.replicas)
-                m = Membership(js, node.namespace, node.node, self.cfg, self._rebalance, self._lapse)
+                m = Membership(js, node.namespace, node.node, self.cfg, self._rebalance, self._lapse, self._counts)
                 security = Security() if node.embedded else node.security
                 await m.start(node._tg, lambda: connect(node._servers, f"{node.name}-heartbeat",
                                                         lambda: m.left, security))
@@ -122,6 +122,23 @@ class Virtual:
             out["membership"] = {"members": len(m.members), "changes": m.changes, "lapses": m.lapses,
                                  "ignored": m.ignored, "epoch": m.epoch}
         return out
+
+    def _counts(self) -> dict[str, dict[str, int]]:
+        """Per class counters for the heartbeat (read on the heartbeat thread: plain ints)."""
+        return {name: a.stats() for name, a in list(self._classes.items())}
+
+    async def members_beat(self) -> None:
+        """Heartbeat now (the counters in the membership record are at most one heartbeat old)."""
+        if self._membership is not None:
+            await self._membership.beat()
+
+    async def cluster(self) -> dict[str, dict[str, object]]:
+        """Every hosting node's last heartbeat: ``{node: {"classes": [...], "stats": {...}}}``,
+        read from the membership bucket (``corps ps`` can show it; empty before ``host``)."""
+        if self._membership is None:
+            return {}
+        records = await self._membership.records()
+        return {n: {"classes": r.classes, "stats": r.stats} for n, r in records.items()}
 
     def _rebalance(self) -> None:
         for activator in self._classes.values():

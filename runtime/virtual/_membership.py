@@ -48,7 +48,11 @@ that run at slightly different rates on two machines."""
 
 
 class MemberRecord(msgspec.Struct, frozen=True):
+    """What a node's heartbeat says: the virtual classes it hosts, and its counters per class
+    (``Virtual.stats``), so tools (``corps ps``) read every node's view from the bucket."""
+
     classes: list[str]
+    stats: dict[str, dict[str, int]] = {}
 
 
 _encode = msgspec.json.Encoder().encode
@@ -63,7 +67,8 @@ class Membership:
     """This node's view of the live members and its own lease."""
 
     def __init__(self, js: object, namespace: str, me: str, cfg: VirtualConfig, on_change: Callable[[], None],
-                 on_lapse: Callable[[], None]) -> None:
+                 on_lapse: Callable[[], None], stats: Callable[[], dict[str, dict[str, int]]] = dict) -> None:
+        self._stats = stats
         self._js = js
         self._bucket = members_bucket(namespace)
         self.me = me
@@ -146,11 +151,12 @@ class Membership:
         if self._left:
             return
         t0 = time.monotonic()
+        classes = frozenset(self.classes)  # one C-level copy: the loop may add a class meanwhile
         with self._lease_lock:
             if self.lease_until and t0 >= self.lease_until:
                 self._lapse()
         try:
-            await kv.put(self.me, _encode(MemberRecord(sorted(self.classes))))
+            await kv.put(self.me, _encode(MemberRecord(sorted(classes), self._stats())))
         except Exception as exc:  # noqa: BLE001 -- the lease runs out on its own: the safe side
             self._quiet.warning("heartbeat", "heartbeat failed: %s: %s", type(exc).__name__, exc)
             return
@@ -159,12 +165,16 @@ class Membership:
                 self._lapse()  # it ran out while the put was in flight: fence before renewing
             if not self._left:
                 self.lease_until = max(self.lease_until, t0 + LEASE_SHARE * self.cfg.member_ttl)
-        if self._loop is not None and self.members.get(self.me) != frozenset(self.classes):
-            self._loop.call_soon_threadsafe(self._see_myself, t0)
+        if self._loop is not None and self.members.get(self.me) != classes:
+            if asyncio.get_running_loop() is self._loop:
+                self._see_myself(t0, classes)  # host(): placed here before it returns
+            else:
+                self._loop.call_soon_threadsafe(self._see_myself, t0, classes)
 
-    def _see_myself(self, t0: float) -> None:
-        if self.members.get(self.me) != frozenset(self.classes):
-            self.members[self.me] = frozenset(self.classes)
+    def _see_myself(self, t0: float, classes: frozenset[str]) -> None:
+        """On the loop: this node's own entry follows what its acknowledged heartbeat said."""
+        if self.members.get(self.me) != classes:
+            self.members[self.me] = classes
             self._heard[self.me] = t0
             self._changed()
 
@@ -184,6 +194,22 @@ class Membership:
         from a dead node."""
         self.classes.clear()
         await self.beat()
+
+    async def records(self) -> dict[str, MemberRecord]:
+        """Every member's last heartbeat, read from the bucket (what ``corps ps`` can show)."""
+        assert self._kv is not None
+        out: dict[str, MemberRecord] = {}
+        watcher = await self._kv.watchall()
+        try:
+            while (entry := await watcher.updates(timeout=5.0)) is not None:  # type: ignore[no-untyped-call]
+                if entry.operation is None:
+                    try:
+                        out[entry.key] = _decode(entry.value or b"")
+                    except Exception:  # noqa: BLE001 -- untrusted bytes: counted and skipped
+                        self.ignored += 1
+        finally:
+            await watcher.stop()  # type: ignore[no-untyped-call]
+        return out
 
     async def leave(self) -> None:
         """Stop heartbeats and delete this node's record: the others take its ids at once."""

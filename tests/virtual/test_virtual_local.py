@@ -81,6 +81,11 @@ async def test_two_nodes_share_the_ids_with_one_activation_each(
     assert nodes == {a.node, b.node}, "ids are spread over both hosts"
     sa, sb = a.virtual.stats()["Keeper"], b.virtual.stats()["Keeper"]
     assert sa["active"] + sb["active"] == len(ids)
+    await a.virtual.members_beat()
+    await b.virtual.members_beat()
+    view = await sender.virtual.cluster() or await a.virtual.cluster()  # the sender hosts nothing: {}
+    assert {n: v["classes"] for n, v in view.items()} == {a.node: ["Keeper"], b.node: ["Keeper"]}
+    assert sum(v["stats"]["Keeper"]["active"] for v in view.values()) == len(ids)  # type: ignore[index]
     assert sa["not_owner"] + sb["not_owner"] == 3 * len(ids)  # each message reached both; one took it
 
 
