@@ -33,6 +33,7 @@ from corps.errors import SagaStoreUnavailable as SagaStoreUnavailable
 from corps.errors import SagaTimeout as SagaTimeout
 from corps.errors import SagaUnreadable as SagaUnreadable
 from corps.errors import SpawnError as SpawnError
+from corps.errors import StateFenced as StateFenced
 from corps.errors import StepRejected as StepRejected
 from corps.events import Backoff as Backoff
 from corps.events import DeadLetterEvent as DeadLetterEvent
@@ -87,6 +88,7 @@ __all__ = [
     "SagaUnreadable",
     "Security",
     "SpawnError",
+    "StateFenced",
     "StepRejected",
     "Stop",
     "VirtualConfig",

@@ -98,6 +98,10 @@ class ClassHost:
         self._sub: Subscription | None = None
         self._presence: Presence | None = None
         self.activator: Activator | None = None
+        self.dispatch: dict[type, Any] = cls._dispatch
+        """Message type -> handler call; a virtual class with durable state wraps it (save after each)."""
+        self.prepare: Callable[[Actor], Any] | None = None
+        """Virtual classes: awaited on each new instance before ``on_start`` (load its state)."""
         """Set for a virtual class (corps.virtual): decides about messages for ids not active here."""
         self.fenced = 0
         """Virtual classes: messages not handled because this node's lease on the id ran out."""
@@ -201,6 +205,8 @@ class ClassHost:
 
     async def _start_instance(self, cell: _Cell) -> None:
         cell.actor = new_instance(self.cls, cell.actor_id, self.system)
+        if self.prepare is not None:
+            await self.prepare(cell.actor)
         if self._on_start:
             await cell.actor.on_start()
 
@@ -380,7 +386,7 @@ class ClassHost:
         assert q is not None
         here = Current()
         current.set(here)  # this task's own context: what handlers send inherits corr/cause
-        dispatch = self.cls._dispatch
+        dispatch = self.dispatch
         high = self._high
         processed = 0
         guard = cell.guard

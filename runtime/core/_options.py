@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, Literal
 
 import msgspec
 
@@ -50,6 +50,11 @@ class ActorOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     """Virtual classes: seconds without a message after which an instance is deactivated
     (``on_stop`` runs; memory is bounded by the active set)."""
 
+    durable: Literal["message", "deactivate"] | None = None
+    """Virtual classes: the instance's ``state`` attribute (a msgspec Struct, declared with a
+    default on the class) is loaded from KV on activation and saved after each handled message
+    (``"message"``) or when the instance is deactivated or moved (``"deactivate"``)."""
+
     def __post_init__(self) -> None:
         if self.mailbox_size < 1:
             raise ValueError("mailbox_size must be at least 1")
@@ -61,5 +66,7 @@ class ActorOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
             raise ValueError("overload_wait must not be negative")
         if self.virtual and self.service:
             raise ValueError("a class is virtual (one activation per id) or a service (a queue group), not both")
+        if self.durable is not None and not self.virtual:
+            raise ValueError("durable state is for virtual classes (virtual=True)")
         if self.idle_after <= 0:
             raise ValueError("idle_after must be positive")

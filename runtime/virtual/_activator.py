@@ -17,6 +17,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import msgspec
 
 from corps.virtual._history import History
 from corps.wire._client import Throttled
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from corps.virtual._config import VirtualConfig
     from corps.virtual._membership import Membership
     from corps.virtual._ownership import Owners
+    from corps.virtual._state import StateStore
 
 log = logging.getLogger("corps.virtual")
 
@@ -39,8 +41,18 @@ class ClassActivator:
     """The ``Activator`` of one virtual class's ``ClassHost``."""
 
     def __init__(self, host: ClassHost, membership: Membership, owners: Owners, cfg: VirtualConfig,
-                 tg: TaskGroup, history: History) -> None:
+                 tg: TaskGroup, history: History, store: StateStore | None = None) -> None:
         self.host = host
+        self.store = store
+        self._revisions: dict[str, int] = {}  # durable state: the revision each instance last read or wrote
+        if store is not None:
+            default = host.cls.state  # type: ignore[attr-defined]  # checked by Virtual.host
+            self._state_type = type(default)
+            self._state_decoder = msgspec.msgpack.Decoder(type(default))
+            self._default = msgspec.msgpack.encode(default)
+            host.prepare = self._load
+            if host.options.durable == "message":
+                host.dispatch = {tp: self._saving(fn) for tp, fn in host.cls._dispatch.items()}
         self.m = membership
         self.owners = owners
         self.cfg = cfg
@@ -128,6 +140,40 @@ class ClassActivator:
             log.info("%s: %d message(s) dropped (%s); the id's owner handles them", cell.subject, n, why)
         self.host.abandon(cell)
 
+    # -- durable state ---------------------------------------------------------------------
+
+    async def _load(self, actor: Any) -> None:
+        assert self.store is not None
+        state, revision = await self.store.load(self._key(actor.id), self._state_decoder)
+        actor.state = state if state is not None else self._state_decoder.decode(self._default)  # a fresh copy
+        self._revisions[actor.id] = revision
+
+    def _saving(self, fn: Any) -> Any:
+        async def call(actor: Any, msg: Any) -> Any:
+            result = await fn(actor, msg)
+            await self.save(actor)
+            return result
+        return call
+
+    async def save(self, actor: Any) -> None:
+        """Save the instance's state (CAS on the revision it last read or wrote).
+
+        Raises:
+            StateFenced: another activation wrote the state since.
+        """
+        if self.store is None or actor is None:
+            return
+        self._revisions[actor.id] = await self.store.save(self._key(actor.id), actor.state,
+                                                          self._revisions.get(actor.id, 0))
+
+    async def _save_last(self, cell: _Cell) -> None:
+        """On deactivation or hand-over, after on_stop: the final state (a failure is logged)."""
+        try:
+            await self.save(cell.actor)
+        except Exception as exc:  # noqa: BLE001 -- StateFenced or KV unusable: the state stays as last saved
+            self._quiet.warning("save", "final state of %s not saved: %r", cell.subject, exc)
+        self._revisions.pop(cell.actor_id, None)
+
     # -- idle deactivation -----------------------------------------------------------------
 
     async def sweep_forever(self) -> None:
@@ -165,6 +211,7 @@ class ClassActivator:
             if token is None or not await self.host.deactivate(cell):
                 return
             del self.tokens[cell.actor_id]
+            await self._save_last(cell)
             self.deactivations += 1
             self.history.record(self.host.name, cell.actor_id, self.m.me, token, "deactivate")
             try:
@@ -204,6 +251,7 @@ class ClassActivator:
             await anyio.sleep(delay)
             delay = min(delay * 2, _POLL_MAX)
         await self.host._call_on_stop(cell)
+        await self._save_last(cell)
         self.tokens.pop(cell.actor_id, None)
         self.moves_out += 1
         self.history.record(self.host.name, cell.actor_id, self.m.me, token, "move")
@@ -237,6 +285,7 @@ class ClassActivator:
                 self.host.abandon(cell)
             self.history.record(self.host.name, actor_id, self.m.me, self.tokens[actor_id], "fenced")
         self.tokens.clear()
+        self._revisions.clear()
 
     def stats(self) -> dict[str, int]:
         return {"active": len(self.tokens), "activating": self.activating, "activations": self.activations,

@@ -6,6 +6,7 @@ import logging
 from typing import TYPE_CHECKING
 
 import anyio
+import msgspec
 
 from corps.core._actor import Actor
 from corps.errors import PlacementError
@@ -14,6 +15,7 @@ from corps.virtual._config import VirtualConfig
 from corps.virtual._history import Activation, History
 from corps.virtual._membership import Membership
 from corps.virtual._ownership import Owners
+from corps.virtual._state import StateStore
 from corps.wire._security import Security
 from corps.wire._transport import connect
 
@@ -39,6 +41,7 @@ class Virtual:
         self._node: Node | None = None
         self._membership: Membership | None = None
         self._owners: Owners | None = None
+        self._store: StateStore | None = None
         self._classes: dict[str, ClassActivator] = {}
         self._lock = anyio.Lock()
 
@@ -91,9 +94,17 @@ class Virtual:
                 await m.start(node._tg, lambda: connect(node._servers, f"{node.name}-heartbeat",
                                                         lambda: m.left, security))
                 self._membership = m
+            store = None
+            if actor_cls.options.durable is not None:
+                if not isinstance(getattr(actor_cls, "state", None), msgspec.Struct):
+                    raise PlacementError(f"{actor_cls.__qualname__} is durable: declare its state as a msgspec "
+                                         f"Struct with a default, e.g. 'state: MyState = MyState()'")
+                if self._store is None:
+                    self._store = await StateStore.open(node._nc.jetstream(), node.namespace, self.cfg.replicas)
+                store = self._store
             host = await node.host_for(actor_cls)
             assert self._owners is not None
-            activator = ClassActivator(host, self._membership, self._owners, self.cfg, node._tg, self.history)
+            activator = ClassActivator(host, self._membership, self._owners, self.cfg, node._tg, self.history, store)
             host.activator = activator
             self._classes[actor_cls.actor_name] = activator
             node._tg.start_soon(activator.sweep_forever, name=f"corps-virtual-idle-{actor_cls.actor_name}")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+import msgspec
+
 from corps import Actor, ActorOptions, Message, Request, handler
 
 
@@ -64,3 +66,43 @@ class Plain(Actor):
 
 class Keeper(Counter, options=ActorOptions(virtual=True, idle_after=60.0)):
     """A Counter that stays active for the length of a test."""
+
+
+class WalletState(msgspec.Struct):
+    total: int = 0
+    stops: int = 0
+
+
+class Total(Message):
+    total: int
+
+
+class Add(Request[Total]):
+    n: int
+
+
+class Wallet(Actor, options=ActorOptions(virtual=True, idle_after=0.2, durable="message")):
+    state: WalletState = WalletState()
+
+    @handler
+    async def add(self, msg: Add) -> Total:
+        self.state.total += msg.n
+        return Total(self.state.total)
+
+
+class LazyWallet(Actor, options=ActorOptions(virtual=True, idle_after=0.2, durable="deactivate")):
+    state: WalletState = WalletState()
+
+    async def on_stop(self) -> None:
+        self.state.stops += 1
+
+    @handler
+    async def add(self, msg: Add) -> Total:
+        self.state.total += msg.n
+        return Total(self.state.total * 1000 + self.state.stops)
+
+
+class Stateless(Actor, options=ActorOptions(virtual=True, durable="message")):
+    @handler
+    async def add(self, msg: Add) -> Total:
+        return Total(0)
