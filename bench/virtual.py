@@ -211,7 +211,14 @@ def virtual(quick: bool) -> Scenario:
     )
 
 
+async def _orphaned(parent: int) -> None:
+    """Return once the parent is gone (the benchmark was killed): no host outlives it."""
+    while os.getppid() == parent:
+        await anyio.sleep(1.0)
+
+
 async def serve(url: str, ns: str, role: str, n: int) -> None:
+    parent = os.getppid()
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with ActorSystem(url, namespace=ns, virtual=VirtualConfig()) as system:
             if role == "host":
@@ -220,8 +227,17 @@ async def serve(url: str, ns: str, role: str, n: int) -> None:
                 for i in range(n):
                     await system.spawn(SEntity, f"e{i}")
             print("ready", flush=True)
-            async for _ in signals:
-                break
+            async with anyio.create_task_group() as tg:
+                async def until_signal() -> None:
+                    async for _ in signals:
+                        break
+                    tg.cancel_scope.cancel()
+
+                async def until_orphaned() -> None:
+                    await _orphaned(parent)
+                    tg.cancel_scope.cancel()
+                tg.start_soon(until_signal)
+                tg.start_soon(until_orphaned)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -29,8 +29,8 @@ import msgspec
 import nats.js.errors
 from nats.js.api import KeyValueConfig, StorageType
 
-from corps.errors import PlacementError
 from corps.virtual._config import VirtualConfig
+from corps.virtual._kv import open_bucket
 from corps.virtual._rendezvous import owner
 from corps.wire._client import Throttled
 
@@ -122,17 +122,11 @@ class Membership:
         loop) and beat (on a thread of its own, over ``connect()``'s connection)."""
         self._loop = asyncio.get_running_loop()
         js = self._js
-        try:
-            self._kv = await js.create_key_value(KeyValueConfig(  # type: ignore[attr-defined]
-                bucket=self._bucket, history=1, ttl=self.cfg.member_ttl, storage=StorageType.MEMORY,
-                replicas=self.cfg.replicas, description="corps virtual actors: members (heartbeats)"))
-        except Exception as exc:  # noqa: BLE001 -- any failure here means: no placement (mapped to our type)
-            try:
-                self._kv = await js.key_value(self._bucket)  # type: ignore[attr-defined]
-            except Exception:  # noqa: BLE001 -- see above
-                raise PlacementError(f"membership bucket {self._bucket!r}: {type(exc).__name__}: {exc}") from exc
+        self._kv = await open_bucket(js, KeyValueConfig(
+            bucket=self._bucket, history=1, ttl=self.cfg.member_ttl, storage=StorageType.MEMORY,
+            replicas=self.cfg.replicas, description="corps virtual actors: members (heartbeats)"), "membership")
         watcher = await self._kv.watchall()
-        while (entry := await watcher.updates(timeout=10.0)) is not None:  # the current members
+        while (entry := await watcher.updates(timeout=10.0)) is not None:  # type: ignore[no-untyped-call]  # the members now
             self._apply(entry)
         await self.beat()
         tg.start_soon(self._watch, watcher, name="corps-virtual-watch")

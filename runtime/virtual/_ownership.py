@@ -21,7 +21,7 @@ import msgspec
 import nats.js.errors
 from nats.js.api import KeyValueConfig
 
-from corps.errors import PlacementError
+from corps.virtual._kv import open_bucket
 from corps.wire._client import Throttled
 
 if TYPE_CHECKING:
@@ -76,15 +76,8 @@ class Owners:
 
     @classmethod
     async def open(cls, js: object, namespace: str, replicas: int) -> Owners:
-        bucket = owners_bucket(namespace)
-        try:
-            kv = await js.create_key_value(KeyValueConfig(  # type: ignore[attr-defined]
-                bucket=bucket, history=1, replicas=replicas, description="corps virtual actors: owners"))
-        except Exception as exc:  # noqa: BLE001 -- any failure: no placement (mapped to our type)
-            try:
-                kv = await js.key_value(bucket)  # type: ignore[attr-defined]
-            except Exception:  # noqa: BLE001 -- see above
-                raise PlacementError(f"ownership bucket {bucket!r}: {type(exc).__name__}: {exc}") from exc
+        kv = await open_bucket(js, KeyValueConfig(bucket=owners_bucket(namespace), history=1, replicas=replicas,
+                                                  description="corps virtual actors: owners"), "ownership")
         return cls(kv)
 
     async def claim(self, key: str, me: str, epoch: int, alive: Callable[[str], bool]) -> Claim | None:

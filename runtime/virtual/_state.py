@@ -15,7 +15,8 @@ import msgspec
 import nats.js.errors
 from nats.js.api import KeyValueConfig
 
-from corps.errors import PlacementError, StateFenced
+from corps.errors import StateFenced
+from corps.virtual._kv import open_bucket
 
 if TYPE_CHECKING:
     from nats.js.kv import KeyValue
@@ -32,15 +33,8 @@ class StateStore:
 
     @classmethod
     async def open(cls, js: object, namespace: str, replicas: int) -> StateStore:
-        bucket = state_bucket(namespace)
-        try:
-            kv = await js.create_key_value(KeyValueConfig(  # type: ignore[attr-defined]
-                bucket=bucket, history=1, replicas=replicas, description="corps virtual actors: durable state"))
-        except Exception as exc:  # noqa: BLE001 -- any failure: no durable state (mapped to our type)
-            try:
-                kv = await js.key_value(bucket)  # type: ignore[attr-defined]
-            except Exception:  # noqa: BLE001 -- see above
-                raise PlacementError(f"state bucket {bucket!r}: {type(exc).__name__}: {exc}") from exc
+        kv = await open_bucket(js, KeyValueConfig(bucket=state_bucket(namespace), history=1, replicas=replicas,
+                                                  description="corps virtual actors: durable state"), "state")
         return cls(kv)
 
     async def load(self, key: str, decoder: msgspec.msgpack.Decoder[Any]) -> tuple[Any, int]:
