@@ -213,7 +213,7 @@ def virtual(quick: bool) -> Scenario:
 
 async def _orphaned(parent: int) -> None:
     """Return once the parent is gone (the benchmark was killed): no host outlives it."""
-    while os.getppid() == parent:
+    while os.getppid() == parent:  # noqa: ASYNC110 -- nothing signals a parent's death: polled
         await anyio.sleep(1.0)
 
 
