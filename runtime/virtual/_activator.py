@@ -105,7 +105,7 @@ class ClassActivator:
             deadline = time.monotonic() + self.cfg.claim_wait
             delay = _POLL
             while True:
-                claim = await self.owners.claim(key, self.m.me, epoch, self.m.alive)
+                claim = await self.owners.claim(key, self.m.me, epoch, self.m.holds)
                 if claim is not None:
                     break
                 if (time.monotonic() > deadline or self.m.epoch != epoch or self.host.cells.get(actor_id) is not cell

@@ -53,6 +53,9 @@ class MemberRecord(msgspec.Struct, frozen=True):
 
     classes: list[str]
     stats: dict[str, dict[str, int]] = {}
+    epoch: int = 0
+    """The node's lease epoch: ownership records of an older epoch of a live node are stale
+    (that node fenced them off when its lease ran out, and no longer knows it holds them)."""
 
 
 _encode = msgspec.json.Encoder().encode
@@ -76,6 +79,7 @@ class Membership:
         self._on_change = on_change
         self._on_lapse = on_lapse
         self.members: dict[str, frozenset[str]] = {}
+        self.epochs: dict[str, int] = {}
         self._heard: dict[str, float] = {}
         self.classes: set[str] = set()
         self.lease_until = 0.0
@@ -115,6 +119,18 @@ class Membership:
     def alive(self, node: str) -> bool:
         return node in self.members
 
+    def holds(self, tag: str) -> bool:
+        """Does the owner named in an ownership record (``node:epoch``) still hold it: a live
+        member whose epoch has not moved past the record's (a node whose lease ran out fenced
+        off every activation of its old epoch)?"""
+        node, _, epoch = tag.partition(":")
+        if node not in self.members:
+            return False
+        try:
+            return self.epochs.get(node, 0) <= int(epoch or 0)
+        except ValueError:
+            return False  # not a record corps wrote: free
+
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self, tg: TaskGroup, connect: Callable[[], Awaitable[CorpsClient]]) -> None:
@@ -150,7 +166,7 @@ class Membership:
             if self.lease_until and t0 >= self.lease_until:
                 self._lapse()
         try:
-            await kv.put(self.me, _encode(MemberRecord(sorted(classes), self._stats())))
+            await kv.put(self.me, _encode(MemberRecord(sorted(classes), self._stats(), self.epoch)))
         except Exception as exc:  # noqa: BLE001 -- the lease runs out on its own: the safe side
             self._quiet.warning("heartbeat", "heartbeat failed: %s: %s", type(exc).__name__, exc)
             return
@@ -253,7 +269,8 @@ class Membership:
                 self._changed()
             return
         try:
-            classes = frozenset(_decode(entry.value or b"").classes)
+            record = _decode(entry.value or b"")
+            classes = frozenset(record.classes)
         except Exception as exc:  # noqa: BLE001 -- untrusted bytes: counted and skipped
             self.ignored += 1
             self._quiet.warning("member", "member record %r ignored: %s: %s", node[:60], type(exc).__name__, exc)
@@ -261,6 +278,7 @@ class Membership:
         if node == self.me:
             return  # our own view of ourselves follows our acknowledged heartbeats
         self._heard[node] = time.monotonic()
+        self.epochs[node] = record.epoch
         if self.members.get(node) != classes:
             self.members[node] = classes
             self._changed()

@@ -3,8 +3,10 @@
 ``{ns}_owners``: ``{Class}.{id}`` -> ``{"node": owner, "through": {...}}``. The record's revision
 is the activation's fencing token: it only grows (one stream, one sequence), so every
 activation of an id has a larger token than the ones before it. A claim creates the record, or
-replaces it (CAS on its revision) when it is released (``node == ""``), ours from an older
-epoch, or held by a node that is no longer a member; otherwise the claimer waits. A release
+replaces it (CAS on its revision) when it is released (``node == ""``), ours, held by a node
+that is no longer a member, or held under an epoch its (live) node has left behind (its lease
+ran out: it fenced that activation off and no longer knows it holds the record); otherwise the
+claimer waits. A release
 (a move) leaves ``through``: per sender, the last message handled, so the next owner skips the
 messages it also received but the previous owner already handled. An idle deactivation deletes
 the record (CAS too: a record that someone else took over is left alone).
@@ -80,12 +82,12 @@ class Owners:
                                                   description="corps virtual actors: owners"), "ownership")
         return cls(kv)
 
-    async def claim(self, key: str, me: str, epoch: int, alive: Callable[[str], bool]) -> Claim | None:
+    async def claim(self, key: str, me: str, epoch: int, holds: Callable[[str], bool]) -> Claim | None:
         """Take ``key`` for this node; None while a live member holds it."""
         async with self._in_flight:
-            return await self._claim(key, me, epoch, alive)
+            return await self._claim(key, me, epoch, holds)
 
-    async def _claim(self, key: str, me: str, epoch: int, alive: Callable[[str], bool]) -> Claim | None:
+    async def _claim(self, key: str, me: str, epoch: int, holds: Callable[[str], bool]) -> Claim | None:
         mine = _encode(OwnerRecord(f"{me}:{epoch}"))
         try:
             return Claim(await self.kv.create(key, mine, validate_keys=False), {})
@@ -101,7 +103,7 @@ class Owners:
             self._quiet.warning("owner", "ownership record %r unreadable: %s", key[:80], held)
             held = OwnerRecord("")
         holder = held.node.partition(":")[0]
-        if held.node and holder != me and alive(holder):
+        if held.node and holder != me and holds(held.node):
             return None
         try:
             token = await self.kv.update(key, mine, last=entry.revision, validate_keys=False)

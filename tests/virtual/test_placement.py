@@ -86,3 +86,15 @@ def test_an_ownership_record_decodes_or_says_why(data: bytes) -> None:
 
 def test_a_deeply_nested_ownership_record_says_why() -> None:
     assert isinstance(read_record(b'{"node":"a","through":' + b"[" * 100_000), str)
+
+
+def test_a_record_of_an_epoch_its_live_node_has_left_is_not_held() -> None:
+    """A node whose lease ran out fenced off its activations and forgot them: the records it
+    left under its old epoch must be claimable, or the ids would wait for it forever (the
+    --soak state machine found that liveness failure)."""
+    m = Membership(None, "ns", "me", VirtualConfig(), lambda: None, lambda: None)
+    m._apply(_entry("b", b'{"classes":["C"],"epoch":1}'))
+    assert not m.holds("b:0")
+    assert m.holds("b:1")
+    assert not m.holds("gone:0")
+    assert not m.holds("b:x")
