@@ -36,6 +36,7 @@ PLUGINS: tuple[str, ...] = (
     "corps.bench.participants",  # saga participants: @idempotent records, memory vs KV, instances
     "corps.bench.loops",     # uvloop vs asyncio, in child processes
     "corps.bench.memory",    # idle instances, in child processes
+    "corps.bench.virtual",   # virtual entities over 1-3 host processes, in child processes
 )
 
 ALIASES: dict[str, str] = {"tell-fan-in": "fan-in", "fanin": "fan-in", "uvloop": "loops"}

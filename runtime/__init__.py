@@ -28,6 +28,7 @@ from corps.errors import NatsUnavailable as NatsUnavailable
 from corps.errors import NoResponders as NoResponders
 from corps.errors import NotProvisioned as NotProvisioned
 from corps.errors import ParticipantRecordsFull as ParticipantRecordsFull
+from corps.errors import PlacementError as PlacementError
 from corps.errors import ProvisioningConflict as ProvisioningConflict
 from corps.errors import PublishFailed as PublishFailed
 from corps.errors import RemoteError as RemoteError
@@ -38,6 +39,7 @@ from corps.errors import SagaStoreUnavailable as SagaStoreUnavailable
 from corps.errors import SagaTimeout as SagaTimeout
 from corps.errors import SagaUnreadable as SagaUnreadable
 from corps.errors import SpawnError as SpawnError
+from corps.errors import StateFenced as StateFenced
 from corps.errors import StepRejected as StepRejected
 from corps.errors import StoreConflict as StoreConflict
 from corps.errors import StoreError as StoreError
@@ -55,10 +57,13 @@ from corps.saga._config import SagaConfig as SagaConfig
 from corps.system._actor import Actor as Actor
 from corps.system._app import App as App
 from corps.system._system import ActorSystem as ActorSystem
+from corps.virtual import Activation as Activation
+from corps.virtual import VirtualConfig as VirtualConfig
 from corps.wire._embedded import EmbeddedServer as EmbeddedServer
 from corps.wire._security import Security as Security
 
 __all__ = [
+    "Activation",
     "Actor",
     "ActorDefinitionError",
     "ActorOptions",
@@ -87,6 +92,7 @@ __all__ = [
     "NotProvisioned",
     "Observer",
     "ParticipantRecordsFull",
+    "PlacementError",
     "ProvisioningConflict",
     "PubAck",
     "PublishFailed",
@@ -103,6 +109,7 @@ __all__ = [
     "SagaUnreadable",
     "Security",
     "SpawnError",
+    "StateFenced",
     "StepRejected",
     "Stop",
     "StoreConflict",
@@ -112,6 +119,7 @@ __all__ = [
     "StoreTimeout",
     "StoreUnavailable",
     "StoreUnreadable",
+    "VirtualConfig",
     "current_correlation_id",
     "handler",
     "on_event",

@@ -15,6 +15,8 @@ Every error a user can see is one of these; ``nats.errors`` never escapes the ru
     + RemoteError                           the handler raised; .subject, .type, .message
     + NoResponders                          no instance is running for the subject; .subject
     + MailboxFull                           the instance's mailbox is at its bound; .subject
+  x PlacementError                          virtual actors: membership or ownership (JetStream KV) unusable; .reason
+    + StateFenced                           a durable state write refused: another activation wrote it since
   x EventError                              JetStream events could not be published or set up
     + PublishFailed                         no stream ack after retries; .subject, .msg_id, .reason
     + ProvisioningConflict                  a stream, consumer or KV bucket on the server differs; .differences
@@ -156,6 +158,25 @@ class MailboxFull(AskError):
         self.subject = subject
         self.size = size
         super().__init__(f"mailbox of {subject!r} is full ({size} messages)")
+
+
+class PlacementError(CorpsError):
+    """Virtual actors cannot be hosted: the membership or ownership buckets (JetStream KV) are
+    unusable (no JetStream, no permission), or the class is not virtual."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"virtual actors unavailable: {reason}")
+
+
+class StateFenced(PlacementError):
+    """A virtual instance's durable state could not be saved: the record changed since this
+    activation loaded it (another activation owns the id now: this one was fenced off), or it
+    cannot be read. The message that was being handled counts as failed."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        self.key = key
+        super().__init__(f"state of {key!r}: {reason}")
 
 
 class EventError(CorpsError):

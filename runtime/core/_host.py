@@ -14,7 +14,8 @@ import time
 from collections import deque
 from itertools import repeat
 from time import perf_counter_ns
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
@@ -48,7 +49,8 @@ Item = tuple[Envelope[Any], str, bool]
 
 
 class _Cell:
-    __slots__ = ("actor", "actor_id", "busy", "over_since", "queue", "restarts", "stopped", "sub", "subject")
+    __slots__ = ("actor", "actor_id", "busy", "guard", "marks", "over_since", "queue", "restarts", "stopped", "sub",
+                 "subject", "used")
 
     def __init__(self, actor_id: str, subject: str) -> None:
         self.actor_id = actor_id
@@ -60,6 +62,24 @@ class _Cell:
         self.restarts: list[float] | None = None
         self.sub: Subscription | None = None
         self.over_since: float | None = None  # when the mailbox last went above its high-water mark
+        self.guard: Callable[[], bool] | None = None
+        """Virtual activations: checked before each message; False means this node may no longer
+        handle the id (its membership lease ran out: paused or partitioned), so it is fenced off."""
+        self.used = True  # virtual activations: a message arrived since the last idle sweep
+        self.marks: dict[str, int] | None = None
+        """Virtual activations: per sender (its inbox), the sequence number of the last message
+        handled, handed to the next owner of the id so that it skips what was handled here."""
+
+
+class Activator(Protocol):
+    """What a virtual class's host asks (corps.virtual) about a message for an id not active here."""
+
+    async def unknown(self, subject: str, reply: str, envs: list[Any], is_json: bool) -> None:
+        """Activate the id here (``ClassHost.activate``), or leave it to its owner (and count it)."""
+
+
+def _never() -> bool:
+    return False
 
 
 class ClassHost:
@@ -83,6 +103,14 @@ class ClassHost:
         self._reply_types = {tp: spec.reply for tp, spec in cls._handlers.items()}
         self._sub: Subscription | None = None
         self._presence: Presence | None = None
+        self.activator: Activator | None = None
+        self.dispatch: dict[type, Any] = cls._dispatch
+        """Message type -> handler call; a virtual class with durable state wraps it (save after each)."""
+        self.prepare: Callable[[Actor], Any] | None = None
+        """Virtual classes: awaited on each new instance before ``on_start`` (load its state)."""
+        """Set for a virtual class (corps.virtual): decides about messages for ids not active here."""
+        self.fenced = 0
+        """Virtual classes: messages not handled because this node's lease on the id ran out."""
         self._on_start = overrides(cls, "on_start")
         self._on_stop = overrides(cls, "on_stop")
         o = self.options
@@ -132,8 +160,62 @@ class ClassHost:
             await flush(self.system._nc)
         self._release(cell)
 
+    # -- virtual activations (corps.virtual decides; the host runs them) -----------------
+
+    def activate(self, actor_id: str, subject: str, guard: Callable[[], bool]) -> _Cell:
+        """Register a virtual instance, not started yet: messages admitted now wait in its mailbox
+        (in arrival order) until ``start_activation``. Synchronous, so nothing overtakes them."""
+        cell = _Cell(actor_id, subject)
+        cell.guard = guard
+        cell.marks = {}
+        self.cells[actor_id] = cell
+        return cell
+
+    def admit(self, cell: _Cell, reply: str, envs: list[Envelope[Any]], is_json: bool) -> None:
+        """Queue messages for an instance registered by ``activate`` (bounded as any mailbox)."""
+        self._admit(cell, reply, envs, is_json)
+
+    async def start_activation(self, cell: _Cell) -> bool:
+        """Run ``__init__`` and ``on_start``, then the queued messages. False (the instance is
+        gone, its queued asks answered NoResponders) if either raised."""
+        try:
+            await self._start_instance(cell)
+        except Exception as exc:  # noqa: BLE001 -- user code: on_start failed, the activation is refused
+            await self._stop_cell(cell, f"{type(exc).__name__} in __init__ or on_start: {exc}")
+            if cell.queue:
+                q, cell.queue = cell.queue, None
+                for env, reply, is_json in q:
+                    await self._stopped(cell, reply, [env], is_json)
+            return False
+        self._release(cell)
+        return True
+
+    async def deactivate(self, cell: _Cell, *, call_on_stop: bool = True) -> bool:
+        """Remove an idle instance (no queued or running message) and run its ``on_stop``.
+        False if it is busy: it stays."""
+        if cell.busy or cell.queue or self.cells.get(cell.actor_id) is not cell:
+            return False
+        del self.cells[cell.actor_id]
+        cell.stopped = True  # a message routed to it in between is refused, not lost silently
+        if call_on_stop:
+            await self._call_on_stop(cell)
+        return True
+
+    def abandon(self, cell: _Cell) -> None:
+        """Drop an instance whose id this node may no longer handle (fenced off), without
+        ``on_stop``: its queued messages are dropped and counted as ``fenced`` (every host of
+        the class hears them: the id's owner handles them)."""
+        if self.cells.get(cell.actor_id) is cell:
+            del self.cells[cell.actor_id]
+        cell.guard = _never
+        if cell.queue and not cell.busy:
+            self.fenced += len(cell.queue)
+            cell.queue = None
+
     async def _start_instance(self, cell: _Cell) -> None:
         cell.actor = new_instance(self.cls, cell.actor_id, self.system)
+        if self.prepare is not None:
+            await self.prepare(cell.actor)
         if self._on_start:
             await cell.actor.on_start()
 
@@ -247,6 +329,9 @@ class ClassHost:
             self.system.dead_letters.record(subject, f"{kind}: {why}", message_type, payload=payload)
 
     async def _unknown(self, subject: str, reply: str, envs: list[Envelope[Any]], is_json: bool) -> None:
+        if self.activator is not None:
+            await self.activator.unknown(subject, reply, envs, is_json)
+            return
         assert self._presence is not None
         if self._presence.shared:
             # Another node hosts this class too and may host this id: stay silent, but count it.
@@ -313,6 +398,7 @@ class ClassHost:
 
     def _schedule(self, cell: _Cell) -> None:
         cell.busy = True
+        cell.used = True
         self.system._start_drain(self._drain, cell)
 
     async def _drain(self, cell: _Cell) -> None:
@@ -320,15 +406,23 @@ class ClassHost:
         assert q is not None
         here = Current(self._ext)
         current.set(here)  # this task's own context: what handlers send inherits corr/cause
-        dispatch = self.cls._dispatch
+        dispatch = self.dispatch
         high = self._high
         nc = self.system._nc
         processed = 0
         obs = self.system.observer
+        guard = cell.guard
+        marks = cell.marks
         try:
             while q and not cell.stopped:
+                if guard is not None and not guard():
+                    self.fenced += len(q)  # the new owner got these too (every host hears the class)
+                    q.clear()
+                    break
                 item = here.item = q.popleft()
                 env = item[0]
+                if marks is not None:
+                    marks[item[1].rpartition(".")[0]] = env.mid
                 msg = env.msg
                 # Asks are timed for the services API's STATS; a tell pays one test (timing every
                 # message cost ~0.4 us, a fifth of a coalesced tell: bench tell 4.3x -> 2.9x raw).

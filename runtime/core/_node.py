@@ -243,6 +243,9 @@ class Node:
             raise SpawnError(subject, "the actor system is not running")
         if not (isinstance(actor_cls, type) and issubclass(actor_cls, Actor)):
             raise SpawnError(subject, f"{actor_cls!r} is not an Actor subclass")
+        if actor_cls.options.virtual:
+            raise SpawnError(subject, "a virtual class is never spawned: host it (system.host(cls)) and send to "
+                                      "system.ref(cls, id); its first message activates the id")
         first = actor_cls not in self._hosts
         host = await self.host_for(actor_cls)
         await host.spawn(actor_id, subject)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from typing import Final
+from typing import Final, Literal
 
 import msgspec
 
@@ -17,6 +18,7 @@ DEFAULT_VERSION: Final = "0.0.0"
 # Semantic Versioning 2.0.0, as the NATS services API requires of a service's version.
 _SEMVER: Final = re.compile(r"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)"
                             r"(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?")
+DEFAULT_IDLE_AFTER: Final = 60.0
 
 
 class ActorOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -48,6 +50,19 @@ class ActorOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     version: str = DEFAULT_VERSION
     """The class's version in the NATS services API (``$SRV.INFO``): a semantic version."""
 
+    virtual: bool = False
+    """A virtual entity class (corps.virtual): never spawned by hand; the first message for an id
+    activates it on one of the nodes that host the class (``system.host(cls)``), and it is
+    deactivated after ``idle_after`` seconds without messages."""
+    idle_after: float = DEFAULT_IDLE_AFTER
+    """Virtual classes: seconds without a message after which an instance is deactivated
+    (``on_stop`` runs; memory is bounded by the active set)."""
+
+    durable: Literal["message", "deactivate"] | None = None
+    """Virtual classes: the instance's ``state`` attribute (a msgspec Struct, declared with a
+    default on the class) is loaded from KV on activation and saved after each handled message
+    (``"message"``) or when the instance is deactivated or moved (``"deactivate"``)."""
+
     def __post_init__(self) -> None:
         if self.mailbox_size < 1:
             raise ValueError("mailbox_size must be at least 1")
@@ -59,3 +74,9 @@ class ActorOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
             raise ValueError("overload_wait must not be negative")
         if not isinstance(self.version, str) or _SEMVER.fullmatch(self.version) is None:
             raise ValueError(f"version must be a semantic version such as '1.2.3', not {self.version!r}")
+        if self.virtual and self.service:
+            raise ValueError("a class is virtual (one activation per id) or a service (a queue group), not both")
+        if self.durable is not None and not self.virtual:
+            raise ValueError("durable state is for virtual classes (virtual=True)")
+        if self.idle_after <= 0:
+            raise ValueError("idle_after must be positive")

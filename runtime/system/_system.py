@@ -21,6 +21,8 @@ from corps.saga._config import SagaConfig
 from corps.saga._coordinator import Coordinator
 from corps.saga._definition import Saga
 from corps.system._nodeinfo import NodeInfo
+from corps.virtual._config import VirtualConfig
+from corps.virtual._extension import Virtual
 from corps.wire._codec import Format
 from corps.wire._security import Security
 
@@ -50,6 +52,7 @@ class ActorSystem(Node, SagaAPI):
         saga_lease, saga_scan_interval: kept for older code; when given, they replace ``saga``'s
             ``lease`` and ``scan_interval``.
         events: stream and consumer settings for events (``EventsConfig``; safe defaults).
+        virtual: membership and hand-over timing of virtual actors (``VirtualConfig``; see ``host``).
         security: credentials, TLS and inbox prefix (``Security``). None reads the nats CLI's
             variables (``NATS_CREDS``, ``NATS_NKEY``, ``NATS_USER``/``NATS_PASSWORD``, ``NATS_TOKEN``,
             ``NATS_CA``, ``NATS_CERT``/``NATS_KEY``); ``Security()`` connects with none. Not used
@@ -76,6 +79,7 @@ class ActorSystem(Node, SagaAPI):
         events: EventsConfig | None = None,
         security: Security | None = None,
         observers: Observer | Sequence[Observer] | None = None,
+        virtual: VirtualConfig | None = None,
     ) -> None:
         super().__init__(url, namespace=namespace, codec=codec, ask_timeout=ask_timeout, drain_timeout=drain_timeout,
                          name=name, coalesce=coalesce, server_name=server_name, security=security,
@@ -93,6 +97,29 @@ class ActorSystem(Node, SagaAPI):
         self.extend(self._events_ext)
         self.extend(SagaExtension(self))
         self.extend(NodeInfo())  # answers corps ps
+        self._virtual = Virtual(virtual or VirtualConfig())
+        self.extend(self._virtual)
+
+    @property
+    def virtual(self) -> Virtual:
+        """Virtual actors on this node: ``token(cls, id)``, ``members``, ``stats()``, ``history``."""
+        return self._virtual
+
+    async def host(self, actor_cls: type[Actor]) -> None:
+        """Host a virtual class (``ActorOptions(virtual=True)``) here: its ids may be placed on
+        this node, activated by their first message and deactivated when idle. Every node that
+        hosts the class shares its ids (one activation per id, cluster-wide).
+
+        Raises:
+            PlacementError: the class is not virtual, or JetStream KV is unusable.
+        """
+        await self._virtual.host(actor_cls)
+
+    def metrics(self) -> dict[str, dict[str, int]]:
+        """``Node.metrics``, plus ``virtual.{Class}`` (see ``Virtual.stats``) per virtual class."""
+        out = super().metrics()
+        out.update({f"virtual.{name}": counts for name, counts in self._virtual.stats().items()})
+        return out
 
     @property
     def events(self) -> Events:

@@ -30,7 +30,9 @@ class NodeFailed(RuntimeError):
 
 
 class Node:
-    """One ``python -m tests.fault.node`` process."""
+    """One ``python -m tests.fault.node`` process (``module``: another node script, same protocol)."""
+
+    module = "tests.fault.node"
 
     def __init__(self, label: str, role: str, args: list[str], logdir: Path, env: dict[str, str] | None) -> None:
         self.label = label
@@ -50,7 +52,7 @@ class Node:
         self.generation += 1
         with self._open_log() as log:
             self.proc = await anyio.open_process(
-                [sys.executable, "-m", "tests.fault.node", self.role, *self.args],
+                [sys.executable, "-m", self.module, self.role, *self.args],
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, cwd=str(REPO), env=env,
                 start_new_session=True,
             )

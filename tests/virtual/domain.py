@@ -1,0 +1,108 @@
+"""A virtual entity for the virtual-actor tests: counts, and says which activation handled what."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import msgspec
+
+from corps import Actor, ActorOptions, Message, Request, handler
+
+
+class Seen(Message):
+    actor_id: str
+    node: str
+    token: int
+    count: int
+    """Messages this activation handled, this one included."""
+    last: int
+    """The ``n`` of the previous message this activation handled from the same sender (-1: none)."""
+
+
+class Hit(Request[Seen]):
+    sender: str
+    n: int
+
+
+class Poke(Message):
+    sender: str
+    n: int
+
+
+class Counter(Actor, options=ActorOptions(virtual=True, idle_after=0.3)):
+    lifecycle: ClassVar[list[tuple[str, str]]] = []
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.last: dict[str, int] = {}
+
+    async def on_start(self) -> None:
+        Counter.lifecycle.append(("start", self.id))
+
+    async def on_stop(self) -> None:
+        Counter.lifecycle.append(("stop", self.id))
+
+    def _see(self, sender: str, n: int) -> Seen:
+        self.count += 1
+        last = self.last.get(sender, -1)
+        self.last[sender] = n
+        token = self.system.virtual.token(type(self), self.id) or 0  # type: ignore[attr-defined]
+        return Seen(self.id, self.system.node, token, self.count, last)
+
+    @handler
+    async def hit(self, msg: Hit) -> Seen:
+        return self._see(msg.sender, msg.n)
+
+    @handler
+    async def poke(self, msg: Poke) -> None:
+        self._see(msg.sender, msg.n)
+
+
+class Plain(Actor):
+    @handler
+    async def hit(self, msg: Hit) -> Seen:
+        return Seen(self.id, "", 0, 0, -1)
+
+
+class Keeper(Counter, options=ActorOptions(virtual=True, idle_after=60.0)):
+    """A Counter that stays active for the length of a test."""
+
+
+class WalletState(msgspec.Struct):
+    total: int = 0
+    stops: int = 0
+
+
+class Total(Message):
+    total: int
+
+
+class Add(Request[Total]):
+    n: int
+
+
+class Wallet(Actor, options=ActorOptions(virtual=True, idle_after=0.2, durable="message")):
+    state: WalletState = WalletState()
+
+    @handler
+    async def add(self, msg: Add) -> Total:
+        self.state.total += msg.n
+        return Total(self.state.total)
+
+
+class LazyWallet(Actor, options=ActorOptions(virtual=True, idle_after=0.2, durable="deactivate")):
+    state: WalletState = WalletState()
+
+    async def on_stop(self) -> None:
+        self.state.stops += 1
+
+    @handler
+    async def add(self, msg: Add) -> Total:
+        self.state.total += msg.n
+        return Total(self.state.total * 1000 + self.state.stops)
+
+
+class Stateless(Actor, options=ActorOptions(virtual=True, durable="message")):
+    @handler
+    async def add(self, msg: Add) -> Total:
+        return Total(0)

@@ -1,0 +1,94 @@
+"""One corps node hosting a virtual class, as an OS process: ``python -m tests.virtual.vnode host
+--url URLS --ns NS --out FILE [--ttl S]``.
+
+It hosts ``Tally`` (virtual) and appends one JSON line to FILE per handled message (``h``: id,
+token, sender, n, wall time) and per activation change (``a``: the ``Activation`` record), flushed
+at once, so the test reads what happened even from a node it killed. Prints ``ready node=<node>
+pid=<pid>`` once hosting, drains on SIGTERM, prints ``drained``, and dies with its parent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from typing import IO, ClassVar
+
+import anyio
+import msgspec
+
+from corps import Activation, Actor, ActorOptions, ActorSystem, VirtualConfig, handler, run
+from tests.fault.node import _die_with_parent
+from tests.virtual.domain import Hit, Poke, Seen
+
+
+class Tally(Actor, options=ActorOptions(virtual=True, idle_after=300.0)):
+    out: ClassVar[IO[str] | None] = None
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.last: dict[str, int] = {}
+
+    def _see(self, sender: str, n: int) -> Seen:
+        self.count += 1
+        last = self.last.get(sender, -1)
+        self.last[sender] = n
+        token = self.system.virtual.token(Tally, self.id) or 0  # type: ignore[attr-defined]
+        write({"h": [self.id, token, sender, n, time.time(), self.system.node]})
+        return Seen(self.id, self.system.node, token, self.count, last)
+
+    @handler
+    async def hit(self, msg: Hit) -> Seen:
+        return self._see(msg.sender, msg.n)
+
+    @handler
+    async def poke(self, msg: Poke) -> None:
+        self._see(msg.sender, msg.n)
+
+
+def write(record: dict[str, object]) -> None:
+    assert Tally.out is not None
+    Tally.out.write(json.dumps(record) + "\n")
+    Tally.out.flush()
+
+
+def on_activation(a: Activation) -> None:
+    write({"a": msgspec.to_builtins(a)})
+
+
+async def serve(args: argparse.Namespace) -> None:
+    Tally.out = open(args.out, "a")  # noqa: SIM115, ASYNC230 -- for the life of the process
+    cfg = VirtualConfig(member_ttl=args.ttl, grace=args.grace, replicas=args.replicas)
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with ActorSystem(args.url.split(","), namespace=args.ns, virtual=cfg,
+                               name=f"vnode-{os.getpid()}") as system:
+            system.virtual.history.sink = on_activation
+            await system.host(Tally)
+            print(f"ready node={system.node} pid={os.getpid()}", flush=True)
+            async for _ in signals:
+                break
+    print("drained", flush=True)
+
+
+def main(argv: list[str]) -> None:
+    _die_with_parent()
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s.%(msecs)03d %(process)d %(name)s %(levelname)s %(message)s",
+                        datefmt="%H:%M:%S")
+    p = argparse.ArgumentParser(prog="python -m tests.virtual.vnode")
+    p.add_argument("role", choices=("host",))
+    p.add_argument("--url", required=True)
+    p.add_argument("--ns", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--ttl", type=float, default=3.0)
+    p.add_argument("--grace", type=float, default=0.3)
+    p.add_argument("--replicas", type=int, default=1)
+    run(serve, p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
