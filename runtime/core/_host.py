@@ -12,9 +12,9 @@ import functools
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from itertools import repeat
 from time import perf_counter_ns
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
@@ -492,7 +492,7 @@ class ClassHost:
         error: Exception | None = None
         try:
             try:
-                result = await self.cls._dispatch[type(env.msg)](cell.actor, env.msg)
+                result = await self.dispatch[type(env.msg)](cell.actor, env.msg)
             except Exception as exc:  # noqa: BLE001 -- as in _drain: handled by _failed below
                 error = exc
                 if here.held is not None:
