@@ -1,7 +1,8 @@
 """The message being handled, so that what a handler sends carries its correlation and causation.
 
-Each drain task sets the context variable once, to a mutable ``Current`` whose ``env`` it updates
-per message: one attribute store per message instead of a ContextVar set/reset pair.
+Each drain task sets the context variable once, to a mutable ``Current`` whose ``item`` (the
+envelope) it updates per message, and ``reply``/``is_json`` per batch of a frame: one attribute
+store per message instead of a ContextVar set/reset pair.
 """
 
 from __future__ import annotations
@@ -29,12 +30,16 @@ class Carrier:
 
 
 class Current:
-    """The mailbox item being handled: (envelope, reply subject, reply as JSON)."""
+    """The mailbox item being handled: its envelope (None between messages), the reply subject
+    of the NATS message it came in, and whether to reply as JSON."""
 
-    __slots__ = ("_counted", "_published", "ext", "held", "item")
+    __slots__ = ("_counted", "_published", "ext", "held", "is_json", "item", "reply")
 
     def __init__(self, ext: str = "ext") -> None:
         self.item: Any = None
+        """The envelope being handled (``corps.wire._codec.Envelope``), None outside a handler."""
+        self.reply = ""
+        self.is_json = False
         self.ext = ext
         """The sender part of the id of a message from a client that is not corps: ``ext-{node}``,
         so that ids given on different nodes never meet."""
@@ -49,7 +54,7 @@ class Current:
         A message with an idempotency key (a saga step's ask) has the key as its id: the same on
         every attempt, and what ``corps trace`` finds in the saga log to nest the step's events.
         """
-        env, reply, _ = self.item
+        env, reply = self.item, self.reply
         if isinstance(env.msg, Carrier):
             return env.msg.ids()
         if env.key:
@@ -69,7 +74,7 @@ class Current:
         another path and publishes another event type is not taken for a repeat. Counted only
         when the handler publishes, so the mailbox loop pays nothing for it.
         """
-        key = self.item[0].key
+        key = self.item.key
         if not key:
             return None
         if self._counted is not self.item:
@@ -93,7 +98,7 @@ def current_idempotency_key() -> str | None:
     cur = current.get()
     if cur is None or cur.item is None:
         return None
-    return cur.item[0].key or None
+    return cur.item.key or None
 
 
 def current_traceparent() -> str:
@@ -103,7 +108,7 @@ def current_traceparent() -> str:
     cur = current.get()
     if cur is None or cur.item is None:
         return ""
-    env = cur.item[0]
+    env = cur.item
     if isinstance(env.msg, Carrier):
         return env.msg.traceparent()
     # Validated again: a frame's trace field is anyone's bytes too, not only a checked header's.

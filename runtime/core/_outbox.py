@@ -61,7 +61,8 @@ class Outbox:
         self.nats_messages = 0
 
     def push(self, subject: str, part: bytes, rid: int = 0) -> bool:
-        """Queue ``part`` for ``subject`` without awaiting: the hot path of tell and ask.
+        """Queue ``part`` for ``subject`` without awaiting: the hot path of ask (``ActorRef.tell``
+        inlines it: keep the two alike).
 
         Returns False when the caller must ``await send(...)`` instead: the part would be the
         first of an idle iteration (published directly), starts a new chunk, is over the payload

@@ -8,6 +8,7 @@ import msgspec
 
 from corps.core._context import current
 from corps.core._messages import Message, Request, reply_type
+from corps.core._outbox import HIGH_WATER
 from corps.errors import InvalidMessage
 
 if TYPE_CHECKING:
@@ -64,9 +65,19 @@ class ActorRef(Generic[A]):
                 raise encode_error(self.subject, msg, exc) from exc
         else:
             part = system._encode(self.subject, msg, 0)
+        # Outbox.push, inlined (the call cost ~55 ns of a ~600 ns coalesced tell): append to the
+        # subject's open tracked batch if it has room and memory is below the high-water mark.
         outbox = system._outbox
-        if not outbox.push(self.subject, part):
-            await outbox.send(self.subject, part)
+        batch = outbox._batches.get(self.subject)
+        if batch is not None and batch.tracked and outbox._queued <= HIGH_WATER:
+            n = len(part)
+            size = batch.size + n
+            if size <= outbox.limit:
+                batch.parts.append(part)
+                batch.size = size + 1
+                outbox._queued += n
+                return
+        await outbox.send(self.subject, part)
 
     async def ask(self, msg: Request[R], *, timeout: float | None = None, idempotency_key: str | None = None) -> R:
         """Send ``msg`` and wait for the handler's reply.

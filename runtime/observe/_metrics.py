@@ -136,7 +136,7 @@ class Metrics(Observer):
         if node is not None:
             for host in list(node._hosts.values()):
                 cells = [*host.cells.values(), *host.services]
-                depth.set((host.name,), sum(len(c.queue) for c in cells if c.queue))
+                depth.set((host.name,), sum(c.depth for c in cells))
                 overloads.set((host.name,), host.metrics.overloaded)
             coordinator = getattr(node, "_coordinator", None)
             for saga in getattr(coordinator, "definitions", {}).values():

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import deque
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -25,7 +24,8 @@ from corps.wire._client import Throttled
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
 
-    from corps.core._host import ClassHost, _Cell
+    from corps.core._cell import Cell as _Cell
+    from corps.core._host import ClassHost
     from corps.virtual._config import VirtualConfig
     from corps.virtual._membership import Membership
     from corps.virtual._ownership import Owners
@@ -124,7 +124,7 @@ class ClassActivator:
             await self.owners.release(key, claim.token, None)
             return
         if claim.through and cell.queue:
-            self.skipped += _skip_handled(cell.queue, claim.through)
+            self.skipped += _skip_handled(cell, claim.through)
         self.tokens[actor_id] = claim.token
         self.activations += 1
         self.history.record(self.host.name, actor_id, self.m.me, claim.token, "activate")
@@ -135,7 +135,7 @@ class ClassActivator:
             self.rebalance()  # members changed while it was claimed: it moves on at once
 
     def _fence(self, cell: _Cell, why: str) -> None:
-        n = len(cell.queue or ())  # counted as fenced by abandon
+        n = cell.depth if cell.queue else 0  # counted as fenced by abandon
         if n:
             log.info("%s: %d message(s) dropped (%s); the id's owner handles them", cell.subject, n, why)
         self.host.abandon(cell)
@@ -293,11 +293,18 @@ class ClassActivator:
                 "fenced": self.fenced + self.host.fenced, "skipped": self.skipped, "refused": self.refused}
 
 
-def _skip_handled(queue: deque[Any], through: dict[str, int]) -> int:
+def _skip_handled(cell: _Cell, through: dict[str, int]) -> int:
     """Drop queued messages that the previous owner handled (per sender, up to its mark)."""
-    keep = [item for item in queue
-            if not (item[0].mid and item[0].mid <= through.get(item[1].rpartition(".")[0], 0))]
-    skipped = len(queue) - len(keep)
-    queue.clear()
-    queue.extend(keep)
+    assert cell.queue is not None
+    kept: list[Any] = []
+    skipped = 0
+    for envs, reply, is_json in cell.queue:
+        mark = through.get(reply.rpartition(".")[0], 0)
+        keep = [env for env in envs if not (env.mid and env.mid <= mark)]
+        skipped += len(envs) - len(keep)
+        if keep:
+            kept.append((keep, reply, is_json))
+    cell.queue.clear()
+    cell.queue.extend(kept)
+    cell.depth -= skipped
     return skipped

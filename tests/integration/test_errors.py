@@ -280,6 +280,32 @@ async def test_a_full_mailbox_refuses_with_mailbox_full_and_counts_it(actor_syst
     assert any("mailbox full" in d.reason for d in actor_system.dead_letters.recent)
 
 
+class Four(Slow, options=ActorOptions(mailbox_size=4, overload_wait=60.0)):
+    pass
+
+
+async def test_the_mailbox_bound_counts_messages_not_frames(actor_system: ActorSystem) -> None:
+    """A frame is one entry of the mailbox, but the bound counts its messages: behind a held
+    handler, 3 tells fill 3 of 4 places, the next 3 tells get 1, and the bound is freed message
+    by message as the mailbox drains."""
+    ref = await actor_system.spawn(Four, "f")
+    name = f"hold-{uuid4().hex}"
+    GATES[name] = gate = Gate()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(functools.partial(ref.ask, Hold(name), timeout=10.0))
+        await gate.entered.wait()
+        for _ in range(2):
+            for _ in range(3):  # one lone frame, then one of two
+                await ref.tell(Hold(name))
+            await actor_system._outbox.flush()
+        with pytest.raises(MailboxFull):  # and a barrier: everything before it was admitted or refused
+            await ref.ask(Hold(name), timeout=5.0)
+        assert actor_system.metrics()["Four"]["overloaded"] == 3
+        gate.release.set()
+    assert (await ref.ask(Hold(name), timeout=5.0)) is not None  # drained: admitted again
+    assert actor_system.metrics()["Four"]["overloaded"] == 3
+
+
 async def test_a_second_class_with_a_hosted_actor_name_is_refused_at_spawn(actor_system: ActorSystem) -> None:
     await actor_system.spawn(Account, "a")
     with pytest.raises(SpawnError, match=r"actor name 'Account' is already hosted by tests\.integration\.domain\."

@@ -124,3 +124,20 @@ async def test_json_codec_interoperates_with_msgpack_systems(actor_system_factor
     await ref.tell(Note("from json"))
     assert (await ref.ask(Deposit("j", 2), timeout=5.0)) == Balance("j", 2)
     assert (await ref.ask(GetNotes(), timeout=5.0)).texts == ["from json"]
+
+
+async def test_a_tight_tell_loop_is_held_at_the_outbox_high_water_mark(actor_system: ActorSystem) -> None:
+    """Tells that never yield still wait for the flusher once 8 MiB are queued (ActorRef.tell
+    inlines Outbox.push, bound included): 12 MiB of notes never queue more than the bound."""
+    from corps.core._outbox import HIGH_WATER
+
+    ref = await actor_system.spawn(Account, "flood")
+    text = "x" * (64 * 1024)
+    outbox = actor_system._outbox
+    most = 0
+    for _ in range(200):
+        await ref.tell(Note(text))
+        most = max(most, outbox._queued)
+    assert most > HIGH_WATER // 2  # the loop did queue up
+    assert most <= HIGH_WATER + 2 * (len(text) + 16)
+    assert (await ref.ask(GetBalance("flood"), timeout=10.0)).amount == 0  # a barrier: all were handled

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import anyio
 import pytest
 
 from corps import ActorSystem, NoResponders, RemoteError
@@ -57,3 +58,27 @@ async def test_stop_policy_stops_after_the_first_failure_and_calls_on_stop(actor
     # A stopped id can be spawned again.
     again = await actor_system.spawn(StoppingAccount, "s")
     assert (await again.ask(Deposit("s", 1), timeout=2.0)).amount == 1
+
+
+async def test_a_stop_mid_frame_answers_the_rest_of_the_frame_no_responders(actor_system: ActorSystem) -> None:
+    """Boom and three deposits travel in one frame, one batch of the mailbox: the instance stops on
+    Boom, and the deposits behind it in that batch are answered, not dropped (they would time out)."""
+    StoppingAccount.stopped = []
+    ref = await actor_system.spawn(StoppingAccount, "mid")
+    outcomes: dict[int, object] = {}
+
+    async def ask(i: int, msg: Boom | Deposit) -> None:
+        try:
+            outcomes[i] = await ref.ask(msg, timeout=5.0)
+        except Exception as exc:  # the outcome is what the test checks
+            outcomes[i] = exc
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(ref.tell, Deposit("mid", 100))  # published at once: the next four share a frame
+        tg.start_soon(ask, 0, Boom("fatal"))
+        for i in range(1, 4):
+            tg.start_soon(ask, i, Deposit("mid", 1))
+    assert isinstance(outcomes[0], RemoteError)
+    assert [type(outcomes[i]) for i in range(1, 4)] == [NoResponders] * 3
+    assert actor_system.metrics()["StoppingAccount"]["processed"] == 1  # the first deposit only
+    assert StoppingAccount.stopped == ["mid"]
