@@ -153,7 +153,8 @@ class AckBuffer:
         nc._pending_data_size += len(data)
         self.written += 1
         transport = nc._transport
-        if now and transport is not None:  # what nats-py's flusher does, without waiting for its turn
+        if now and _socket_has_room(transport):  # what nats-py's flusher does, without waiting its turn
+            assert transport is not None
             transport.writelines(nc._pending)
             nc._pending = []
             nc._pending_data_size = 0
@@ -165,6 +166,14 @@ class AckBuffer:
 
 WRITE_EVERY: Final = 128
 """Answers after which ``AckBuffer`` writes without waiting for the end of the loop iteration."""
+WRITE_NOW_LIMIT: Final = 1 << 20
+"""Bytes the socket's write buffer may hold for ``AckBuffer`` to write past nats-py's flusher (which
+awaits the socket's drain): above it, or on a transport other than TCP, the flusher writes."""
+
+
+def _socket_has_room(transport: Any) -> bool:
+    writer = getattr(getattr(transport, "_io_writer", None), "transport", None)
+    return writer is not None and writer.get_write_buffer_size() < WRITE_NOW_LIMIT
 
 
 PUBACK_DECODER: Final = msgspec.json.Decoder(PubAck)

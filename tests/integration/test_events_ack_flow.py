@@ -64,3 +64,23 @@ async def test_the_next_pull_request_leaves_during_a_mailbox_run(nats_server: An
     for iteration, token in RunWatcher.seen:
         runs.setdefault(iteration, set()).add(token)
     assert any(len(tokens) > 1 for tokens in runs.values()), RunWatcher.seen  # asked for more mid-run
+
+
+async def test_ack_buffer_leaves_a_full_socket_to_nats_py_flusher(nats_server: Any, monkeypatch: Any) -> None:
+    from corps.events import _wire
+
+    monkeypatch.setattr(_wire, "WRITE_NOW_LIMIT", 0)  # as if the socket's buffer were full
+    nc = await nats.connect(nats_server.url)
+    watcher = await nats.connect(nats_server.url)
+    try:
+        sub = await watcher.subscribe("ackfull.>")
+        await watcher.flush()
+        acks = AckBuffer(nc)
+        for i in range(WRITE_EVERY):
+            acks.add(f"ackfull.{i}", b"+ACK")
+        assert nc._pending  # not written past the flusher, which awaits the socket's drain
+        got = [(await sub.next_msg(5.0)).subject for _ in range(WRITE_EVERY)]  # ... and it writes them
+        assert got == [f"ackfull.{i}" for i in range(WRITE_EVERY)]
+    finally:
+        await nc.close()
+        await watcher.close()
