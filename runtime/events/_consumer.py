@@ -173,9 +173,9 @@ class EventConsumer:
         cfg = self.cfg
         limit = cfg.max_ack_pending
         while not self._stopping:
-            if self._refused:
-                self._refused = False
+            if self._refused:  # (_pull_now also waits while it is set)
                 await anyio.sleep(cfg.heartbeat / 10)
+                self._refused = False
             room = limit - len(self.outstanding) - self._asked
             if room < self._pace // 2 + 1:
                 await self._wait(self._room)  # handlers must finish (and ack) first
