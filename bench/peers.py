@@ -204,7 +204,8 @@ async def fs_events_consume(ctx: Context) -> Sample:
     js = nc.jetstream()
     await js.add_stream(name=f"{ns}_fs", subjects=[f"{ns}.fs"])
     payload = msgspec.msgpack.encode(Tick(0, "x" * 64))
-    await asyncio.gather(*(js.publish(f"{ns}.fs", payload) for _ in range(n)))
+    await asyncio.gather(*(js.publish(f"{ns}.fs", payload, headers={"Nats-Msg-Id": f"{ns}-{i}"})
+                           for i in range(n)))  # the bytes of corps's events (see events._raw_suite_consume)
     tally = Tally(n)
     broker = _broker(ctx.url)
 

@@ -112,6 +112,12 @@ class AckBuffer:
     ``nc.publish`` costs a Future and a flusher wake-up per call; a batch of 256 deliveries
     answered in one iteration becomes one write here. Only while connected: otherwise a lost
     ack is a redelivery (at-least-once), as with any ack.
+
+    A mailbox runs a whole pull batch in one loop iteration; its acks would reach the server only
+    after the last handler, and the server, at ``max_ack_pending``, could deliver nothing
+    meanwhile: server and client took turns. So every ``WRITE_EVERY`` answers (and with a pull
+    request, ``add_command``) the buffer goes out at once, behind what nats-py holds (its order
+    kept: an ack never overtakes what its handler sent).
     """
 
     __slots__ = ("_buf", "_nc", "written")
@@ -122,11 +128,23 @@ class AckBuffer:
         self.written = 0
 
     def add(self, reply: str, what: bytes) -> None:
+        buf = self._buf
+        if not buf:
+            asyncio.get_running_loop().call_soon(self._write)
+        buf.append(b"PUB %b %d\r\n%b\r\n" % (reply.encode(), len(what), what))
+        if len(buf) >= WRITE_EVERY:
+            self._write(now=True)
+
+    def add_command(self, command: bytes) -> None:
+        """Write ``command`` (a pull request) now, behind the answers before it."""
         if not self._buf:
             asyncio.get_running_loop().call_soon(self._write)
-        self._buf.append(b"PUB %b %d\r\n%b\r\n" % (reply.encode(), len(what), what))
+        self._buf.append(command)
+        self._write(now=True)
 
-    def _write(self) -> None:
+    def _write(self, now: bool = False) -> None:
+        if not self._buf:
+            return  # written early (now=True) in this iteration
         data, self._buf = b"".join(self._buf), []
         nc = self._nc
         if not nc.is_connected:
@@ -134,9 +152,28 @@ class AckBuffer:
         nc._pending.append(data)
         nc._pending_data_size += len(data)
         self.written += 1
+        transport = nc._transport
+        if now and _socket_has_room(transport):  # what nats-py's flusher does, without waiting its turn
+            assert transport is not None
+            transport.writelines(nc._pending)
+            nc._pending = []
+            nc._pending_data_size = 0
+            return
         queue = nc._flush_queue
         if queue is not None and queue.empty():
             queue.put_nowait(asyncio.get_running_loop().create_future())  # wake nats-py's flusher
+
+
+WRITE_EVERY: Final = 128
+"""Answers after which ``AckBuffer`` writes without waiting for the end of the loop iteration."""
+WRITE_NOW_LIMIT: Final = 1 << 20
+"""Bytes the socket's write buffer may hold for ``AckBuffer`` to write past nats-py's flusher (which
+awaits the socket's drain): above it, or on a transport other than TCP, the flusher writes."""
+
+
+def _socket_has_room(transport: Any) -> bool:
+    writer = getattr(getattr(transport, "_io_writer", None), "transport", None)
+    return writer is not None and writer.get_write_buffer_size() < WRITE_NOW_LIMIT
 
 
 PUBACK_DECODER: Final = msgspec.json.Decoder(PubAck)

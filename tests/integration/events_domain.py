@@ -216,3 +216,18 @@ class WatchedSales(hybrid.SalesProjection, options=ActorOptions(name="SalesProje
     async def outcome(self, event: OrderCompleted | OrderCancelled) -> None:
         await super().outcome(event)
         self.log.add(event.order_id, 0)
+
+
+class RunWatcher(Actor):
+    """Notes, per event, the loop iteration it ran in and how many pull requests its consumer had
+    sent by then (``test_events_ack_flow``)."""
+
+    log: Log = Log()
+    iteration = 0
+    seen: ClassVar[list[tuple[int, int]]] = []
+
+    @on_event(Noted)
+    async def noted(self, event: Noted) -> None:
+        consumer = self.system.events.consumers["RunWatcher"]
+        RunWatcher.seen.append((RunWatcher.iteration, consumer._token))
+        self.log.add(event.key, event.n)

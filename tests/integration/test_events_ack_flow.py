@@ -1,0 +1,86 @@
+"""Acks and pull requests leave during a mailbox run, not after it.
+
+A mailbox runs a whole pull batch in one loop iteration. Written only at the end of it, the acks
+(and the next pull request) reached the server after the last handler, and the server, at
+``max_ack_pending``, delivered nothing meanwhile: server and client took turns (measured: the
+consumer's queue started each run with the whole batch, 500, and acks went out 500 at a time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import nats
+
+from corps import ActorSystem, EventsConfig
+from corps.events._wire import WRITE_EVERY, AckBuffer
+from tests.integration.events_domain import Log, Noted, RunWatcher
+
+
+async def test_ack_buffer_writes_every_write_every_answers_behind_what_nats_py_holds(nats_server: Any) -> None:
+    nc = await nats.connect(nats_server.url)
+    watcher = await nats.connect(nats_server.url)
+    try:
+        sub = await watcher.subscribe("ackflow.>")
+        await watcher.flush()
+        await nc.publish("ackflow.first", b"x")  # queued in nats-py's buffer, its flusher not run yet
+        acks = AckBuffer(nc)
+        for i in range(WRITE_EVERY - 1):
+            acks.add(f"ackflow.{i}", b"+ACK")
+        assert nc._pending  # below the threshold: waits for the end of the loop iteration
+        acks.add("ackflow.last", b"+ACK")
+        assert not nc._pending  # written now, nothing awaited
+        assert nc._pending_data_size == 0
+        got = [(await sub.next_msg(5.0)).subject for _ in range(WRITE_EVERY + 1)]
+        assert got == ["ackflow.first", *(f"ackflow.{i}" for i in range(WRITE_EVERY - 1)), "ackflow.last"]
+    finally:
+        await nc.close()
+        await watcher.close()
+
+
+async def test_the_next_pull_request_leaves_during_a_mailbox_run(nats_server: Any, corps_namespace: str) -> None:
+    RunWatcher.log = log = Log()
+    RunWatcher.seen = []
+    loop = asyncio.get_running_loop()
+
+    def tick() -> None:  # counts loop iterations: events noted under one count ran in one iteration
+        RunWatcher.iteration += 1
+        handle[0] = loop.call_soon(tick)
+
+    handle = [loop.call_soon(tick)]
+    cfg = EventsConfig(batch=50, max_ack_pending=100)
+    try:
+        async with ActorSystem(nats_server.url, namespace=corps_namespace, events=cfg) as system:
+            for n in range(400):
+                await system.publish(Noted("k", n))
+            await system.spawn(RunWatcher, "w")
+            await log.wait_for(400)
+            assert [n for _, n in log.seen] == list(range(400))  # each once, in stream order
+            assert system.events.consumers["RunWatcher"].stalls == 0
+    finally:
+        handle[0].cancel()
+    runs: dict[int, set[int]] = {}
+    for iteration, token in RunWatcher.seen:
+        runs.setdefault(iteration, set()).add(token)
+    assert any(len(tokens) > 1 for tokens in runs.values()), RunWatcher.seen  # asked for more mid-run
+
+
+async def test_ack_buffer_leaves_a_full_socket_to_nats_py_flusher(nats_server: Any, monkeypatch: Any) -> None:
+    from corps.events import _wire
+
+    monkeypatch.setattr(_wire, "WRITE_NOW_LIMIT", 0)  # as if the socket's buffer were full
+    nc = await nats.connect(nats_server.url)
+    watcher = await nats.connect(nats_server.url)
+    try:
+        sub = await watcher.subscribe("ackfull.>")
+        await watcher.flush()
+        acks = AckBuffer(nc)
+        for i in range(WRITE_EVERY):
+            acks.add(f"ackfull.{i}", b"+ACK")
+        assert nc._pending  # not written past the flusher, which awaits the socket's drain
+        got = [(await sub.next_msg(5.0)).subject for _ in range(WRITE_EVERY)]  # ... and it writes them
+        assert got == [f"ackfull.{i}" for i in range(WRITE_EVERY)]
+    finally:
+        await nc.close()
+        await watcher.close()
