@@ -14,10 +14,11 @@ import time
 from collections import deque
 from collections.abc import Callable
 from time import perf_counter_ns
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from corps.core._activation import Activations, Activator
 from corps.core._actor import Actor, new_instance, overrides
 from corps.core._cell import Batch, Cell, Item, index_of
 from corps.core._context import Current, current, current_correlation_id
@@ -25,11 +26,12 @@ from corps.core._intake import Intake, decode, decode_fast, decode_fast_bare
 from corps.core._metrics import ClassMetrics, EndpointStats
 from corps.core._observe import Observer
 from corps.core._presence import Presence
-from corps.core._shed import Shedder, send_bare_error
+from corps.core._replies import _RAISED, Replies
+from corps.core._shed import Shedder
 from corps.core._supervision import Restart, Resume, Stop, restart_delay
 from corps.errors import StepRejected
 from corps.wire._client import Route, subscribe_route
-from corps.wire._codec import MSGPACK_MAP, Envelope, ErrorReply, Reply, encode_as
+from corps.wire._codec import MSGPACK_MAP, Envelope, ErrorReply
 from corps.wire._headers import NO_IDS, ids_from_block, ids_from_map
 from corps.wire._subjects import actor_class_wildcard, inbox_subject
 from corps.wire._transport import flush
@@ -42,20 +44,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("corps.actor")
 
-_RAISED: Any = object()
-
-
-class Activator(Protocol):
-    """What a virtual class's host asks (corps.virtual) about a message for an id not active here."""
-
-    async def unknown(self, subject: str, reply: str, envs: list[Any], is_json: bool) -> None:
-        """Activate the id here (``ClassHost.activate``), or leave it to its owner (and count it)."""
-
-
-def _never() -> bool:
-    return False
-
-class ClassHost:
+class ClassHost(Activations, Replies):
     """Everything this node does for one actor class."""
 
     def __init__(self, system: Node, cls: type[Actor]) -> None:
@@ -132,58 +121,6 @@ class ClassHost:
             self.services.append(cell)
             await flush(self.system._nc)
         self._release(cell)
-
-    # -- virtual activations (corps.virtual decides; the host runs them) -----------------
-
-    def activate(self, actor_id: str, subject: str, guard: Callable[[], bool]) -> Cell:
-        """Register a virtual instance, not started yet: messages admitted now wait in its mailbox
-        (in arrival order) until ``start_activation``. Synchronous, so nothing overtakes them."""
-        cell = Cell(actor_id, subject)
-        cell.guard = guard
-        cell.marks = {}
-        self.cells[actor_id] = cell
-        return cell
-
-    def admit(self, cell: Cell, reply: str, envs: list[Envelope[Any]], is_json: bool) -> None:
-        """Queue messages for an instance registered by ``activate`` (bounded as any mailbox)."""
-        self._admit(cell, reply, envs, is_json)
-
-    async def start_activation(self, cell: Cell) -> bool:
-        """Run ``__init__`` and ``on_start``, then the queued messages. False (the instance is
-        gone, its queued asks answered NoResponders) if either raised."""
-        try:
-            await self._start_instance(cell)
-        except Exception as exc:  # noqa: BLE001 -- user code: on_start failed, the activation is refused
-            await self._stop_cell(cell, f"{type(exc).__name__} in __init__ or on_start: {exc}")
-            if cell.queue:
-                q, cell.queue, cell.depth = cell.queue, None, 0
-                for envs, reply, is_json in q:
-                    await self._stopped(cell, reply, envs, is_json)
-            return False
-        self._release(cell)
-        return True
-
-    async def deactivate(self, cell: Cell, *, call_on_stop: bool = True) -> bool:
-        """Remove an idle instance (no queued or running message) and run its ``on_stop``.
-        False if it is busy: it stays."""
-        if cell.busy or cell.queue or self.cells.get(cell.actor_id) is not cell:
-            return False
-        del self.cells[cell.actor_id]
-        cell.stopped = True  # a message routed to it in between is refused, not lost silently
-        if call_on_stop:
-            await self._call_on_stop(cell)
-        return True
-
-    def abandon(self, cell: Cell) -> None:
-        """Drop an instance whose id this node may no longer handle (fenced off), without
-        ``on_stop``: its queued messages are dropped and counted as ``fenced`` (every host of
-        the class hears them: the id's owner handles them)."""
-        if self.cells.get(cell.actor_id) is cell:
-            del self.cells[cell.actor_id]
-        cell.guard = _never
-        if cell.queue and not cell.busy:
-            self.fenced += cell.depth
-            cell.queue, cell.depth = None, 0
 
     async def _start_instance(self, cell: Cell) -> None:
         cell.actor = new_instance(self.cls, cell.actor_id, self.system)
@@ -291,16 +228,6 @@ class ClassHost:
             await self._send_reply(reply, -1, intake.is_json, False,
                                    ErrorReply("InvalidMessage", "InvalidMessage", intake.problems[0].why))
 
-    async def _reject(self, subject: str, reply: str, rid: int, is_json: bool, kind: str, why: str,
-                      message_type: str = "?", payload: bytes = b"") -> None:
-        """Answer an ask with an error, or record a tell as a dead letter (and count it)."""
-        if kind == "InvalidMessage":
-            self.metrics.invalid += 1
-        if rid and reply:
-            await self._send_reply(reply, rid, is_json, False, ErrorReply(kind, kind, why))
-        if kind != "NoResponders" or not rid:
-            self.system.dead_letters.record(subject, f"{kind}: {why}", message_type, payload=payload)
-
     async def _unknown(self, subject: str, reply: str, envs: list[Envelope[Any]], is_json: bool) -> None:
         if self.activator is not None:
             await self.activator.unknown(subject, reply, envs, is_json)
@@ -340,11 +267,6 @@ class ClassHost:
             why = self._held_why if held else f"mailbox full ({size})"
             self._shedder.refuse(cell.subject, reply, envs[len(taken):], is_json, why)
         return True
-
-    async def _stopped(self, cell: Cell, reply: str, envs: list[Envelope[Any]], is_json: bool) -> None:
-        for env in envs:
-            await self._reject(cell.subject, reply, env.rid, is_json, "NoResponders", "the instance has stopped",
-                               type(env.msg).__name__)
 
     def _overloaded(self, cell: Cell) -> bool:
         """Has the mailbox stayed at or above its high-water mark for overload_wait? (It went
@@ -476,29 +398,6 @@ class ClassHost:
             return 0
         return 1
 
-    def _finish_held(self, here: Current, item: Item, result: Any, began: int) -> None:
-        """Await what the handler held (``hold_reply``) in a task of its own, then reply with
-        ``result`` (``_RAISED``: the handler raised, and was answered already). Counted as a busy
-        mailbox, so a draining system waits for it."""
-        held, here.held = here.held, None
-        self.system._start_drain(self._answer_held, (item, result, held, began))
-
-    async def _answer_held(self, job: tuple[Item, Any, list[Any], int]) -> None:
-        item, result, held, began = job
-        try:
-            for work in held:
-                await work
-        except Exception as exc:
-            log.error("work held before the reply to %s failed", type(item[0].msg).__name__, exc_info=exc)
-            if item[0].rid and result is not _RAISED:
-                if began:
-                    self.endpoints.answered(type(item[0].msg), began, f"{type(exc).__name__}: {exc}")
-                await self._send_reply(item[1], item[0].rid, item[2], False,
-                                       ErrorReply("RemoteError", type(exc).__name__, str(exc)))
-            return
-        if item[0].rid and result is not _RAISED:
-            await self._answer(item, result, began)
-
     async def _failed(self, cell: Cell, item: Item, exc: Exception, began: int) -> None:
         env, reply, is_json = item
         if began:
@@ -519,28 +418,6 @@ class ClassHost:
             await self._send_reply(reply, env.rid, is_json, False,
                                    ErrorReply("RemoteError", type(exc).__name__, str(exc)))
         await self._supervise(cell, exc)
-
-    async def _answer(self, item: Item, result: Any, began: int) -> None:
-        env, reply, is_json = item
-        expected = self._reply_types[type(env.msg)]
-        if expected is not None and not isinstance(result, expected):
-            self.endpoints.answered(type(env.msg), began, f"TypeError: handler returned {type(result).__name__}")
-            await self._send_reply(reply, env.rid, is_json, False, ErrorReply(
-                "RemoteError", "TypeError", f"handler returned {type(result).__name__}, expected {expected.__name__}"))
-        else:
-            self.endpoints.answered(type(env.msg), began)
-            await self._send_reply(reply, env.rid, is_json, True, result)
-
-    async def _send_reply(self, reply: str, rid: int, is_json: bool, ok: bool, body: Any) -> None:
-        if not reply:
-            return
-        outbox = self.system._outbox
-        if rid == -1 and not ok:  # an error for a non-corps client: bare, with the services API's headers
-            send_bare_error(self.system._nc, reply, body, is_json)
-        elif rid == -1:  # a bare request from a non-corps client: a bare reply, in its format
-            await outbox.send_raw(reply, encode_as(body, is_json))
-        else:  # a corps asker reads either format; frames are joined in this system's codec
-            await outbox.send(reply, self.system.codec.encode(Reply(rid, ok, body)), track=False)
 
     # -- supervision ---------------------------------------------------------------------
 
