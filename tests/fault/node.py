@@ -36,13 +36,18 @@ from corps.examples.shop.orchestrated import PlaceOrder
 from tests.fault import roles
 
 
-def _die_with_parent() -> None:
+def child_setup() -> None:
+    """What a test's node process does first: die with its parent (SIGKILL on its death), and log
+    warnings to stderr with the time and pid (the harness collects them)."""
     with contextlib.suppress(Exception):
         import ctypes
 
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     if os.getppid() == 1:  # the parent died before prctl took effect
         raise SystemExit("parent gone")
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s.%(msecs)03d %(process)d %(name)s %(levelname)s %(message)s",
+                        datefmt="%H:%M:%S")
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -100,10 +105,7 @@ async def serve(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str]) -> None:
-    _die_with_parent()
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
-                        format="%(asctime)s.%(msecs)03d %(process)d %(name)s %(levelname)s %(message)s",
-                        datefmt="%H:%M:%S")
+    child_setup()
     run(serve, parse(argv))
 
 

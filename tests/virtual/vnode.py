@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import signal
 import sys
@@ -22,7 +21,7 @@ import anyio
 import msgspec
 
 from corps import Activation, Actor, ActorOptions, ActorSystem, VirtualConfig, handler, run
-from tests.fault.node import _die_with_parent
+from tests.fault.node import child_setup
 from tests.virtual.domain import Hit, Poke, Seen
 
 
@@ -75,10 +74,7 @@ async def serve(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str]) -> None:
-    _die_with_parent()
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
-                        format="%(asctime)s.%(msecs)03d %(process)d %(name)s %(levelname)s %(message)s",
-                        datefmt="%H:%M:%S")
+    child_setup()
     p = argparse.ArgumentParser(prog="python -m tests.virtual.vnode")
     p.add_argument("role", choices=("host",))
     p.add_argument("--url", required=True)
