@@ -17,7 +17,9 @@ from corps.saga._definition import Step as Step
 from corps.saga._engine import Engine as Engine
 from corps.saga._engine import advance as advance
 from corps.saga._info import SagaInfo as SagaInfo
+from corps.saga._participant import ForwardState as ForwardState
 from corps.saga._participant import compensation as compensation
+from corps.saga._participant import forward_state as forward_state
 from corps.saga._participant import idempotent as idempotent
 from corps.saga._retry import DEFAULT_RETRY as DEFAULT_RETRY
 from corps.saga._retry import DEFAULT_UNDO_RETRY as DEFAULT_UNDO_RETRY
@@ -59,6 +61,7 @@ __all__ = [
     "Engine",
     "Event",
     "Finish",
+    "ForwardState",
     "Kind",
     "OperatorRetry",
     "Parallel",
@@ -89,6 +92,7 @@ __all__ = [
     "compensation",
     "decode_state",
     "encode_state",
+    "forward_state",
     "idempotent",
     "step_key",
 ]

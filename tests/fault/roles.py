@@ -65,7 +65,7 @@ from corps.examples.shop.messages import (
     StockReleased,
     StockReserved,
 )
-from corps.saga import compensation, idempotent
+from corps.saga import compensation, forward_state, idempotent
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
@@ -187,7 +187,8 @@ async def _forward(original: Any, step: str, actor: Actor, msg: Any) -> Any:
 
 async def _undo(original: Any, step: str, actor: Actor, msg: Any) -> Any:
     reply = await original.__wrapped__(actor, msg)
-    Faults.record(key=current_idempotency_key(), kind="undo", step=step)
+    state = forward_state()  # "maybe": an attempt began with no outcome (an undo with no effect line is fine)
+    Faults.record(key=current_idempotency_key(), kind="undo", step=step, forward=state.value if state else "")
     return reply
 
 

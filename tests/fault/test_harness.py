@@ -67,6 +67,17 @@ def test_the_checker_flags(kind: str, status: SagaStatus | None, effects: list[d
     assert r.problems
 
 
+@pytest.mark.parametrize(("forward", "clean"), [("maybe", True), ("never", False), ("applied", False), ("", False)])
+def test_an_undo_with_no_effect_is_clean_only_when_the_runtime_said_the_step_may_have_applied(
+        forward: str, clean: bool) -> None:
+    undo = {**lines("SID", "ship:undo")[0], "forward": forward}
+    r = checked("ok", SagaStatus.COMPENSATED, [*lines("SID", "reserve", "charge", "charge:undo", "reserve:undo"),
+                                               undo], may_compensate=True)
+    assert (r.unexpected == 0) is clean, r
+    twice = checked("ok", SagaStatus.COMPENSATED, [undo, undo], may_compensate=True)
+    assert twice.unexpected == 1  # two undos of one "maybe" step never balance
+
+
 def test_a_compensation_a_fault_explains_is_not_unexpected_and_undone_effects_balance() -> None:
     r = checked("ok", SagaStatus.COMPENSATED, lines("SID", "reserve", "charge", "charge:undo", "reserve:undo"),
                 may_compensate=True)
