@@ -54,6 +54,10 @@ class Observer:
 
     # -- events ------------------------------------------------------------------------------
 
+    def event_dead_lettered(self, consumer: str, event_type: str, reason: str) -> None:
+        """Consumer ``consumer`` wrote an ``event_type`` event to the dead-letter stream (``reason``:
+        undecodable, no-key, max-deliver, handler-error); before any mailbox, or after its handler."""
+
     def publish_begin(self, subject: str, event: Any, msg_id: str) -> Any:
         """``event`` is about to be published on ``subject``."""
         return None
@@ -111,6 +115,10 @@ class Fanout(Observer):
     def dead_letter(self, subject: str, message_type: str, n: int) -> None:
         for o in self.observers:
             o.dead_letter(subject, message_type, n)
+
+    def event_dead_lettered(self, consumer: str, event_type: str, reason: str) -> None:
+        for o in self.observers:
+            o.event_dead_lettered(consumer, event_type, reason)
 
     def publish_begin(self, subject: str, event: Any, msg_id: str) -> Any:
         return [o.publish_begin(subject, event, msg_id) for o in self.observers]

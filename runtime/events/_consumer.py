@@ -433,6 +433,8 @@ class EventConsumer:
             self._nak(d, self.cfg.heartbeat)
             return
         self.dead_lettered += 1
+        if self.events.observer is not None:  # the event type from its subject: it may be undecodable
+            self.events.observer.event_dead_lettered(self.name, d.msg.subject.rpartition(".")[2], reason)
         log.warning("event consumer %s: seq %d dead-lettered (%s): %s", self.name, d.meta.stream_seq, reason, error)
         self.complete(d, b"+TERM")
 

@@ -11,6 +11,7 @@ from corps.events._config import EventsConfig
 if TYPE_CHECKING:
     from corps.core._host import ClassHost
     from corps.core._node import Node
+    from corps.events._consumer import EventConsumer
 
 
 class EventsExtension:
@@ -26,6 +27,10 @@ class EventsExtension:
         if self._events is None:
             raise NatsUnavailable(self._url, "the actor system is not running")
         return self._events
+
+    def consumers(self) -> dict[str, EventConsumer]:
+        """The event consumers running now, by class name (none before start)."""
+        return dict(self._events.consumers) if self._events is not None else {}
 
     async def start(self, node: Node) -> None:
         self._url = node.url

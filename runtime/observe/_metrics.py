@@ -63,6 +63,8 @@ class Metrics(Observer):
                              ("consumer",))
         self.pending = f("corps_consumer_pending", "events in the stream not yet delivered to the consumer, as of "
                          "its last delivery", "gauge", ("consumer",))
+        self.event_dead = f("corps_event_dead_letters_total", "events a consumer wrote to the dead-letter stream, "
+                            "by reason", "counter", ("consumer", "type", "reason"))
         self.started = f("corps_sagas_started_total", "sagas started on this node", "counter", ("saga",))
         self.ended = {status: f(f"corps_sagas_{status.lower()}_total", f"sagas that ended {status} on this node",
                                 "counter", ("saga",)) for status in ("COMPLETED", "COMPENSATED", "FAILED")}
@@ -71,7 +73,7 @@ class Metrics(Observer):
         self.steps = f("corps_saga_steps_total", "saga step attempts by outcome", "counter",
                        ("saga", "step", "outcome"))
         self._counted = [self.handled, self.errors, self.latency, self.dead, self.redelivered, self.pending,
-                         self.started, *self.ended.values(), self.step_latency, self.steps]
+                         self.event_dead, self.started, *self.ended.values(), self.step_latency, self.steps]
 
     def bind(self, node: Node) -> None:
         self._node = node
@@ -102,6 +104,9 @@ class Metrics(Observer):
     def dead_letter(self, subject: str, message_type: str, n: int) -> None:
         self.dead.inc((actor_name_of(subject), message_type), n)
 
+    def event_dead_lettered(self, consumer: str, event_type: str, reason: str) -> None:
+        self.event_dead.inc((consumer, event_type, reason))
+
     def saga_started(self, saga: str, saga_id: str) -> None:
         self.started.inc((saga,))
 
@@ -131,7 +136,11 @@ class Metrics(Observer):
         overloads = Family("corps_overloads_total", "messages refused by a full or overloaded mailbox", "counter",
                            ("class",))
         in_flight = Family("corps_sagas_in_flight", "sagas this node's coordinator drives now", "gauge", ("saga",))
-        dead_total = Family("corps_dead_letters_node_total", "all dead letters of this node", "counter", ())
+        dead_total = Family("corps_dead_letters_node_total",
+                            "all dead letters of this node (messages, and events written to the dead-letter stream)",
+                            "counter", ())
+        event_done = Family("corps_events_processed_total", "events a consumer handled and acknowledged", "counter",
+                            ("consumer",))
         node = self._node
         if node is not None:
             for host in list(node._hosts.values()):
@@ -144,5 +153,9 @@ class Metrics(Observer):
             for d in list(getattr(coordinator, "_drives", {}).values()):
                 key = (d.engine.saga.__name__,)
                 in_flight.set(key, in_flight.values.get(key, 0) + 1)
-            dead_total.set((), node.dead_letters.count)
-        return [depth, overloads, in_flight, dead_total]
+            counts = node.metrics()
+            for name, c in counts.items():
+                if name.startswith("events."):
+                    event_done.set((name.removeprefix("events."),), c["processed"])
+            dead_total.set((), node.dead_letters.count + counts["system"].get("event_dead_letters", 0))
+        return [depth, overloads, in_flight, dead_total, event_done]

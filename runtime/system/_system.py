@@ -116,8 +116,16 @@ class ActorSystem(Node, SagaAPI):
         await self._virtual.host(actor_cls)
 
     def metrics(self) -> dict[str, dict[str, int]]:
-        """``Node.metrics``, plus ``virtual.{Class}`` (see ``Virtual.stats``) per virtual class."""
+        """``Node.metrics``, plus ``events.{Class}`` per event consumer (processed, dead_lettered,
+        stalls, unfinished, outstanding; ``system.event_dead_letters`` sums them) and
+        ``virtual.{Class}`` (see ``Virtual.stats``) per virtual class."""
         out = super().metrics()
+        consumers = self._events_ext.consumers()
+        for name, c in consumers.items():
+            out[f"events.{name}"] = {"processed": c.processed, "dead_lettered": c.dead_lettered,
+                                     "stalls": c.stalls, "unfinished": c.unfinished,
+                                     "outstanding": len(c.outstanding)}
+        out["system"]["event_dead_letters"] = sum(c.dead_lettered for c in consumers.values())
         out.update({f"virtual.{name}": counts for name, counts in self._virtual.stats().items()})
         return out
 

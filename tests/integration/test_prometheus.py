@@ -15,7 +15,7 @@ from corps.examples.shop import hybrid
 from corps.observe import CONTENT_TYPE, Metrics, serve_metrics
 from corps.saga import SagaStatus
 from tests.integration.domain import Account, Boom, Deposit, Note
-from tests.integration.events_domain import Noted, Recorder
+from tests.integration.events_domain import Log, Noted, Poison, Recorder
 from tests.integration.test_trace import HybridOrder, hybrid_shop, order
 
 
@@ -40,6 +40,16 @@ class Handled(Observer):
             while self.count < n:
                 self.changed = anyio.Event()
                 await self.changed.wait()
+
+
+class DeadLettered(Observer):
+    """A test barrier: set once a consumer reports an event written to the dead-letter stream."""
+
+    def __init__(self) -> None:
+        self.seen = anyio.Event()
+
+    def event_dead_lettered(self, consumer: str, event_type: str, reason: str) -> None:
+        self.seen.set()
 
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -130,3 +140,27 @@ async def test_a_redelivered_event_is_counted_per_consumer(actor_system_factory:
     assert value(samples, "corps_messages_handled_total", **{"class": "Recorder", "type": "Noted"}) == 2
     assert value(samples, "corps_handler_errors_total", **{"class": "Recorder", "type": "Noted"}) == 1
     assert value(samples, "corps_consumer_pending", consumer=consumer) == 0
+
+
+async def test_events_dead_lettered_before_any_mailbox_are_counted_per_consumer_and_in_the_node_total(
+    actor_system_factory: Callable[..., Any],
+) -> None:
+    metrics = Metrics()
+    lettered = DeadLettered()
+    system: ActorSystem = await actor_system_factory(observers=[metrics, lettered])
+    Recorder.log = Log()
+    await system.spawn(Recorder, "r")
+    await system.publish(Poison(7))  # its handler always raises: dead-lettered after max_deliver attempts
+    await system.publish(Noted("fine", 1))
+    with anyio.fail_after(20):
+        await lettered.seen.wait()
+    counts = system.metrics()
+    assert counts["events.Recorder"]["dead_lettered"] == 1
+    assert counts["system"]["event_dead_letters"] == 1
+    assert counts["system"]["dead_letters"] == 0  # no message dead letter: the event's is counted apart
+    async with serve_metrics(metrics.scrape, 0) as port:
+        samples = await scrape(port)
+    assert value(samples, "corps_event_dead_letters_total", consumer="Recorder", type="Poison",
+                 reason="handler-error") == 1
+    assert value(samples, "corps_dead_letters_node_total") == 1
+    assert value(samples, "corps_events_processed_total", consumer="Recorder") >= 1
