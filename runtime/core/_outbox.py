@@ -6,6 +6,10 @@ while the window is open, or while earlier batches are still queued, is appended
 batch, and the flusher task publishes each batch as one frame. Per subject the order is the send
 order: a message is published directly only when nothing at all is queued before it.
 
+Bounded: ``send`` grants each open (tracked) batch *room* within the frame limit and the memory
+bound, reserved at once; ``push`` and ``ActorRef.tell`` then append with one subtraction per
+part, and go to ``send`` when the room is used up (``_Batch``).
+
 Measured (bench/core.py): one-way tells go several times faster than per-message publish, because
 nats-py's parser and our decoder then run once per batch, not once per message.
 """
