@@ -6,6 +6,10 @@ while the window is open, or while earlier batches are still queued, is appended
 batch, and the flusher task publishes each batch as one frame. Per subject the order is the send
 order: a message is published directly only when nothing at all is queued before it.
 
+Bounded: ``send`` grants each open (tracked) batch *room* within the frame limit and the memory
+bound, reserved at once; ``push`` and ``ActorRef.tell`` then append with one subtraction per
+part, and go to ``send`` when the room is used up (``_Batch``).
+
 Measured (bench/core.py): one-way tells go several times faster than per-message publish, because
 nats-py's parser and our decoder then run once per batch, not once per message.
 """
@@ -25,14 +29,30 @@ HIGH_WATER: Final = 8 * 1024 * 1024
 Publish = Callable[[str, bytes, str], Awaitable[None]]
 
 
+FIRST_GRANT: Final = 4 * 1024
+MAX_GRANT: Final = 256 * 1024
+"""Room a batch gets for parts taken without a check: the first grant, and the most one grant
+doubles up to. A batch that few messages go to reserves little of the memory bound."""
+
+
 class _Batch:
-    __slots__ = ("parts", "rids", "size", "tracked")
+    """One subject's queued parts.
+
+    ``room`` is what the hot path (``Outbox.push``, ``ActorRef.tell``) may still append without
+    any other check, one subtraction per part: granted by ``send`` within the frame limit and
+    reserved from the memory bound (``_queued`` counts it when granted). An untracked (reply)
+    batch gets none. The frame's size is ``size + grant - room``.
+    """
+
+    __slots__ = ("grant", "parts", "rids", "room", "size", "tracked")
 
     def __init__(self, tracked: bool) -> None:
         self.parts: list[bytes] = []
         self.rids: list[int] = []  # the asks among parts; the rest are tells
         self.size = FRAME_OVERHEAD
         self.tracked = tracked
+        self.room = 0
+        self.grant = 0
 
 
 class Outbox:
@@ -64,27 +84,25 @@ class Outbox:
         """Queue ``part`` for ``subject`` without awaiting: the hot path of ask (``ActorRef.tell``
         inlines it: keep the two alike).
 
-        Returns False when the caller must ``await send(...)`` instead: the part would be the
-        first of an idle iteration (published directly), starts a new chunk, is over the payload
-        limit (send raises InvalidMessage), or memory is high. Never raises.
+        Returns False when the caller must ``await send(...)`` instead: there is no open batch
+        (the part would be published directly, or start one), or its room is used up (a new
+        grant, a new chunk, the memory bound, or a part over the limit, which send refuses).
+        Never raises.
         """
-        # Only an open batch takes a part here. A batch exists only while something is queued, so
-        # the direct-publish case never comes here, and its flush is already arranged (send()
-        # woke the flusher, or the window's end will, or a running flush takes it): no wake-up
-        # per part. A part over the limit, a full chunk, the memory bound or an untracked (reply)
-        # batch go to send(), which decides.
+        # A batch exists only while something is queued, so the direct-publish case never comes
+        # here, and its flush is already arranged (send() woke the flusher, or the window's end
+        # will, or a running flush takes it): no wake-up per part. The frame limit and the
+        # memory bound are in the room send() granted: one subtraction per part.
         batch = self._batches.get(subject)
-        if batch is None or not batch.tracked or self._queued > HIGH_WATER:
+        if batch is None:
             return False
-        n = len(part)
-        size = batch.size + n
-        if size > self.limit:
-            return False  # a new chunk, or a part over the limit (send() raises InvalidMessage)
+        room = batch.room - len(part) - 1
+        if room < 0:
+            return False
+        batch.room = room
         batch.parts.append(part)
-        batch.size = size + 1
         if rid:
             batch.rids.append(rid)
-        self._queued += n
         return True
 
     async def send(self, subject: str, part: bytes, rid: int = 0, *, track: bool = True) -> None:
@@ -104,6 +122,12 @@ class Outbox:
             await self._emit_frame(subject, frame, [rid] if rid else [], 0 if rid else 1, track)
             return
         found = self._batches.get(subject)
+        last = 0
+        if found is not None:  # settle what the hot path took: its size, and the room it left
+            last = found.grant
+            found.size += found.grant - found.room
+            self._queued -= found.room
+            found.room = found.grant = 0
         if found is None:
             batch = self._batches[subject] = _Batch(track)
         elif found.size + len(part) + 1 > self.limit:
@@ -111,21 +135,22 @@ class Outbox:
             batch = self._batches[subject] = _Batch(track)
         else:
             batch = found
-        self._add(batch, part, rid)
+        batch.parts.append(part)
+        batch.size += len(part) + 1
+        if rid:
+            batch.rids.append(rid)
         self._queued += len(part)
+        if batch.tracked:  # room for the hot path: within the frame limit and the memory bound
+            grant = min(max(2 * last, FIRST_GRANT), MAX_GRANT, self.limit - batch.size, HIGH_WATER - self._queued)
+            if grant > 0:
+                batch.room = batch.grant = grant
+                self._queued += grant
         if not self._window:
             self._wake.set()
         if self._queued > HIGH_WATER:
             self._wake.set()
             self._idle.clear()
             await self._idle.wait()
-
-    @staticmethod
-    def _add(batch: _Batch, part: bytes, rid: int) -> None:
-        batch.parts.append(part)
-        batch.size += len(part) + 1
-        if rid:
-            batch.rids.append(rid)
 
     def _close_window(self) -> None:
         self._window = False

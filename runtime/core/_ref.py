@@ -8,7 +8,6 @@ import msgspec
 
 from corps.core._context import current
 from corps.core._messages import Message, Request, reply_type
-from corps.core._outbox import HIGH_WATER
 from corps.errors import InvalidMessage
 
 if TYPE_CHECKING:
@@ -66,18 +65,15 @@ class ActorRef(Generic[A]):
         else:
             part = system._encode(self.subject, msg, 0)
         # Outbox.push, inlined (the call cost ~55 ns of a ~600 ns coalesced tell): append to the
-        # subject's open tracked batch if it has room and memory is below the high-water mark.
-        outbox = system._outbox
-        batch = outbox._batches.get(self.subject)
-        if batch is not None and batch.tracked and outbox._queued <= HIGH_WATER:
-            n = len(part)
-            size = batch.size + n
-            if size <= outbox.limit:
+        # subject's open batch if the room it was granted (frame limit and memory bound) holds it.
+        batch = system._outbox._batches.get(self.subject)
+        if batch is not None:
+            room = batch.room - len(part) - 1
+            if room >= 0:
+                batch.room = room
                 batch.parts.append(part)
-                batch.size = size + 1
-                outbox._queued += n
                 return
-        await outbox.send(self.subject, part)
+        await system._outbox.send(self.subject, part)
 
     async def ask(self, msg: Request[R], *, timeout: float | None = None, idempotency_key: str | None = None) -> R:
         """Send ``msg`` and wait for the handler's reply.

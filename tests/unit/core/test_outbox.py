@@ -16,7 +16,7 @@ import anyio
 import msgspec
 import pytest
 
-from corps.core._outbox import HIGH_WATER, Outbox, Tracker
+from corps.core._outbox import FIRST_GRANT, HIGH_WATER, Outbox, Tracker
 from corps.errors import InvalidMessage
 
 INBOX = "_INBOX.node1"
@@ -312,3 +312,60 @@ def test_the_tracker_does_not_know_foreign_or_future_reply_subjects(reply: str) 
     tracker = Tracker(INBOX)
     tracker.track("a", [1], 0)
     assert tracker.lookup(reply) is None
+
+
+async def test_the_room_granted_to_batches_stays_within_the_memory_bound() -> None:
+    """Each open batch reserves room for parts taken without a check; over many subjects the
+    reservations never take the queue past HIGH_WATER (plus the one part being sent), and once
+    the bound is reserved the sender waits for the flusher."""
+    sent: Sent = []
+    outbox = Outbox(recorder(sent), limit=1 << 20, is_json=False, tracker=Tracker(INBOX))
+    most = 0
+    opened = 0
+    part = enc(1)
+
+    async def one_subject_after_another() -> None:
+        nonlocal most, opened
+        while True:
+            await outbox.send(f"s{opened}", part)
+            opened += 1
+            most = max(most, outbox._queued)
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(one_subject_after_another)
+            await anyio.wait_all_tasks_blocked()  # held at the bound: no flusher runs
+            assert HIGH_WATER // (FIRST_GRANT + 2 * len(part)) <= opened <= HIGH_WATER // FIRST_GRANT + 1
+            assert max(most, outbox._queued) <= HIGH_WATER + len(part)  # reserved and queued, held sender included
+            waiting_at = opened
+            await outbox.flush()
+            await anyio.wait_all_tasks_blocked()
+            assert opened > waiting_at  # the flush let it go on
+            tg.cancel_scope.cancel()
+
+
+async def test_a_batch_takes_parts_without_a_check_only_within_its_room() -> None:
+    sent: Sent = []
+    outbox = Outbox(recorder(sent), limit=1 << 20, is_json=False, tracker=Tracker(INBOX))
+    await outbox.send("a", enc(0))  # published at once
+    await outbox.send("a", enc(1))  # opens a batch with the first grant
+    part = enc("x" * 97)  # 99 bytes
+    taken = 0
+    while outbox.push("a", part):
+        taken += 1
+    assert taken == (FIRST_GRANT // (len(part) + 1))  # each part costs its size and a separator
+    await outbox.send("a", part)  # settles the batch and grants twice the room
+    taken = 0
+    while outbox.push("a", part):
+        taken += 1
+    assert taken == (2 * FIRST_GRANT // (len(part) + 1))
+    await outbox.flush()
+    assert sum(len(frame) for frame in frames(sent, "a")) == 2 + FIRST_GRANT // 100 + 1 + 2 * FIRST_GRANT // 100
+
+
+async def test_an_untracked_batch_takes_no_part_without_send() -> None:
+    sent: Sent = []
+    outbox = Outbox(recorder(sent), limit=1024, is_json=False, tracker=Tracker(INBOX))
+    await outbox.send("a", enc(0))  # published at once; opens the window
+    await outbox.send(f"{INBOX}.9", enc(1), track=False)  # a reply batch
+    assert not outbox.push(f"{INBOX}.9", enc(2))
