@@ -15,6 +15,7 @@ import pytest
 
 from corps import ActorSystem
 from corps.testing import NatsCluster
+from corps.virtual._partitions import read_partition_record
 from tests.fault.procs import Nodes
 from tests.fault.world import wait_for
 from tests.virtual.domain import Entry
@@ -72,6 +73,21 @@ def order_problems(handled: list[list[object]], published: dict[str, int]) -> li
     return out
 
 
+async def partition_owners(client: ActorSystem, partitions: int = 32) -> list[str]:
+    """The node named in each partition's record ("" released or missing), from KV."""
+    kv = await client._nc.jetstream().key_value(f"{client.namespace}_owners")
+    out = []
+    for p in range(partitions):
+        try:
+            entry = await kv.get(f"Ledger.partition.{p}")
+        except Exception:  # noqa: BLE001 -- not claimed yet
+            out.append("")
+            continue
+        record = read_partition_record(entry.value or b"")
+        out.append("" if isinstance(record, str) else record.node.partition(":")[0])
+    return out
+
+
 async def _publish(system: ActorSystem, keys: list[str], ns: range) -> None:
     """Each key's events in order (awaited one after the other), keys concurrently."""
     async def one(key: str) -> None:
@@ -95,6 +111,10 @@ async def test_keyed_events_keep_per_key_order_across_a_kill_a_join_and_a_gracef
         return all((k, n) in done for k in keys for n in range(upto))
 
     async with ActorSystem(ecluster.cluster.urls, namespace=ecluster.nodes.ns) as client:
+        async def settled() -> bool:  # every partition claimed, by the three nodes
+            owners = await partition_owners(client)
+            return all(owners) and len(set(owners)) == 3
+        await wait_for(settled, 30, "the partitions spread over the three nodes")
         await _publish(client, keys, phases[0])
         await wait_for(lambda: handled_all(per_phase), 30, "the first events handled")
         handled, _ = ecluster.history()
