@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
+import nats.js.errors
 import pytest
 
 from corps import ActorSystem
@@ -80,7 +81,7 @@ async def partition_owners(client: ActorSystem, partitions: int = 32) -> list[st
     for p in range(partitions):
         try:
             entry = await kv.get(f"Ledger.partition.{p}")
-        except Exception:  # noqa: BLE001 -- not claimed yet
+        except nats.js.errors.KeyNotFoundError:  # not claimed yet
             out.append("")
             continue
         record = read_partition_record(entry.value or b"")
