@@ -126,6 +126,8 @@ class ClassPartitions:
         """Partitions found taken over at a checkpoint (this node had been fenced off)."""
         self.unreadable = 0
         self.checkpoints = 0
+        self._writes = anyio.Lock()
+        """Checkpoints and hand-overs write the records under it: each CAS sees the last revision."""
         self._quiet = Throttled(log)
 
     def place(self, actor_id: str) -> str:
@@ -236,16 +238,17 @@ class ClassPartitions:
             if reader is None or token is None or (moved and self.owner_of(p) == self.m.me):
                 return
             seq = await reader.release(p, self.drain)
-            if self.tokens.pop(p, None) is None:
-                return  # lapsed meanwhile: dropped, not handed over
-            revision = self._revisions.pop(p)
-            self.moves_out += 1
-            self.history.record(self.name, placement_key(p), self.m.me, token, "move")
-            try:
-                await self.kv.update(self._key(p), _encode(PartitionRecord("", seq)), last=revision,
-                                     validate_keys=False)
-            except Exception as exc:  # noqa: BLE001 -- the record stays ours: the next owner waits for our lease
-                self._quiet.warning("partition", "hand-over of %s failed: %r", self._key(p), exc)
+            async with self._writes:  # a checkpoint in flight finishes first (its revision is the last)
+                if self.tokens.pop(p, None) is None:
+                    return  # lapsed meanwhile: dropped, not handed over
+                revision = self._revisions.pop(p)
+                self.moves_out += 1
+                self.history.record(self.name, placement_key(p), self.m.me, token, "move")
+                try:
+                    await self.kv.update(self._key(p), _encode(PartitionRecord("", seq)), last=revision,
+                                         validate_keys=False)
+                except Exception as exc:  # noqa: BLE001 -- the record stays ours: the next owner waits for our lease
+                    self._quiet.warning("partition", "hand-over of %s failed: %r", self._key(p), exc)
         finally:
             self._leaving.discard(p)
 
@@ -255,6 +258,10 @@ class ClassPartitions:
             await self.checkpoint()
 
     async def checkpoint(self) -> None:
+        async with self._writes:
+            await self._checkpoint()
+
+    async def _checkpoint(self) -> None:
         reader = self.reader
         if reader is None or not self.m.valid():
             return
