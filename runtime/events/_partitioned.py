@@ -80,7 +80,7 @@ def _dseq(reply: str) -> int:
 class _Part:
     """One partition this node owns."""
 
-    __slots__ = ("after", "dispatched", "done", "guard", "inflight", "open", "undone")
+    __slots__ = ("after", "dispatched", "done", "guard", "inflight", "open", "synced", "undone")
 
     def __init__(self, after: int, guard: Callable[[], bool]) -> None:
         self.after = after
@@ -94,6 +94,9 @@ class _Part:
         self.undone: set[int] = set()
         """Taken and given up on (the partition is leaving): its next owner handles them."""
         self.open = True
+        self.synced = True
+        """The read has passed no event of this partition that it did not take (False while a
+        read that was already past ``after`` when it was acquired goes on: until it restarts)."""
 
 
 Route_ = Callable[[EventDelivery], "Cell | None"]
@@ -159,8 +162,9 @@ class PartitionedConsumer:
 
     def acquire(self, p: int, after: int, guard: Callable[[], bool]) -> None:
         """Handle partition ``p`` from the event after sequence ``after`` on (its checkpoint)."""
-        self.parts[p] = _Part(after, guard)
+        part = self.parts[p] = _Part(after, guard)
         if self.position > after:
+            part.synced = False  # what the read passed since ``after`` is not taken: no checkpoint past it
             self._restart = True  # the read is past the checkpoint: read again from there
             self._ended.set()
         self._wake.set()
@@ -173,7 +177,8 @@ class PartitionedConsumer:
         pending = part.inflight | part.undone
         # While open, every event of p the read passed was taken; once closed (leaving, or the
         # lease ran out), what it passed since was not: only what was taken counts.
-        now = min(pending) - 1 if pending else max(part.dispatched, self.position) if part.open else part.dispatched
+        caught_up = part.open and part.synced
+        now = min(pending) - 1 if pending else max(part.dispatched, self.position) if caught_up else part.dispatched
         part.done = max(part.done, now)
         return part.done
 
@@ -287,6 +292,10 @@ class PartitionedConsumer:
         info = await self.events.js.add_consumer(self.events.stream, cfg)
         self._cname, self._dseq = info.name, 0
         self.position = start - 1
+        for part in self.parts.values():  # (one acquired while the consumer was being created may be behind it)
+            part.synced = max(part.after, part.dispatched) + 1 >= start
+            if not part.synced:
+                self._restart = True
         nxt = f"$JS.API.CONSUMER.MSG.NEXT.{self.events.stream}.{info.name}"
         token = 0
         while not (self._stopping or self._restart or not self.parts):
