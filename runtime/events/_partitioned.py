@@ -209,12 +209,16 @@ class PartitionedConsumer:
             log.warning("event consumer %s: partition %d handed over with %d event(s) still running",
                         self.name, p, len(part.inflight))
         through = self.through(p)
-        del self.parts[p]
+        if self.parts.get(p) is part:
+            del self.parts[p]
         return through
 
     def drop_all(self) -> None:
         """This node may handle nothing any more (its lease ran out): forget every partition and
         every delivery, at once (their instances were fenced off; the next owners redeliver)."""
+        for part in self.parts.values():
+            part.open = False
+            part.inflight.clear()  # a hand-over waiting for them stops waiting
         self.parts.clear()
         for timer in self._timers.values():
             timer.cancel()
