@@ -37,6 +37,7 @@ PLUGINS: tuple[str, ...] = (
     "corps.bench.loops",     # uvloop vs asyncio, in child processes
     "corps.bench.memory",    # idle instances, in child processes
     "corps.bench.virtual",   # virtual entities over 1-3 host processes, in child processes
+    "corps.bench.virtual_events",  # keyed events partitioned over 1-2 host processes vs a durable consumer
 )
 
 ALIASES: dict[str, str] = {"tell-fan-in": "fan-in", "fanin": "fan-in", "uvloop": "loops"}

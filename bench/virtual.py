@@ -67,10 +67,10 @@ class Host:
         self.proc = proc
 
     @classmethod
-    async def start(cls, url: str, ns: str, *extra: str) -> Host:
+    async def start(cls, url: str, ns: str, *extra: str, module: str = "corps.bench.virtual") -> Host:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [REPO_ROOT, os.environ.get("PYTHONPATH")]))}
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "corps.bench.virtual", "--url", url, "--ns", ns, *extra,
+            sys.executable, "-m", module, "--url", url, "--ns", ns, *extra,
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
             env=env, start_new_session=True)
         assert proc.stdout is not None
@@ -227,17 +227,22 @@ async def serve(url: str, ns: str, role: str, n: int) -> None:
                 for i in range(n):
                     await system.spawn(SEntity, f"e{i}")
             print("ready", flush=True)
-            async with anyio.create_task_group() as tg:
-                async def until_signal() -> None:
-                    async for _ in signals:
-                        break
-                    tg.cancel_scope.cancel()
+            await until_stopped(signals, parent)
 
-                async def until_orphaned() -> None:
-                    await _orphaned(parent)
-                    tg.cancel_scope.cancel()
-                tg.start_soon(until_signal)
-                tg.start_soon(until_orphaned)
+
+async def until_stopped(signals: AsyncIterator[int], parent: int) -> None:
+    """Return on SIGTERM/SIGINT, or once the parent is gone."""
+    async with anyio.create_task_group() as tg:
+        async def until_signal() -> None:
+            async for _ in signals:
+                break
+            tg.cancel_scope.cancel()
+
+        async def until_orphaned() -> None:
+            await _orphaned(parent)
+            tg.cancel_scope.cancel()
+        tg.start_soon(until_signal)
+        tg.start_soon(until_orphaned)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Any, final
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, final
 
 import anyio
 import msgspec
@@ -12,9 +12,11 @@ from corps.core._actor import Actor
 from corps.core._messages import Message
 from corps.core._node import DEFAULT_ASK_TIMEOUT, DEFAULT_DRAIN_TIMEOUT, Node
 from corps.core._observe import Observer
+from corps.events._classes import event_handlers_of
 from corps.events._component import Events
 from corps.events._config import EventsConfig
 from corps.events._extension import EventsExtension
+from corps.events._partitioned import PartitionedConsumer
 from corps.events._wire import PubAck
 from corps.saga._api import SagaAPI, SagaExtension
 from corps.saga._config import SagaConfig
@@ -25,6 +27,10 @@ from corps.virtual._config import VirtualConfig
 from corps.virtual._extension import Virtual
 from corps.wire._codec import Format
 from corps.wire._security import Security
+
+if TYPE_CHECKING:
+    from corps.core._cell import Cell
+    from corps.core._host import ClassHost
 
 
 @final
@@ -110,10 +116,24 @@ class ActorSystem(Node, SagaAPI):
         this node, activated by their first message and deactivated when idle. Every node that
         hosts the class shares its ids (one activation per id, cluster-wide).
 
+        A class with keyed ``@on_event`` handlers has its events split into
+        ``VirtualConfig.partitions`` partitions, each handled by one hosting node at a time (see
+        docs/virtual.md); an id is placed with its partition.
+
         Raises:
             PlacementError: the class is not virtual, or JetStream KV is unusable.
+            EventError: its event handlers are not all keyed, the server has no JetStream, or the
+                event stream has interest retention (partitions re-read it from a checkpoint).
         """
-        await self._virtual.host(actor_cls)
+        reader: Callable[[ClassHost, Callable[[Any], Cell | None]], PartitionedConsumer] | None = None
+        if isinstance(actor_cls, type) and issubclass(actor_cls, Actor) and event_handlers_of(actor_cls):
+            events, partitions = self.events, self._virtual.cfg.partitions
+            events._check()
+
+            def reader(host: ClassHost, route: Callable[[Any], Cell | None]) -> PartitionedConsumer:
+                return PartitionedConsumer(events, host, partitions, route)
+
+        await self._virtual.host(actor_cls, reader)
 
     def metrics(self) -> dict[str, dict[str, int]]:
         """``Node.metrics``, plus ``events.{Class}`` per event consumer (processed, dead_lettered,

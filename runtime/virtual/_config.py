@@ -6,10 +6,13 @@ from typing import Final
 
 import msgspec
 
+from corps.wire._partition import MAX_PARTITIONS
+
 DEFAULT_MEMBER_TTL: Final = 3.0
 DEFAULT_GRACE: Final = 0.3
 DEFAULT_CLAIM_WAIT: Final = 10.0
 DEFAULT_MAX_ACTIVATING: Final = 10_000
+DEFAULT_PARTITIONS: Final = 32
 
 
 class VirtualConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -35,6 +38,11 @@ class VirtualConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     max_activating: int = DEFAULT_MAX_ACTIVATING
     """Activations in progress (claiming ownership) per class and node, at most; a message that
     would start one more is refused (an ask gets MailboxFull, a tell a dead letter)."""
+    partitions: int = DEFAULT_PARTITIONS
+    """Partitions of the keyed events of a virtual class (``@on_event(key=...)``): each is
+    consumed by one hosting node at a time, and an id is placed with its partition, so its
+    events and its messages reach the same activation. Every node of a namespace must use the
+    same number (changing it moves keys between partitions: drain the events first)."""
     replicas: int = 1
     """Replicas of the membership and ownership KV buckets (3 in a 3-node cluster survives a
     server's loss)."""
@@ -46,6 +54,8 @@ class VirtualConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
             raise ValueError("heartbeat must be positive and shorter than member_ttl")
         if self.max_activating < 1 or self.replicas < 1:
             raise ValueError("max_activating and replicas must be at least 1")
+        if not 1 <= self.partitions <= MAX_PARTITIONS:
+            raise ValueError(f"partitions must be between 1 and {MAX_PARTITIONS}")
 
     @property
     def interval(self) -> float:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import msgspec
@@ -15,6 +15,7 @@ from corps.virtual._config import VirtualConfig
 from corps.virtual._history import Activation, History
 from corps.virtual._membership import Membership
 from corps.virtual._ownership import Owners
+from corps.virtual._partitions import ClassPartitions, Reader
 from corps.virtual._state import StateStore
 from corps.wire._security import Security
 from corps.wire._transport import connect
@@ -22,6 +23,7 @@ from corps.wire._transport import connect
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from corps.core._cell import Cell
     from corps.core._host import ClassHost
     from corps.core._node import Node
 
@@ -43,6 +45,8 @@ class Virtual:
         self._owners: Owners | None = None
         self._store: StateStore | None = None
         self._classes: dict[str, ClassActivator] = {}
+        self._partitions: dict[str, ClassPartitions] = {}
+        """Classes whose keyed events are partitioned (see ``_partitions``)."""
         self._lock = anyio.Lock()
 
     # -- Extension -------------------------------------------------------------------------
@@ -62,17 +66,24 @@ class Virtual:
         await m.retire()  # rebalance: every active id moves out after the grace period
         with anyio.move_on_after(node.drain_timeout):
             delay = 0.01
-            while any(a.busy_moving() for a in self._classes.values()):
+            while any(a.busy_moving() for a in self._classes.values()) or \
+                    any(p.busy() for p in self._partitions.values()):
                 await anyio.sleep(delay)
                 delay = min(delay * 2, 0.2)
         for activator in self._classes.values():
             await activator.leave()  # whatever is left (an activation that finished meanwhile)
+        for parts in self._partitions.values():
+            await parts.leave()
         await m.leave()
 
     # -- API -------------------------------------------------------------------------------
 
-    async def host(self, actor_cls: type[Actor]) -> None:
+    async def host(self, actor_cls: type[Actor],
+                   reader: Callable[[ClassHost, Callable[[Any], Cell | None]], Reader] | None = None) -> None:
         """Host the virtual class ``actor_cls`` on this node: its ids may be placed here.
+
+        ``reader`` (given by ``ActorSystem.host`` for a class with keyed event handlers) builds
+        the consumer of its partitioned events from the class's host and the routing function.
 
         Raises:
             PlacementError: the class is not virtual, or the KV buckets are unusable (no JetStream).
@@ -105,11 +116,23 @@ class Virtual:
             host = await node.host_for(actor_cls)
             assert self._owners is not None
             activator = ClassActivator(host, self._membership, self._owners, self.cfg, node._tg, self.history, store)
+            parts = None
+            if reader is not None:
+                parts = ClassPartitions(activator, self._membership, self._owners.kv, self.cfg, node._tg,
+                                        self.history, node.drain_timeout)
+                parts.reader = reader(host, parts.route)  # raises EventError for a class it cannot serve
+                await parts.reader.start()
+                # Before the first heartbeat naming the class: its ids are placed with their partitions.
+                self._membership.placement[actor_cls.actor_name] = parts.place
+                self._partitions[actor_cls.actor_name] = parts
+                node._tg.start_soon(parts.checkpoint_forever, name=f"corps-partitions-{actor_cls.actor_name}")
             host.activator = activator
             self._classes[actor_cls.actor_name] = activator
             node._tg.start_soon(activator.sweep_forever, name=f"corps-virtual-idle-{actor_cls.actor_name}")
             self._membership.classes.add(actor_cls.actor_name)
             await self._membership.beat()  # the others place ids here from now on
+            if parts is not None:
+                parts.rebalance()
 
     def token(self, actor_cls: type[Actor], actor_id: str) -> int | None:
         """The fencing token of ``actor_id``'s activation on this node (None: not active here)."""
@@ -128,6 +151,8 @@ class Virtual:
         handled by the previous owner), ``refused``; and ``membership``: ``members``, ``changes``,
         ``lapses``, ``ignored`` records."""
         out = {name: a.stats() for name, a in self._classes.items()}
+        for name, parts in self._partitions.items():
+            out[name].update(parts.stats())
         m = self._membership
         if m is not None:
             out["membership"] = {"members": len(m.members), "changes": m.changes, "lapses": m.lapses,
@@ -136,7 +161,11 @@ class Virtual:
 
     def _counts(self) -> dict[str, dict[str, int]]:
         """Per class counters for the heartbeat (read on the heartbeat thread: plain ints)."""
-        return {name: a.stats() for name, a in list(self._classes.items())}
+        out = {name: a.stats() for name, a in list(self._classes.items())}
+        for name, parts in list(self._partitions.items()):
+            out[name] = {**out.get(name, {}), "partitions": len(parts.tokens),
+                         "partition_moves_in": parts.moves_in, "partition_moves_out": parts.moves_out}
+        return out
 
     async def members_beat(self) -> None:
         """Heartbeat now (the counters in the membership record are at most one heartbeat old)."""
@@ -154,8 +183,12 @@ class Virtual:
     def _rebalance(self) -> None:
         for activator in self._classes.values():
             activator.rebalance()
+        for parts in self._partitions.values():
+            parts.rebalance()
 
     def _lapse(self) -> None:
         for activator in self._classes.values():
             activator.lapse()
+        for parts in self._partitions.values():
+            parts.lapse()
 

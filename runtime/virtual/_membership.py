@@ -82,6 +82,8 @@ class Membership:
         self.epochs: dict[str, int] = {}
         self._heard: dict[str, float] = {}
         self.classes: set[str] = set()
+        self.placement: dict[str, Callable[[str], str]] = {}
+        """Per class, the key an id is placed by, if not the id itself (partitioned classes)."""
         self.lease_until = 0.0
         self.epoch = 0
         self.lapses = 0
@@ -114,7 +116,8 @@ class Membership:
         return ok
 
     def owner(self, actor_name: str, key: str) -> str | None:
-        return owner(key, (n for n, c in self.members.items() if actor_name in c))
+        place = self.placement.get(actor_name)
+        return owner(key if place is None else place(key), (n for n, c in self.members.items() if actor_name in c))
 
     def alive(self, node: str) -> bool:
         return node in self.members

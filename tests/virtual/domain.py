@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import ClassVar
 
 import msgspec
 
-from corps import Actor, ActorOptions, Message, Request, handler
+from corps import Actor, ActorOptions, Backoff, Message, Request, handler, on_event
 
 
 class Seen(Message):
@@ -106,3 +107,46 @@ class Stateless(Actor, options=ActorOptions(virtual=True, durable="message")):
     @handler
     async def add(self, msg: Add) -> Total:
         return Total(0)
+
+
+class Entry(Message):
+    """A keyed event: the ``n``-th of its key, published in order."""
+
+    key: str
+    n: int
+    fail: int = 0
+    """Attempts that raise before one succeeds (a handler error, retried in place)."""
+
+
+class Handled(msgspec.Struct, frozen=True):
+    key: str
+    n: int
+    node: str
+    token: int
+
+
+class Ledger(Actor, options=ActorOptions(virtual=True, idle_after=60.0)):
+    """A virtual class with a keyed event handler: its events are partitioned across its hosts."""
+
+    handled: ClassVar[list[Handled]] = []
+    sink: ClassVar[Callable[[Handled], None] | None] = None
+
+    def __init__(self) -> None:
+        self.failures = 0
+
+    @on_event(Entry, key="key", max_deliver=3, backoff=Backoff(initial=0.01))
+    async def entry(self, event: Entry) -> None:
+        if self.failures < event.fail:
+            self.failures += 1
+            raise RuntimeError(f"attempt {self.failures} of {event.key}/{event.n} fails")
+        self.failures = 0
+        token = self.system.virtual.token(Ledger, self.id) or 0  # type: ignore[attr-defined]
+        h = Handled(event.key, event.n, self.system.node, token)
+        Ledger.handled.append(h)
+        if Ledger.sink is not None:
+            Ledger.sink(h)
+
+    @handler
+    async def hit(self, msg: Hit) -> Seen:
+        token = self.system.virtual.token(Ledger, self.id) or 0  # type: ignore[attr-defined]
+        return Seen(self.id, self.system.node, token, 0, -1)

@@ -1,7 +1,8 @@
 """One corps node hosting a virtual class, as an OS process: ``python -m tests.virtual.vnode host
 --url URLS --ns NS --out FILE [--ttl S]``.
 
-It hosts ``Tally`` (virtual) and appends one JSON line to FILE per handled message (``h``: id,
+It hosts ``Tally`` (virtual), and with ``--ledger`` also ``Ledger`` (keyed events, partitioned:
+one ``h`` line per handled event, sender ``ev``), and appends one JSON line to FILE per handled message (``h``: id,
 token, sender, n, wall time) and per activation change (``a``: the ``Activation`` record), flushed
 at once, so the test reads what happened even from a node it killed. Prints ``ready node=<node>
 pid=<pid>`` once hosting, drains on SIGTERM, prints ``drained``, and dies with its parent.
@@ -22,7 +23,7 @@ import msgspec
 
 from corps import Activation, Actor, ActorOptions, ActorSystem, VirtualConfig, handler, run
 from tests.fault.node import child_setup
-from tests.virtual.domain import Hit, Poke, Seen
+from tests.virtual.domain import Handled, Hit, Ledger, Poke, Seen
 
 
 class Tally(Actor, options=ActorOptions(virtual=True, idle_after=300.0)):
@@ -55,6 +56,10 @@ def write(record: dict[str, object]) -> None:
     Tally.out.flush()
 
 
+def on_event(h: Handled) -> None:
+    write({"h": [h.key, h.token, "ev", h.n, time.time(), h.node]})
+
+
 def on_activation(a: Activation) -> None:
     write({"a": msgspec.to_builtins(a)})
 
@@ -67,6 +72,9 @@ async def serve(args: argparse.Namespace) -> None:
                                name=f"vnode-{os.getpid()}") as system:
             system.virtual.history.sink = on_activation
             await system.host(Tally)
+            if args.ledger:
+                Ledger.sink = on_event
+                await system.host(Ledger)
             print(f"ready node={system.node} pid={os.getpid()}", flush=True)
             async for _ in signals:
                 break
@@ -83,6 +91,7 @@ def main(argv: list[str]) -> None:
     p.add_argument("--ttl", type=float, default=3.0)
     p.add_argument("--grace", type=float, default=0.3)
     p.add_argument("--replicas", type=int, default=1)
+    p.add_argument("--ledger", action="store_true")
     run(serve, p.parse_args(argv))
 
 

@@ -1,0 +1,510 @@
+"""The keyed events of a virtual class, in partitions, each handled by the one node that owns it.
+
+Why the consumer computes the partition (and neither the publisher nor a server-side subject
+mapping): the key is a declaration of the *handler* (``@on_event(key="order_id")``), not of the
+event; two classes may key one event type differently, and the publisher (``corps publish``,
+the nats CLI, any client) cannot know either. So events keep their subjects
+(``{ns}.events.{Type}``), every publisher works unchanged, and each hosting node reads the class's
+events through one ordered, unacknowledged consumer (ephemeral, from a stream sequence),
+computes each event's partition from its key (``corps.wire._partition``: FNV-1a, the function of
+nats-server's ``partition()`` mapping) and handles only those of the partitions it owns. The cost:
+every hosting node reads every event of the class (receiving does not scale with nodes; handling
+does), as every host of a virtual class hears every message.
+
+Which partitions a node owns is corps.virtual's decision (a KV claim under a fencing token,
+rendezvous placement over the members, released on moves); this module is told ``acquire(p,
+after, guard)`` and ``release(p)``. Progress per partition is ``through(p)``: every event of ``p``
+at or below that stream sequence was handled (acked, or dead-lettered). The owner writes it into
+the partition's record now and then and on a hand-over, and the next owner reads from there:
+nothing is acked to the server, so a node that dies loses nothing but redelivers what it had
+handled since its last checkpoint (at least once). Within a partition, events go to their key's
+instance one at a time, in stream order (a failed one is retried in place after its backoff, and
+dead-lettered after ``max_deliver`` attempts, as for any keyed handler).
+
+A delivery the consumer numbers out of turn (a gap: a message lost between server and client)
+restarts the read from the last sequence taken, as nats-py's ordered consumer does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final, cast
+
+import anyio
+import msgspec
+from nats.js.api import DeliverPolicy
+
+from corps.errors import EventError
+from corps.events._classes import event_handlers_of
+from corps.events._delivery import EventDelivery
+from corps.events._dlq import write_dead_letter
+from corps.events._provision import consumer_config
+from corps.events._wire import REDRIVE_FOR, STATUS, EventDecoder, Inbound, events_subject, parse_ack_subject
+from corps.wire._client import Route, subscribe_route
+from corps.wire._codec import undecodable, union_of
+from corps.wire._partition import partition_of
+
+if TYPE_CHECKING:
+    from nats.aio.msg import Msg
+
+    from corps.core._cell import Cell
+    from corps.core._host import ClassHost
+    from corps.events._component import Events
+    from corps.events._consumer import EventConsumer
+
+log = logging.getLogger("corps.events")
+
+RESCUE_EVERY: Final = 1.0
+"""Seconds between checks for deliveries dropped with their instance (an activation fenced off or
+refused): they are routed again (or, if the partition is leaving, left for its next owner)."""
+RETRY_ROUTE: Final = 0.1
+"""Seconds before an event that could not be routed now (activations at their bound) is tried again."""
+
+
+def _dseq(reply: str) -> int:
+    """The consumer sequence of a delivery (``$JS.ACK...``; 0 if unreadable): gaps show there."""
+    t = reply.split(".")
+    if len(t) >= 12:
+        t = t[2:]
+    try:
+        return int(t[6])
+    except (IndexError, ValueError):
+        return 0
+
+
+class _Part:
+    """One partition this node owns."""
+
+    __slots__ = ("after", "dispatched", "done", "guard", "inflight", "open", "synced", "undone")
+
+    def __init__(self, after: int, guard: Callable[[], bool]) -> None:
+        self.after = after
+        """Its record's position when claimed: every event at or below it was handled."""
+        self.dispatched = after
+        """The last sequence of this partition taken from the stream."""
+        self.done = after
+        """``through``, as last computed (it never goes back)."""
+        self.guard = guard
+        self.inflight: set[int] = set()
+        self.undone: set[int] = set()
+        """Taken and given up on (the partition is leaving): its next owner handles them."""
+        self.open = True
+        self.synced = True
+        """The read has passed no event of this partition that it did not take (False while a
+        read that was already past ``after`` when it was acquired goes on: until it restarts)."""
+
+
+Route_ = Callable[[EventDelivery], "Cell | None"]
+
+
+class PartitionedConsumer:
+    """Reads one virtual class's keyed events and handles those of the partitions owned here.
+
+    ``route(d)`` puts a delivery into its key's instance (activating it), or returns None when it
+    cannot now (this node is not the id's owner, or activations are at their bound): retried.
+    Duck-types ``EventConsumer`` for ``run_delivery`` and the dead-letter writer.
+    """
+
+    def __init__(self, events: Events, host: ClassHost, partitions: int, route: Route_) -> None:
+        if events.cfg.retention == "interest":
+            raise EventError("partitioned keyed events re-read the stream from a checkpoint: they need "
+                             "EventsConfig(retention='limits')")
+        self.events = events
+        self.host = host
+        self.cfg = events.cfg
+        self.name = host.name
+        self.n = partitions
+        self.route = route
+        self.handlers = event_handlers_of(host.cls)
+        unkeyed = sorted(s.name for s in self.handlers.values() if s.key is None)
+        if unkeyed:
+            raise EventError(f"{self.name}: the event handlers of a virtual class must be keyed "
+                             f"(@on_event(key=...)): {', '.join(unkeyed)}")
+        self.decoder = EventDecoder(union_of(list(self.handlers)))
+        self.filters = sorted({events_subject(events.namespace, tp) for tp in self.handlers})
+        self.parts: dict[int, _Part] = {}
+        self.outstanding: dict[int, EventDelivery] = {}
+        self.keys: dict[str, deque[EventDelivery]] = {}
+        self._part_of: dict[int, int] = {}
+        self._cells: dict[int, Cell] = {}
+        self._timers: dict[int, asyncio.TimerHandle] = {}
+        self.position = 0
+        """The last stream sequence the read took (any partition)."""
+        self.processed = 0
+        self.dead_lettered = 0
+        self.unfinished = 0
+        self.restarts = 0
+        self.gaps = 0
+        self.rescued = 0
+        self.skipped = 0
+        """Events read that belong to partitions owned elsewhere."""
+        self._inbox = f"{events.namespace}.evpin.{events.node}.{self.name}."
+        self._cname = ""
+        self._dseq = 0
+        self._asked = 0
+        self._gen = 0
+        self._restart = False
+        self._stopping = False
+        self._wake = asyncio.Event()
+        self._room = asyncio.Event()
+        self._ended = asyncio.Event()
+        self._sub: Any = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        # run_delivery and the dead-letter writer use the same few members of either consumer
+        self._as_consumer = cast("EventConsumer", self)
+
+    # -- what corps.virtual tells it -------------------------------------------------------
+
+    def acquire(self, p: int, after: int, guard: Callable[[], bool]) -> None:
+        """Handle partition ``p`` from the event after sequence ``after`` on (its checkpoint)."""
+        part = self.parts[p] = _Part(after, guard)
+        if self.position > after:
+            part.synced = False  # what the read passed since ``after`` is not taken: no checkpoint past it
+            self._restart = True  # the read is past the checkpoint: read again from there
+            self._ended.set()
+        self._wake.set()
+
+    def through(self, p: int) -> int:
+        """Every event of ``p`` at or below this sequence was handled (or dead-lettered)."""
+        part = self.parts.get(p)
+        if part is None:
+            return 0
+        pending = part.inflight | part.undone
+        # While open, every event of p the read passed was taken; once closed (leaving, or the
+        # lease ran out), what it passed since was not: only what was taken counts.
+        caught_up = part.open and part.synced
+        now = min(pending) - 1 if pending else max(part.dispatched, self.position) if caught_up else part.dispatched
+        part.done = max(part.done, now)
+        return part.done
+
+    async def release(self, p: int, wait: float) -> int:
+        """Take no new event of ``p``, let those begun finish (at most ``wait`` seconds), forget
+        ``p``, and return ``through(p)``: where its next owner starts."""
+        part = self.parts.get(p)
+        if part is None:
+            return 0
+        part.open = False
+        for key in [k for k in self.keys if partition_of(k, self.n) == p]:
+            waiting = self.keys[key]
+            while len(waiting) > 0:  # behind the one in flight: never begun here
+                self._give_up(waiting.pop())
+        for seq, timer in list(self._timers.items()):
+            if self._part_of.get(seq) == p:  # waiting for a retry: its next owner retries it
+                timer.cancel()
+                del self._timers[seq]
+                d = self.outstanding.get(seq)
+                if d is not None:
+                    self._give_up(d)
+        delay = 0.01
+        with anyio.move_on_after(wait):
+            while part.inflight:
+                await anyio.sleep(delay)
+                delay = min(delay * 2, 0.2)
+        if part.inflight:
+            log.warning("event consumer %s: partition %d handed over with %d event(s) still running",
+                        self.name, p, len(part.inflight))
+        through = self.through(p)
+        if self.parts.get(p) is part:
+            del self.parts[p]
+        return through
+
+    def drop_all(self) -> None:
+        """This node may handle nothing any more (its lease ran out): forget every partition and
+        every delivery, at once (their instances were fenced off; the next owners redeliver)."""
+        for part in self.parts.values():
+            part.open = False
+            part.inflight.clear()  # a hand-over waiting for them stops waiting
+        self.parts.clear()
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        self.outstanding.clear()
+        self.keys.clear()
+        self._part_of.clear()
+        self._cells.clear()
+        self._restart = True
+        self._ended.set()
+
+    def stats(self) -> dict[str, int]:
+        return {"partitions": len(self.parts), "events_processed": self.processed,
+                "events_dead_lettered": self.dead_lettered, "events_skipped": self.skipped,
+                "events_in_flight": len(self.outstanding), "read_restarts": self.restarts, "read_gaps": self.gaps,
+                "events_rescued": self.rescued}
+
+    # -- life cycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if any(s.idempotent for s in self.handlers.values()):
+            await self.events.ensure_kv()
+        self._sub = await subscribe_route(self.events.nc, self._inbox + "*", Route(self._take, self._on_status))
+        self._spawn(self._read_loop())
+        self._spawn(self._rescue_loop())
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._ended.set()
+        self._wake.set()
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._sub is not None:
+            with contextlib.suppress(Exception):
+                await self._sub.unsubscribe()
+            self._sub = None
+        await self._drop_consumer()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("event consumer %s: task failed", self.name, exc_info=task.exception())
+
+    # -- reading ---------------------------------------------------------------------------
+
+    async def _read_loop(self) -> None:
+        while not self._stopping:
+            if not self.parts:
+                self._wake.clear()
+                await self._drop_consumer()
+                await self._wake.wait()
+                continue
+            start = min(max(part.after, part.dispatched) for part in self.parts.values()) + 1
+            try:
+                await self._read_from(start)
+            except Exception as exc:  # noqa: BLE001 -- JetStream unreachable for now: read again shortly
+                log.warning("event consumer %s: read failed: %r", self.name, exc)
+                await anyio.sleep(self.cfg.heartbeat)
+
+    async def _read_from(self, start: int) -> None:
+        await self._drop_consumer()
+        self._restart = False
+        self._gen += 1
+        self.restarts += 1
+        cfg = consumer_config(None, self.filters, self.cfg, 0, deliver=DeliverPolicy.BY_START_SEQUENCE,
+                              start_seq=start, ack=False)
+        info = await self.events.js.add_consumer(self.events.stream, cfg)
+        self._cname, self._dseq = info.name, 0
+        self.position = start - 1
+        for part in self.parts.values():  # (one acquired while the consumer was being created may be behind it)
+            part.synced = max(part.after, part.dispatched) + 1 >= start
+            if not part.synced:
+                self._restart = True
+        nxt = f"$JS.API.CONSUMER.MSG.NEXT.{self.events.stream}.{info.name}"
+        token = 0
+        while not (self._stopping or self._restart or not self.parts):
+            room = self.cfg.max_ack_pending - len(self.outstanding)
+            if room <= 0:
+                self._room.clear()
+                with anyio.move_on_after(self.cfg.heartbeat):
+                    await self._room.wait()
+                continue
+            token += 1
+            want = min(self.cfg.batch, room)
+            self._asked = want
+            self._ended.clear()
+            body = json.dumps({"batch": want, "expires": int(self.cfg.fetch_expires * 1e9)}).encode()
+            await self.events.nc.publish(nxt, body, reply=f"{self._inbox}{self._gen}")
+            with anyio.move_on_after(self.cfg.fetch_expires + 2 * self.cfg.heartbeat) as scope:
+                await self._ended.wait()
+            if scope.cancelled_caught:
+                self._restart = True  # the request went unanswered (a server restart forgets it)
+
+    async def _drop_consumer(self) -> None:
+        name, self._cname = self._cname, ""
+        if name:
+            try:
+                await self.events.js.delete_consumer(self.events.stream, name)
+            except Exception:  # noqa: BLE001 -- ephemeral: the server removes it after 30 s anyway
+                log.debug("event consumer %s: read consumer %s not deleted", self.name, name)
+
+    def _take(self, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> bool:
+        if not reply:
+            return False  # a status: _on_status
+        self._delivered(Inbound(subject, reply.decode(), data, headers))
+        return True
+
+    async def _on_status(self, msg: Msg) -> None:
+        if msg.reply:
+            self._delivered(Inbound(msg.subject, msg.reply, msg.data, headers=msg.headers or {}))
+            return
+        status = (msg.headers or {}).get(STATUS, "")
+        if msg.subject == f"{self._inbox}{self._gen}" and status in ("404", "408", "409"):
+            self._ended.set()  # the request is over
+
+    def _delivered(self, msg: Inbound) -> None:
+        meta = parse_ack_subject(msg.reply)
+        if meta is None or meta.consumer != self._cname or self._restart:
+            return  # an earlier read's, or one being replaced
+        dseq = _dseq(msg.reply)
+        if dseq != self._dseq + 1:
+            self.gaps += 1
+            self._restart = True  # a delivery lost on the way: read again from the last one taken
+            self._ended.set()
+            return
+        self._dseq = dseq
+        self._asked -= 1
+        if self._asked <= 0:
+            self._ended.set()
+        seq = meta.stream_seq
+        self.position = seq
+        meta.consumer = self.name  # dead letters name the class, so redrive finds this consumer
+        target = msg.header(REDRIVE_FOR)
+        if target is not None and target != self.name:
+            return  # redriven for another consumer
+        try:
+            event = self.decoder.decode(msg.data)
+        except Exception as exc:  # noqa: BLE001 -- untrusted bytes: dead-lettered by partition 0's owner
+            why = f"{type(exc).__name__}: {exc}" if isinstance(exc, msgspec.MsgspecError) else undecodable(exc)
+            d = self._take_delivery(0, seq, EventDelivery(self._as_consumer, msg, meta, None, None, None))
+            if d is not None:
+                self.host.metrics.undecodable += 1
+                self._spawn(self._dead_letter(d, "undecodable", why))
+            return
+        spec = self.handlers[type(event)]
+        try:
+            key = spec.key_of(event)
+        except AttributeError as exc:  # a dotted key through an optional part that is None
+            d = self._take_delivery(0, seq, EventDelivery(self._as_consumer, msg, meta, event, spec, None))
+            if d is not None:
+                self._spawn(self._dead_letter(d, "no-key", f"{spec.key}: {exc}"))
+            return
+        assert key is not None
+        d = self._take_delivery(partition_of(key, self.n), seq,
+                                EventDelivery(self._as_consumer, msg, meta, event, spec, key))
+        if d is None:
+            return
+        if key in self.keys:
+            self.keys[key].append(d)  # one event at a time per key, in stream order
+        else:
+            self.keys[key] = deque()
+            self._route(d)
+
+    def _take_delivery(self, p: int, seq: int, d: EventDelivery) -> EventDelivery | None:
+        part = self.parts.get(p)
+        if part is None or not part.open or seq <= part.dispatched:
+            self.skipped += part is None
+            return None  # owned elsewhere, leaving, or taken before this read restarted
+        if not part.guard():
+            part.open = False  # this node's lease ran out (drop_all follows): no checkpoint past this
+            return None
+        part.dispatched = seq
+        part.inflight.add(seq)
+        self.outstanding[seq] = d
+        self._part_of[seq] = p
+        return d
+
+    def _route(self, d: EventDelivery) -> None:
+        seq = d.meta.stream_seq
+        part = self.parts.get(self._part_of.get(seq, -1))
+        if part is None or not part.open:
+            self._give_up(d)
+            return
+        cell = self.route(d)
+        if cell is None:
+            self._later(d, RETRY_ROUTE)
+            return
+        self._cells[seq] = cell
+
+    def _later(self, d: EventDelivery, delay: float) -> None:
+        self._timers[d.meta.stream_seq] = asyncio.get_running_loop().call_later(delay, self._retry, d)
+
+    def _retry(self, d: EventDelivery) -> None:
+        seq = d.meta.stream_seq
+        self._timers.pop(seq, None)
+        if not self._stopping and seq in self.outstanding:
+            self._route(d)
+
+    async def _rescue_loop(self) -> None:
+        """Deliveries whose instance was dropped before running them (an activation fenced off,
+        or refused): route them again."""
+        while True:
+            await anyio.sleep(RESCUE_EVERY)
+            for seq, cell in list(self._cells.items()):
+                d = self.outstanding.get(seq)
+                if d is None:
+                    self._cells.pop(seq, None)
+                    continue
+                if d.key is not None and cell is not self.host.cells.get(d.key) and not cell.busy \
+                        and not cell.queue and seq not in self._timers:
+                    self.rescued += 1
+                    del self._cells[seq]
+                    self._route(d)
+
+    # -- outcomes (EventConsumer's interface for run_delivery and the dead-letter writer) ----
+
+    def complete(self, d: EventDelivery, how: bytes) -> None:
+        """The delivery is over: handled (``+ACK``), dead-lettered (``+TERM``) or given back
+        (``-NAK``: its partition's next owner handles it). The next event of its key goes."""
+        seq = d.meta.stream_seq
+        if self.outstanding.pop(seq, None) is None:
+            return
+        self._cells.pop(seq, None)
+        part = self.parts.get(self._part_of.pop(seq, -1))
+        if part is not None:
+            part.inflight.discard(seq)
+            if how.startswith(b"-NAK"):
+                part.undone.add(seq)
+        if len(self.outstanding) < self.cfg.max_ack_pending:
+            self._room.set()
+        if d.key is None:
+            return
+        waiting = self.keys.get(d.key)
+        if waiting:
+            self._route(waiting.popleft())
+        elif waiting is not None:
+            del self.keys[d.key]
+
+    def _give_up(self, d: EventDelivery) -> None:
+        self.complete(d, b"-NAK")
+
+    async def failed(self, d: EventDelivery, exc: BaseException) -> None:
+        """A handler attempt failed: retried in place after the backoff (no later event of the
+        key overtakes it), dead-lettered after the last attempt."""
+        spec = d.spec
+        assert spec is not None
+        part = self.parts.get(self._part_of.get(d.meta.stream_seq, -1))
+        if self._stopping or part is None or not part.open:
+            self._give_up(d)
+            return
+        attempt = max(d.attempt, 1)
+        if attempt >= spec.max_deliver:
+            self._spawn(self._dead_letter(d, "handler-error", f"{type(exc).__name__}: {exc}"))
+            return
+        self._cells.pop(d.meta.stream_seq, None)
+        self._later(d, spec.backoff.delay(attempt))
+
+    async def _dead_letter(self, d: EventDelivery, reason: str, error: str) -> None:
+        try:
+            await write_dead_letter(self.events, d, reason, error)
+        except Exception as exc:  # noqa: BLE001 -- not lost: it stays in flight and is tried again
+            log.error("event consumer %s: dead-letter write failed for seq %d: %r", self.name, d.meta.stream_seq, exc)
+            await anyio.sleep(self.cfg.heartbeat)
+            if d.meta.stream_seq in self.outstanding and not self._stopping:
+                self._spawn(self._dead_letter(d, reason, error))
+            return
+        self.dead_lettered += 1
+        log.warning("event consumer %s: seq %d dead-lettered (%s): %s", self.name, d.meta.stream_seq, reason, error)
+        self.complete(d, b"+TERM")
+
+    async def mark(self, d: EventDelivery) -> bytes | None:
+        return await self.events.mark(self.name, d.event_id)
+
+    async def put_mark(self, d: EventDelivery, mark: bytes) -> None:
+        await self.events.put_mark(self.name, d.event_id, mark)
+
+    async def clear_mark(self, d: EventDelivery) -> None:
+        await self.events.clear_mark(self.name, d.event_id)
+
+
+__all__ = ["PartitionedConsumer"]
