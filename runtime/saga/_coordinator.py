@@ -174,11 +174,12 @@ class Coordinator(Ownership):
         now = time.time()
         state, commands = engine.advance(None, Started.of(saga_id, input, now))
         record = SagaRecord(state=state, owner=self.node, lease_until=now + self.lease)
-        size, room, payload = self.log.size(record), headroom(saga), self.log.max_payload
+        data = self.log.encode(record)  # encoded once: checked here, written as is
+        size, room, payload = len(data), headroom(saga), self.log.max_payload
         if size + room > record_limit(payload):
             raise InvalidMessage(self.log.subject(saga_id), too_large("its input", size, payload, room, saga.__name__))
         try:
-            revision = await self.log.create(record)
+            revision = await self.log.create(record)  # data not encoded again
         except TooLarge as exc:  # the server's max_payload shrank since (a reconnect elsewhere)
             raise InvalidMessage(self.log.subject(saga_id), str(exc)) from exc
         if revision is None:
@@ -225,9 +226,10 @@ class Coordinator(Ownership):
                 if new is old:
                     commands = []
                     continue  # stale or duplicate: nothing to write, nothing to do
-                new, commands = self._fit(d, old, event, new, commands)
-                if not await self._persist(saga_id, d, new):
+                record, commands = self._fit(d, old, event, new, commands)
+                if not await self._persist(saga_id, d, record):
                     return
+                new = record.state
                 report(saga_id, new.history[len(old.history):])
                 self._hook("after_write")
         except Exception:  # a bug: it stops this saga only, never the system's other work
@@ -244,18 +246,23 @@ class Coordinator(Ownership):
             if self._drives.get(saga_id) is d:
                 del self._drives[saga_id]
 
-    async def _persist(self, saga_id: str, d: Drive, new: SagaState) -> bool:
-        """CAS-write ``new``; False if the saga was lost to another coordinator. Fails closed:
-        while the store is unavailable, it retries and nothing is sent."""
+    def _record(self, state: SagaState) -> SagaRecord:
+        """What the log gets for ``state`` now: owned by this coordinator (nobody once terminal)
+        with a fresh lease."""
+        return SagaRecord(state=state, owner="" if state.status.terminal else self.node,
+                          lease_until=time.time() + self.lease)
+
+    async def _persist(self, saga_id: str, d: Drive, record: SagaRecord) -> bool:
+        """CAS-write ``record`` (encoded by ``_fit``: the log keeps that); False if the saga was lost
+        to another coordinator. Fails closed: while the store is unavailable, it retries (with a
+        fresh lease) and nothing is sent."""
         delay = 0.05
         async with d.lock:
             while True:
-                record = SagaRecord(state=new, owner="" if new.status.terminal else self.node,
-                                    lease_until=time.time() + self.lease)
                 started = time.perf_counter()
                 try:
                     d.revision = await self.log.write(record, d.revision)
-                    d.state, d.lease_until, d.owner = new, record.lease_until, record.owner
+                    d.state, d.lease_until, d.owner = record.state, record.lease_until, record.owner
                     return True
                 except Stale:
                     if await self._landed(saga_id, d, record):
@@ -270,15 +277,18 @@ class Coordinator(Ownership):
                     log.warning("saga %s: log write failed, retrying (nothing is sent meanwhile): %s", saga_id, exc)
                     await anyio.sleep(delay)
                     delay = min(delay * 2, STORE_RETRY_MAX)
+                    record = self._record(record.state)
                 finally:
                     self.write_seconds += time.perf_counter() - started
 
     def _fit(self, d: Drive, old: SagaState, event: Event, new: SagaState,
-             commands: list[Command]) -> tuple[SagaState, list[Command]]:
-        """``new`` and its commands if its record fits the log; else what to write instead (``_size``)."""
+             commands: list[Command]) -> tuple[SagaRecord, list[Command]]:
+        """The record of ``new`` (encoded: see ``SagaLog.encode``) and its commands if it fits the log; else what to
+        write instead (``_size``). The size checked is that of the bytes written."""
         saga, payload = d.engine.saga, self.log.max_payload
         room = headroom(saga)
-        size = self.log.size(SagaRecord(state=new, owner=self.node, lease_until=time.time()))
+        record = self._record(new)
+        size = len(self.log.encode(record))
         if isinstance(event, StepSucceeded) and size + room > record_limit(payload):
             # The participant replied, so the step may well have applied: failed for good, and
             # uncertain, so the saga compensates it too. The headroom keeps room for that.
@@ -286,9 +296,10 @@ class Coordinator(Ownership):
             failed = StepFailed(step=event.step, attempt=event.attempt, error_type="ReplyTooLarge",
                                 message=reason, terminal=True, uncertain=True, at=event.at)
             new, commands = d.engine.advance(old, failed)
-            size = self.log.size(SagaRecord(state=new, owner=self.node, lease_until=time.time()))
+            record = self._record(new)
+            size = len(self.log.encode(record))
         if size <= record_limit(payload):
-            return new, commands
+            return record, commands
         # Past every bound the headroom counts (endless retries after the pivot, operator retries):
         # what cannot be written cannot be carried out. The saga ends FAILED, for an operator.
         reason = f"the saga's log record would be {size} bytes, over the {record_limit(payload)}-byte limit"
@@ -296,7 +307,9 @@ class Coordinator(Ownership):
         failed_state = msgspec.structs.replace(
             old, status=SagaStatus.FAILED, reason=reason,
             history=(*old.history, Transition(seq, event.at, Kind.SAGA_FAILED, None, 0, reason)))
-        return failed_state, [Finish(status=SagaStatus.FAILED, reason=reason)]
+        record = self._record(failed_state)
+        self.log.encode(record)
+        return record, [Finish(status=SagaStatus.FAILED, reason=reason)]
 
     async def _landed(self, saga_id: str, d: Drive, record: SagaRecord) -> bool:
         """After a write that errored then lost the CAS: did our own earlier attempt land?"""

@@ -106,6 +106,7 @@ class SagaLog:
         self._js = js
         self._bucket = bucket
         self._kv = kv
+        self._last: tuple[SagaRecord, bytes] | None = None  # see encode
 
     @classmethod
     async def open(cls, js: JetStreamContext, namespace: str, config: SagaConfig | None = None) -> SagaLog:
@@ -141,12 +142,22 @@ class SagaLog:
         """Bytes of ``record`` as written."""
         return len(_encode(record))
 
+    def encode(self, record: SagaRecord) -> bytes:
+        """``record`` as written; kept, so that a ``create`` or ``write`` of this very record
+        that follows (the coordinator checks a record's size, then writes it) does not encode
+        it a second time."""
+        data = _encode(record)
+        self._last = (record, data)
+        return data
+
     def subject(self, saga_id: str) -> str:
         """The subject a saga's record is written on (what an InvalidMessage names)."""
         return f"$KV.{self._bucket}.s.{saga_id}"
 
     def _encoded(self, record: SagaRecord) -> bytes:
-        data = _encode(record)
+        last = self._last
+        data = last[1] if last is not None and last[0] is record else _encode(record)  # frozen: same bytes
+        self._last = None
         limit = record_limit(self.max_payload)
         if len(data) > limit:  # the server would close the connection (headers count too): never send it
             raise TooLarge(record.state.saga_id, len(data), limit)

@@ -101,3 +101,27 @@ async def test_a_stale_index_entry_of_a_finished_saga_is_dropped_by_the_next_sca
             await anyio.sleep(0.05)
     assert sid not in coordinator.taken  # read as terminal, never resumed
     assert (await system.saga_status(sid)).status is SagaStatus.COMPLETED
+
+
+async def test_each_record_is_encoded_once_its_size_checked_on_the_bytes_written(
+        actor_system_factory: Factory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The coordinator checks a record's size on its encoding and the log writes those bytes:
+    4 writes of the record (create, 3 CAS), 4 encodes, and what is written is what was checked."""
+    from corps.saga import _log
+
+    encoded: list[bytes] = []
+    encode = _log._encode
+
+    def counting(record: Any) -> bytes:
+        encoded.append(data := encode(record))
+        return data
+
+    monkeypatch.setattr(_log, "_encode", counting)
+    await shop(actor_system_factory)
+    system: ActorSystem = await actor_system_factory(sagas=(PlaceOrder,))
+    sid = await system.start_saga(PlaceOrder, OrderRequest("e1", "apple", 1, "visa", 10, "home"))
+    info = await system.wait_saga(sid, timeout=10)
+    assert info.status is SagaStatus.COMPLETED
+    assert len(encoded) == 4, [len(e) for e in encoded]
+    final, _ = await (await system.coordinator()).log.read(sid)
+    assert _log._decode(encoded[-1]) == final  # the terminal record, owner "" and all
