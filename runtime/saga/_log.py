@@ -261,10 +261,19 @@ class SagaLog:
     async def active(self) -> list[str]:
         """Ids of sagas not known to be terminal.
 
+        The index entries of ended sagas are delete markers, and a listing reads every marker
+        there is: so the markers met are purged (not awaited, up to the marker's own sequence),
+        and each is read by about one listing, not by every listing for ever.
+
         Raises:
             SagaStoreUnavailable: the store did not answer.
         """
-        return await self._ids("a")
+        markers: dict[str, int] = {}
+        ids = await self._ids("a", markers)
+        for key, seq in markers.items():
+            if seq > 0:
+                self._kv.purge_soon(key, seq)
+        return ids
 
     async def all(self) -> list[str]:
         """Ids of every saga in the log."""
@@ -300,11 +309,11 @@ class SagaLog:
         with contextlib.suppress(StoreError):
             await self._kv.delete(f"c.{node}")
 
-    async def _ids(self, prefix: str) -> list[str]:
+    async def _ids(self, prefix: str, markers: dict[str, int] | None = None) -> list[str]:
         # Not KeyValue.keys()/watch(): their end-of-listing marker can come early and drop keys
         # (see corps.wire._snapshot); their filter is also a substring match in nats-py 2.16.
         try:
-            keys = await live_keys(self._js, self._bucket, f"{prefix}.>", timeout=KV_TIMEOUT)
+            keys = await live_keys(self._js, self._bucket, f"{prefix}.>", timeout=KV_TIMEOUT, markers=markers)
         except (nats.errors.Error, TimeoutError) as exc:
             raise SagaStoreUnavailable(f"list sagas: {exc!r}") from exc
         return [k[len(prefix) + 1 :] for k in keys]

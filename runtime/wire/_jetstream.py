@@ -26,6 +26,7 @@ import asyncio
 import base64
 import logging
 import weakref
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
 import msgspec
@@ -81,6 +82,12 @@ class PubAck(msgspec.Struct, frozen=True):
     error: PubAckError | None = None
 
 
+class _Purged(msgspec.Struct, frozen=True):
+    success: bool = False
+    purged: int = 0
+    error: PubAckError | None = None
+
+
 class _StoredMsg(msgspec.Struct, frozen=True):
     subject: str = ""
     seq: int = 0
@@ -95,6 +102,7 @@ class _MsgGet(msgspec.Struct, frozen=True):
 
 _ACK = msgspec.json.Decoder(PubAck)
 _MSG_GET = msgspec.json.Decoder(_MsgGet)
+_PURGED = msgspec.json.Decoder(_Purged)
 _json = msgspec.json.Encoder().encode
 
 
@@ -163,6 +171,27 @@ def decode_ack(subject: str, reply: Reply) -> int:
     if ack.seq <= 0:
         raise StoreUnreadable(subject, f"a PubAck without a sequence: {reply.data[:100]!r}")
     return ack.seq
+
+
+def decode_purged(subject: str, reply: Reply) -> int:
+    """How many messages a ``STREAM.PURGE`` request removed (``subject``: what it purged).
+
+    Raises:
+        StoreNoResponders: status 503.
+        StoreRefused: an API error, or another status.
+        StoreUnreadable: the answer is not a purge response.
+    """
+    if reply.status is not None and not reply.data:
+        raise _status_error(subject, reply)
+    try:
+        got = _PURGED.decode(reply.data)
+    except Exception as exc:  # noqa: BLE001 -- untrusted bytes: RecursionError and all
+        raise StoreUnreadable(subject, f"not a purge response: {undecodable(exc)}") from None
+    if got.error is not None:
+        raise _api_error(subject, got.error)
+    if not got.success or got.purged < 0:
+        raise StoreUnreadable(subject, f"a purge response without success: {reply.data[:100]!r}")
+    return got.purged
 
 
 def _api_error(subject: str, err: PubAckError) -> StoreError:
@@ -304,15 +333,17 @@ class Lean:
         """Publish to a stream; the stored message's sequence (see ``decode_ack`` for errors)."""
         return decode_ack(subject, await self.request(subject, payload, headers, timeout))
 
-    def settle(self, fut: asyncio.Future[Reply], subject: str) -> None:
-        """Let ``fut`` (a publish not awaited) end unobserved: a failure is counted and logged."""
+    def settle(self, fut: asyncio.Future[Reply], subject: str,
+               decode: Callable[[str, Reply], object] = decode_ack) -> None:
+        """Let ``fut`` (a publish not awaited; another request with its ``decode``) end
+        unobserved: a failure is counted and logged."""
         def done(f: asyncio.Future[Reply]) -> None:
             if f.cancelled():
                 return
             exc = f.exception()
             if exc is None:
                 try:
-                    decode_ack(subject, f.result())
+                    decode(subject, f.result())
                     return
                 except StoreError as err:
                     exc = err
@@ -379,6 +410,7 @@ class Bucket:
         self.direct = direct
         self._pre = f"$KV.{bucket}."
         self._get_api = f"$JS.API.STREAM.MSG.GET.{self.stream}"
+        self._purge_api = f"$JS.API.STREAM.PURGE.{self.stream}"
         self._get_direct = f"$JS.API.DIRECT.GET.{self.stream}.{self._pre}"
 
     def subject(self, key: str) -> str:
@@ -435,6 +467,21 @@ class Bucket:
     async def purge(self, key: str, *, wait: bool = True) -> None:
         """Remove every value of the key, leaving a purge marker."""
         await self._marker(key, _PURGE, wait)
+
+    def purge_soon(self, key: str, upto: int) -> asyncio.Future[Reply] | None:
+        """Remove the key's messages up to stream sequence ``upto`` (its delete marker, read at
+        ``upto``: what a listing would otherwise read again each time), leaving nothing behind.
+        A write after ``upto`` stays. Not awaited: a failure is counted (``Lean.unawaited_failures``);
+        the answer's future (``decode_purged`` reads it), None if it could not be sent."""
+        subject = self._pre + key
+        request = _json({"filter": subject, "seq": upto + 1})  # seq: purge below it
+        try:
+            fut = self.lean.request(self._purge_api, request)
+        except StoreError as exc:
+            self.lean.failed(subject, exc)
+            return None
+        self.lean.settle(fut, subject, decode_purged)
+        return fut
 
     async def _marker(self, key: str, headers: bytes, wait: bool) -> None:
         subject = self._pre + key

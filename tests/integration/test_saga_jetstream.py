@@ -23,7 +23,8 @@ from corps.errors import (
 )
 from corps.saga._config import SagaConfig, bucket_config, ensure_bucket
 from corps.wire._embedded import EmbeddedServer
-from corps.wire._jetstream import PAYLOAD_TOO_LARGE, SWEEPS_PER_TIMEOUT, Bucket, Lean, decode_ack
+from corps.wire._jetstream import PAYLOAD_TOO_LARGE, SWEEPS_PER_TIMEOUT, Bucket, Lean, decode_ack, decode_purged
+from corps.wire._snapshot import live_keys
 from corps.wire._transport import connect
 
 
@@ -91,6 +92,30 @@ async def test_fire_and_forget_delete_lands_and_a_failed_one_is_counted(nc: Clie
     await b.put("barrier", b"")
     assert b.lean.unawaited_failures == before + 1
     assert (await b.get("k")) is not None
+
+
+async def test_a_purge_up_to_a_marker_leaves_no_trace_and_keeps_a_later_write(nc: Client) -> None:
+    """A listing reads every delete marker; purging one up to its own sequence removes it (and
+    its key's older messages) and nothing written after it."""
+    b = await _bucket(nc, direct=True)
+    for key in ("gone", "back"):
+        await b.put(key, b"v")
+        await b.delete(key)
+    markers: dict[str, int] = {}
+    assert await live_keys(nc.jetstream(), b.name, ">", timeout=5, markers=markers) == []
+    assert set(markers) == {"gone", "back"}
+    await b.put("back", b"again")  # written after its marker: the purge must keep it
+    for key, seq in markers.items():
+        fut = b.purge_soon(key, seq)
+        assert fut is not None
+        # "back": its later write replaced the marker (history 1), and the purge stops below it
+        assert decode_purged(key, await fut) == (1 if key == "gone" else 0)
+    assert await b.entry("gone") is None  # no marker left: as if never written
+    back = await b.get("back")
+    assert back is not None and back.value == b"again"
+    markers.clear()
+    assert await live_keys(nc.jetstream(), b.name, ">", timeout=5, markers=markers) == ["back"]
+    assert markers == {}
 
 
 async def test_no_stream_is_no_responders_and_silence_is_a_timeout(nc: Client) -> None:

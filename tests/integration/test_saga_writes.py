@@ -125,3 +125,32 @@ async def test_each_record_is_encoded_once_its_size_checked_on_the_bytes_written
     assert len(encoded) == 4, [len(e) for e in encoded]
     final, _ = await (await system.coordinator()).log.read(sid)
     assert _log._decode(encoded[-1]) == final  # the terminal record, owner "" and all
+
+
+async def test_a_scan_purges_the_index_markers_it_reads_so_the_next_reads_none(
+        actor_system_factory: Factory, tap: tuple[Tap, Client], corps_namespace: str) -> None:
+    """Each ended saga leaves a delete marker in the active index, and a listing reads every
+    marker: without the purge, every scan would read every saga that ever ended."""
+    from corps.wire._snapshot import live_keys
+
+    taps, nc = tap
+    await shop(actor_system_factory)
+    system: ActorSystem = await actor_system_factory(sagas=(PlaceOrder,))
+    sids = [await system.start_saga(PlaceOrder, OrderRequest(f"m{i}", "apple", 1, "visa", 10, "home"))
+            for i in range(3)]
+    for sid in sids:
+        assert (await system.wait_saga(sid, timeout=10)).status is SagaStatus.COMPLETED
+    with anyio.fail_after(5):  # the index deletes are not awaited: wait until the server has them
+        while sum(h.get("KV-Operation") == "DEL" for sid in sids for _, h in taps.of(sid)) < 3:
+            await nc.flush()
+            await anyio.sleep(0.01)
+    js, bucket = nc.jetstream(), saga_bucket(corps_namespace)
+    markers: dict[str, int] = {}
+    await live_keys(js, bucket, "a.>", timeout=5, markers=markers)
+    assert {f"a.{sid}" for sid in sids} <= set(markers)
+    assert await (await system.coordinator()).log.active() == []  # reads them, and purges them
+    with anyio.fail_after(5):  # the purges are not awaited
+        while markers:
+            markers.clear()
+            await live_keys(js, bucket, "a.>", timeout=5, markers=markers)
+            await anyio.sleep(0.01)
