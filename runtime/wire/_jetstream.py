@@ -27,7 +27,7 @@ import base64
 import logging
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, TypeVar
 
 import msgspec
 import nats.errors
@@ -160,14 +160,7 @@ def decode_ack(subject: str, reply: Reply) -> int:
         StoreRefused: any other API error or status.
         StoreUnreadable: the answer is not a PubAck.
     """
-    if reply.status is not None and not reply.data:
-        raise _status_error(subject, reply)
-    try:
-        ack = _ACK.decode(reply.data)
-    except Exception as exc:  # noqa: BLE001 -- untrusted bytes: RecursionError and all
-        raise StoreUnreadable(subject, f"not a PubAck: {undecodable(exc)}") from None
-    if ack.error is not None:
-        raise _api_error(subject, ack.error)
+    ack = _answer(subject, reply, _ACK, "PubAck")
     if ack.seq <= 0:
         raise StoreUnreadable(subject, f"a PubAck without a sequence: {reply.data[:100]!r}")
     return ack.seq
@@ -181,17 +174,26 @@ def decode_purged(subject: str, reply: Reply) -> int:
         StoreRefused: an API error, or another status.
         StoreUnreadable: the answer is not a purge response.
     """
-    if reply.status is not None and not reply.data:
-        raise _status_error(subject, reply)
-    try:
-        got = _PURGED.decode(reply.data)
-    except Exception as exc:  # noqa: BLE001 -- untrusted bytes: RecursionError and all
-        raise StoreUnreadable(subject, f"not a purge response: {undecodable(exc)}") from None
-    if got.error is not None:
-        raise _api_error(subject, got.error)
+    got = _answer(subject, reply, _PURGED, "purge response")
     if not got.success or got.purged < 0:
         raise StoreUnreadable(subject, f"a purge response without success: {reply.data[:100]!r}")
     return got.purged
+
+
+_Answer = TypeVar("_Answer", PubAck, _Purged)
+
+
+def _answer(subject: str, reply: Reply, decoder: msgspec.json.Decoder[_Answer], what: str) -> _Answer:
+    """A JSON API answer with an optional ``error``: decoded, or its status or error as a StoreError."""
+    if reply.status is not None and not reply.data:
+        raise _status_error(subject, reply)
+    try:
+        got = decoder.decode(reply.data)
+    except Exception as exc:  # noqa: BLE001 -- untrusted bytes: RecursionError and all
+        raise StoreUnreadable(subject, f"not a {what}: {undecodable(exc)}") from None
+    if got.error is not None:
+        raise _api_error(subject, got.error)
+    return got
 
 
 def _api_error(subject: str, err: PubAckError) -> StoreError:

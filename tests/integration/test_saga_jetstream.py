@@ -112,7 +112,8 @@ async def test_a_purge_up_to_a_marker_leaves_no_trace_and_keeps_a_later_write(nc
         assert decode_purged(key, await fut) == (1 if key == "gone" else 0)
     assert await b.entry("gone") is None  # no marker left: as if never written
     back = await b.get("back")
-    assert back is not None and back.value == b"again"
+    assert back is not None
+    assert back.value == b"again"
     markers.clear()
     assert await live_keys(nc.jetstream(), b.name, ">", timeout=5, markers=markers) == ["back"]
     assert markers == {}
