@@ -20,8 +20,8 @@ the coordinator dies there, as a killed process would: every task stops, nothing
 from __future__ import annotations
 
 import logging
+import secrets
 import time
-import uuid
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio
@@ -57,7 +57,7 @@ from corps.saga._state import (
     Transition,
 )
 from corps.saga._takeover import RECENT as RECENT
-from corps.saga._takeover import Drive, Ownership, recent
+from corps.saga._takeover import Drive, DriveTasks, Ownership, recent
 
 if TYPE_CHECKING:
     from corps.core._node import Node
@@ -92,6 +92,7 @@ class Coordinator(Ownership):
         self.definitions: dict[str, type[Saga[Any]]] = {}
         self._engines: dict[str, Engine] = {}
         self._drives: dict[str, Drive] = {}
+        self._drive_tasks = DriveTasks()  # one per saga in _drives
         # Nothing per saga outlives its drive here (wait_saga reads the log for one it did not see end).
         self.crash_points: set[str] = set()
         """Switched-on crash points (tests): see CRASH_POINTS."""
@@ -125,6 +126,7 @@ class Coordinator(Ownership):
                 tg.start_soon(self._liveness_loop)
                 tg.start_soon(self._scan_loop)
                 tg.start_soon(self._renew_loop)
+                tg.start_soon(self._hold_drives)
                 task_status.started()
         finally:
             self.dead = True
@@ -132,6 +134,15 @@ class Coordinator(Ownership):
             if not self._killed:  # a clean stop: watchers of our key take over what we still held
                 with anyio.CancelScope(shield=True), anyio.move_on_after(RELEASE_WITHIN):
                     await self.liveness.stop()
+
+    async def _hold_drives(self) -> None:
+        """Runs while the coordinator does; as it stops, its saga drives stop first (each hands
+        its saga over, on a clean stop), as if they were tasks of its task group."""
+        try:
+            await anyio.sleep_forever()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._drive_tasks.stop()
 
     def register(self, saga: type[Saga[Any]]) -> Engine:
         """Make ``saga`` known, so this coordinator can start and resume its sagas."""
@@ -150,6 +161,7 @@ class Coordinator(Ownership):
         self.dead = self._killed = True
         if self._tg is not None:
             self._tg.cancel_scope.cancel()
+        self._drive_tasks.cancel()
         raise anyio.get_cancelled_exc_class()
 
     def _hook(self, point: str) -> None:
@@ -166,7 +178,7 @@ class Coordinator(Ownership):
             InvalidMessage: its first record, with the headroom of its class, cannot fit the log.
         """
         engine = self.register(saga)
-        saga_id = check_saga_id(saga_id or uuid.uuid4().hex)
+        saga_id = check_saga_id(saga_id or secrets.token_hex(16))  # as uuid4().hex, at a third of its cost
         if not isinstance(input, saga.input_type):
             raise TypeError(f"{saga.__name__} takes {saga.input_type.__name__}, not {type(input).__name__}")
         if self.dead or self._tg is None:
@@ -200,7 +212,7 @@ class Coordinator(Ownership):
         assert self._tg is not None
         drive = Drive(engine, state, revision, lease_until)
         self._drives[state.saga_id] = drive
-        self._tg.start_soon(self._drive, state.saga_id, drive, commands)
+        self._drive_tasks.start(self._drive(state.saga_id, drive, commands))
 
     # -- driving one saga -----------------------------------------------------------------
 
