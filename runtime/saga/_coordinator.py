@@ -161,7 +161,6 @@ class Coordinator(Ownership):
         self.dead = self._killed = True
         if self._tg is not None:
             self._tg.cancel_scope.cancel()
-        self._drive_tasks.cancel()
         raise anyio.get_cancelled_exc_class()
 
     def _hook(self, point: str) -> None:
