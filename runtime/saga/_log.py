@@ -16,7 +16,9 @@ scans skip it, and nobody drives that saga.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 import re
 from typing import Final
 
@@ -29,9 +31,11 @@ from corps.errors import SagaNotFound, SagaStoreUnavailable, SagaUnreadable, Sto
 from corps.saga._config import SagaConfig, bucket_config, ensure_bucket
 from corps.saga._size import record_limit
 from corps.saga._state import SagaState
-from corps.wire._jetstream import PAYLOAD_TOO_LARGE, Bucket, Lean, decode_ack
+from corps.wire._jetstream import PAYLOAD_TOO_LARGE, Bucket, Lean, Reply, decode_ack, decode_purged
 from corps.wire._snapshot import live_keys
 from corps.wire._transport import max_payload
+
+log = logging.getLogger("corps.saga")
 
 SAGA_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,128}")
 """Saga ids become KV keys and parts of idempotency keys ("{saga_id}:{step}")."""
@@ -107,6 +111,8 @@ class SagaLog:
         self._bucket = bucket
         self._kv = kv
         self._last: tuple[SagaRecord, bytes] | None = None  # see encode
+        self.purging = True
+        """False once a purge of index markers failed (``active``): not tried again."""
 
     @classmethod
     async def open(cls, js: JetStreamContext, namespace: str, config: SagaConfig | None = None) -> SagaLog:
@@ -271,9 +277,23 @@ class SagaLog:
         markers: dict[str, int] = {}
         ids = await self._ids("a", markers)
         for key, seq in markers.items():
-            if seq > 0:
-                self._kv.purge_soon(key, seq)
+            if seq > 0 and self.purging:
+                fut = self._kv.purge_soon(key, seq)
+                if fut is not None:
+                    fut.add_done_callback(self._purged)
         return ids
+
+    def _purged(self, fut: asyncio.Future[Reply]) -> None:
+        """A purge failed (a server without the grant, say): stop purging, say so once. The
+        markers then stay, as before, and every scan reads them all."""
+        if fut.cancelled() or not self.purging:
+            return
+        try:
+            decode_purged(self._bucket, fut.result())
+        except Exception as exc:  # noqa: BLE001 -- StoreTimeout, StoreRefused, unreadable: all mean "not purged"
+            self.purging = False
+            log.warning("saga log %s: cannot purge the delete markers of ended sagas (%s); scans read "
+                        "them all from now on (grant $JS.API.STREAM.PURGE.KV_%s)", self._bucket, exc, self._bucket)
 
     async def all(self) -> list[str]:
         """Ids of every saga in the log."""

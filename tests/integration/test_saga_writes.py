@@ -154,3 +154,31 @@ async def test_a_scan_purges_the_index_markers_it_reads_so_the_next_reads_none(
             markers.clear()
             await live_keys(js, bucket, "a.>", timeout=5, markers=markers)
             await anyio.sleep(0.01)
+
+
+async def test_a_scan_whose_purges_fail_stops_purging_and_says_so(
+        actor_system_factory: Factory, tap: tuple[Tap, Client], caplog: pytest.LogCaptureFixture) -> None:
+    """A server that refuses the purge (no grant for it, say): the first failure stops the
+    purges, with a warning naming the grant; the markers stay, as before."""
+    taps, nc = tap
+    await shop(actor_system_factory)
+    system: ActorSystem = await actor_system_factory(sagas=(PlaceOrder,))
+    log = (await system.coordinator()).log
+    log._kv._purge_api = "corps.test.no-purge"  # nobody answers: a 503, as for a request nobody may take
+    for round_ in range(2):
+        sid = await system.start_saga(PlaceOrder, OrderRequest(f"p{round_}", "apple", 1, "visa", 10, "home"))
+        assert (await system.wait_saga(sid, timeout=10)).status is SagaStatus.COMPLETED
+        with anyio.fail_after(5):  # the index delete is not awaited: wait until the server has it
+            while not any(h.get("KV-Operation") == "DEL" for _, h in taps.of(sid)):
+                await nc.flush()
+                await anyio.sleep(0.01)
+        failures = log.lean.unawaited_failures
+        await log.active()
+        with anyio.fail_after(5):  # the purges' 503s are not awaited either: wait for every answer
+            while log.lean.in_flight or (log.purging and round_ == 0):
+                await nc.flush()
+                await anyio.sleep(0.01)
+        assert not log.purging
+        if round_ == 1:
+            assert log.lean.unawaited_failures == failures  # no purge tried
+    assert "cannot purge the delete markers" in caplog.text
