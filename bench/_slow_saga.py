@@ -29,8 +29,9 @@ from corps.saga import NOTHING_TO_UNDO, Saga, SagaContext, Step, idempotent
 
 STEP_LATENCY: Final = 0.02
 """Seconds a participant waits per step: a call to a service outside (a card network, a courier)."""
-INSTANCES: Final = 64
-"""Keyed instances of ``Remote``: sagas in flight beyond this wait for an instance."""
+INSTANCES: Final = 512
+"""Keyed instances of ``Remote``: enough that sagas in flight rarely share one (two that do take
+turns: the per-key order), so the participants are not what limits the coordinators."""
 
 
 class Gauge:

@@ -8,7 +8,7 @@ its cores over the CPU one saga costs everywhere (coordinators, participants, na
 
 saga-procs-latency: ``_slow_saga.SlowOrder``, whose participants wait 20 ms per step (a service
 outside), 16 in flight per process: each coordinator's in-flight capacity is the limit, not the
-CPU, so a second process should come near 2x. Its participant, ``Remote``, runs as 64 keyed
+CPU, so a second process should come near 2x. Its participant, ``Remote``, runs as 512 keyed
 instances: the class scales by instances while each key's requests stay one at a time (the
 "in flight per key" row must read 1).
 
@@ -27,7 +27,7 @@ from corps.bench._child import run_child
 from corps.bench._model import Context, Row, Sample, Scenario, Target, Variant
 from corps.bench._proc_cpu import cores, server_cpu
 from corps.bench._saga_procs import MEMORY_PARTICIPANTS
-from corps.bench._slow_saga import GAUGE, REMOTES, STEP_LATENCY
+from corps.bench._slow_saga import GAUGE, INSTANCES, REMOTES, STEP_LATENCY
 from corps.bench.registry import register
 
 PROC_TIMEOUT = 300.0
@@ -111,7 +111,7 @@ def saga_procs_latency(quick: bool) -> Scenario:
     ms = f"{1000 * STEP_LATENCY:g} ms"
     return Scenario(
         "saga-procs-latency",
-        f"3-step saga, participants that wait {ms} per step (64 keyed instances), 16 in flight per "
+        f"3-step saga, participants that wait {ms} per step ({INSTANCES} keyed instances), 16 in flight per "
         "coordinator process: 2 processes vs 1",
         {"sagas": 150 if quick else 1_000, "inflight": 16},
         (Variant("procs-1", _procs(1, "slow")), Variant("procs-2", _procs(2, "slow"))),
@@ -126,9 +126,9 @@ def saga_procs_latency(quick: bool) -> Scenario:
             Row(f"saga {ms}/step: coordinator CPU per saga (2 procs vs 1)", "coordinator_cpu_us", "µs",
                 "procs-2", "procs-1"),
         ),
-        (f"SlowOrder (bench/_slow_saga.py): 3 steps to 64 keyed instances of one participant class, each "
+        (f"SlowOrder (bench/_slow_saga.py): 3 steps to {INSTANCES} keyed instances of one participant class, each "
          f"waiting {ms} per request (records in memory); each coordinator process keeps 16 sagas in flight, "
          "so its in-flight capacity, not the CPU, is the limit",
          "'in flight per key' is the most handlers one instance ran at once (the mailbox: 1, so each key's "
-         "requests keep their order); 'working at once' the most across the 64 instances"),
+         f"requests keep their order); 'working at once' the most across the {INSTANCES} instances"),
     )
