@@ -1,8 +1,9 @@
 """Saga coordinators in their own processes, for the scale-out row of ``bench/sagas.py``.
 
-``python -m corps.bench._saga_procs URL NAMESPACE SAGAS INFLIGHT START_AT LOOP`` runs one coordinator
-system (``ActorSystem(sagas=(PlaceOrder,))``) that starts and waits for SAGAS sagas, INFLIGHT at
-a time, from the wall-clock time START_AT on (so that several processes run at once), and prints
+``python -m corps.bench._saga_procs URL NAMESPACE SAGAS INFLIGHT START_AT LOOP [SAGA]`` runs one
+coordinator system (``ActorSystem(sagas=(PlaceOrder,))``, or ``SlowOrder`` with SAGA ``slow``:
+``_slow_saga``) that starts and waits for SAGAS sagas, INFLIGHT at a time, from the wall-clock
+time START_AT on (so that several processes run at once), and prints
 ``{"sagas": n, "t0": ..., "t1": ..., "cpu": ...}``: its measured window, in wall-clock seconds,
 and the CPU seconds the process used in it.
 
@@ -23,6 +24,7 @@ from typing import Final
 import anyio
 
 from corps import ActorOptions, ActorSystem, handler, run
+from corps.bench._slow_saga import SlowOrder
 from corps.examples.shop.messages import (
     BookCourier,
     ChargeCard,
@@ -33,7 +35,7 @@ from corps.examples.shop.messages import (
     StockReserved,
 )
 from corps.examples.shop.orchestrated import COURIER, PAYMENTS, WAREHOUSE, Inventory, Payments, PlaceOrder, Shipping
-from corps.saga import idempotent
+from corps.saga import Saga, idempotent
 
 
 class BenchInventory(Inventory, options=ActorOptions(name="Inventory")):
@@ -78,13 +80,17 @@ def order(prefix: str, i: int) -> OrderRequest:
     return OrderRequest(f"{prefix}{i}", "apple", 1, "visa", 100, "home")
 
 
-async def drive(system: ActorSystem, prefix: str, n: int, inflight: int) -> None:
-    """Start ``n`` PlaceOrder sagas and wait for each to complete, ``inflight`` at a time."""
+SAGAS: Final[dict[str, type[Saga[OrderRequest]]]] = {"place": PlaceOrder, "slow": SlowOrder}
+
+
+async def drive(system: ActorSystem, prefix: str, n: int, inflight: int,
+                saga: type[Saga[OrderRequest]] = PlaceOrder) -> None:
+    """Start ``n`` sagas (PlaceOrder) and wait for each to complete, ``inflight`` at a time."""
     next_i = iter(range(n))
 
     async def worker() -> None:
         for i in next_i:
-            sid = await system.start_saga(PlaceOrder, order(prefix, i))
+            sid = await system.start_saga(saga, order(prefix, i))
             info = await system.wait_saga(sid, timeout=60)
             if info.status != "COMPLETED":
                 raise RuntimeError(f"saga {sid} ended {info.status}: {info.reason}")
@@ -94,21 +100,23 @@ async def drive(system: ActorSystem, prefix: str, n: int, inflight: int) -> None
             tg.start_soon(worker)
 
 
-async def coordinator(url: str, namespace: str, sagas: int, inflight: int, start_at: float) -> dict[str, float]:
+async def coordinator(url: str, namespace: str, sagas: int, inflight: int, start_at: float,
+                      saga: type[Saga[OrderRequest]] = PlaceOrder) -> dict[str, float]:
     prefix = uuid.uuid4().hex[:6]
-    async with ActorSystem(url, namespace=namespace, sagas=(PlaceOrder,)) as system:
+    async with ActorSystem(url, namespace=namespace, sagas=(saga,)) as system:
         await system.coordinator()
-        await drive(system, f"w{prefix}-", 20, min(inflight, 20))  # warm up
+        await drive(system, f"w{prefix}-", 20, min(inflight, 20), saga)  # warm up
         await anyio.sleep(max(0.0, start_at - time.time()))
         t0, cpu0 = time.time(), time.process_time()
-        await drive(system, prefix, sagas, inflight)
+        await drive(system, prefix, sagas, inflight, saga)
         t1, cpu1 = time.time(), time.process_time()
     return {"sagas": sagas, "t0": t0, "t1": t1, "cpu": cpu1 - cpu0}
 
 
 def main() -> None:
     url, namespace, sagas, inflight, start_at, loop = sys.argv[1:7]
-    print(json.dumps(run(coordinator, url, namespace, int(sagas), int(inflight), float(start_at), loop=loop)))
+    saga = SAGAS[sys.argv[7] if len(sys.argv) > 7 else "place"]
+    print(json.dumps(run(coordinator, url, namespace, int(sagas), int(inflight), float(start_at), saga, loop=loop)))
 
 
 if __name__ == "__main__":

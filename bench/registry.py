@@ -33,6 +33,7 @@ PLUGINS: tuple[str, ...] = (
     "corps.bench.codec",     # encode/decode ceiling, no NATS
     "corps.bench.events",    # JetStream events (another engineer's module; optional)
     "corps.bench.sagas",     # sagas (later; optional)
+    "corps.bench.saga_scale",  # sagas over 1 and 2 coordinator processes
     "corps.bench.participants",  # saga participants: @idempotent records, memory vs KV, instances
     "corps.bench.loops",     # uvloop vs asyncio, in child processes
     "corps.bench.memory",    # idle instances, in child processes

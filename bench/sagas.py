@@ -15,9 +15,7 @@ declared ``effect="external"``.
 choreo: the same business flow by events (actors/shop/choreographed.py): publish OrderPlaced,
 wait for the Order entity's OrderCompleted; every hop is a JetStream publish and a durable consumer.
 ``log share``: the share of corps's saga latency spent in saga-log writes.
-saga-procs: 1 and then 2 coordinator processes (``_saga_procs``) driving sagas at once against
-participants whose records are in memory (so that they are not the bottleneck); the rate is
-all sagas over the union of the processes' measured windows.
+Coordinators in processes of their own (1 and 2): ``bench/saga_scale.py``.
 """
 
 from __future__ import annotations
@@ -33,7 +31,6 @@ import nats
 from nats.js.api import KeyValueConfig, StorageType
 
 from corps import Actor, ActorOptions, ActorSystem, on_event
-from corps.bench._child import run_child
 from corps.bench._model import Context, Row, Sample, Scenario, Target, Variant
 from corps.bench._saga_procs import KV_PARTICIPANTS, MEMORY_PARTICIPANTS
 from corps.bench._stats import latency_summary, now
@@ -318,52 +315,3 @@ def saga_1(quick: bool) -> Scenario:
 @register("saga-64")
 def saga_64(quick: bool) -> Scenario:
     return _scenario(64, quick)
-
-
-# -- coordinator scale-out: 1 and 2 coordinator processes ---------------------------------
-
-
-PROC_TIMEOUT = 300.0
-PROC_START = 6.0
-"""Seconds from launching the children to their common start: time to import, connect, warm up."""
-
-
-def _procs(n: int) -> Any:
-    async def run(ctx: Context) -> Sample:
-        ns = f"b{uuid.uuid4().hex[:8]}"
-        async with ActorSystem(ctx.url, namespace=ns) as parts:
-            for cls, actor_id in MEMORY_PARTICIPANTS:
-                await parts.spawn(cls, actor_id)
-            start_at = time.time() + PROC_START
-            args = [ctx.url, ns, str(ctx.params["sagas"]), str(ctx.params["inflight"]), str(start_at), ctx.loop]
-            cpu0 = time.process_time()
-            results = await asyncio.gather(*(run_child("corps.bench._saga_procs", args, PROC_TIMEOUT)
-                                             for _ in range(n)))
-            participants_cpu = time.process_time() - cpu0  # warm-ups included: an upper bound
-        total = sum(r["sagas"] for r in results)
-        window = max(r["t1"] for r in results) - min(r["t0"] for r in results)
-        overlap = min(r["t1"] for r in results) - max(r["t0"] for r in results)
-        return {"rate": total / window, "seconds": window, "overlap_share": 100 * max(overlap, 0.0) / window,
-                "coordinator_cpu_us": 1e6 * sum(r["cpu"] for r in results) / total,
-                "participants_cpu_us": 1e6 * participants_cpu / total}
-
-    return run
-
-
-@register("saga-procs")
-def saga_procs(quick: bool) -> Scenario:
-    return Scenario(
-        "saga-procs",
-        "orchestrated PlaceOrder, 64 in flight per coordinator process: 2 processes vs 1",
-        {"sagas": 300 if quick else 2_000, "inflight": 64},
-        (Variant("procs-1", _procs(1)), Variant("procs-2", _procs(2))),
-        (
-            Row("saga 2 coordinator processes vs 1", "rate", "saga/s", "procs-2", "procs-1", Target(">=", 1.6)),
-            Row("saga 2 processes: overlap of their windows", "overlap_share", "%", "procs-2", None),
-            Row("saga coordinator CPU per saga (2 procs vs 1)", "coordinator_cpu_us", "µs", "procs-2", "procs-1"),
-            Row("saga participants CPU per saga (2 procs vs 1)", "participants_cpu_us", "µs", "procs-2", "procs-1"),
-        ),
-        ("each coordinator is its own process (python -m corps.bench._saga_procs), 64 sagas in flight; the "
-         "participants run in the bench process with their records in memory (@idempotent(effect='memory'))",
-         "the corps column is 2 processes, the raw column 1 process: the ratio is the scale-out"),
-    )

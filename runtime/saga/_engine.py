@@ -59,6 +59,7 @@ from corps.saga._state import (
 from corps.saga._tx import ContextBuilder, Tx
 
 _IN_FLIGHT: Final = (StepStatus.RUNNING, StepStatus.WAITING)
+_ALL_SUCCEEDED: Final = {StepStatus.SUCCEEDED}
 _UNDO_IN_FLIGHT: Final = (UndoStatus.RUNNING, UndoStatus.WAITING)
 _TO_UNDO: Final = (StepStatus.SUCCEEDED, StepStatus.UNCERTAIN)
 
@@ -373,14 +374,15 @@ class Engine:
                 self._finish(tx, SagaStatus.COMPLETED, Kind.COMPLETED, None)
                 return
             group = [tx.steps[st.name] for st in self._stages[tx.stage]]
-            if any(s.status is StepStatus.PENDING for s in group):
+            statuses = {s.status for s in group}
+            if StepStatus.PENDING in statuses:
                 for s in group:
                     if tx.status is SagaStatus.RUNNING:  # a step that cannot be built aborts the rest
                         self._send(tx, s.name, 1)
                 continue
-            if any(s.status in _IN_FLIGHT for s in group):
+            if not statuses.isdisjoint(_IN_FLIGHT):
                 return
-            if any(s.status is not StepStatus.SUCCEEDED for s in group):  # only after the pivot
+            if statuses != _ALL_SUCCEEDED:  # only after the pivot
                 self._finish(tx, SagaStatus.FAILED, Kind.SAGA_FAILED, tx.reason)
                 return
             tx.stage += 1

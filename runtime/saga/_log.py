@@ -16,7 +16,9 @@ scans skip it, and nobody drives that saga.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 import re
 from typing import Final
 
@@ -29,9 +31,11 @@ from corps.errors import SagaNotFound, SagaStoreUnavailable, SagaUnreadable, Sto
 from corps.saga._config import SagaConfig, bucket_config, ensure_bucket
 from corps.saga._size import record_limit
 from corps.saga._state import SagaState
-from corps.wire._jetstream import PAYLOAD_TOO_LARGE, Bucket, Lean, decode_ack
+from corps.wire._jetstream import PAYLOAD_TOO_LARGE, Bucket, Lean, Reply, decode_ack, decode_purged
 from corps.wire._snapshot import live_keys
 from corps.wire._transport import max_payload
+
+log = logging.getLogger("corps.saga")
 
 SAGA_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,128}")
 """Saga ids become KV keys and parts of idempotency keys ("{saga_id}:{step}")."""
@@ -106,6 +110,9 @@ class SagaLog:
         self._js = js
         self._bucket = bucket
         self._kv = kv
+        self._last: tuple[SagaRecord, bytes] | None = None  # see encode
+        self.purging = True
+        """False once a purge of index markers failed (``active``): not tried again."""
 
     @classmethod
     async def open(cls, js: JetStreamContext, namespace: str, config: SagaConfig | None = None) -> SagaLog:
@@ -141,12 +148,22 @@ class SagaLog:
         """Bytes of ``record`` as written."""
         return len(_encode(record))
 
+    def encode(self, record: SagaRecord) -> bytes:
+        """``record`` as written; kept, so that a ``create`` or ``write`` of this very record
+        that follows (the coordinator checks a record's size, then writes it) does not encode
+        it a second time."""
+        data = _encode(record)
+        self._last = (record, data)
+        return data
+
     def subject(self, saga_id: str) -> str:
         """The subject a saga's record is written on (what an InvalidMessage names)."""
         return f"$KV.{self._bucket}.s.{saga_id}"
 
     def _encoded(self, record: SagaRecord) -> bytes:
-        data = _encode(record)
+        last = self._last
+        data = last[1] if last is not None and last[0] is record else _encode(record)  # frozen: same bytes
+        self._last = None
         limit = record_limit(self.max_payload)
         if len(data) > limit:  # the server would close the connection (headers count too): never send it
             raise TooLarge(record.state.saga_id, len(data), limit)
@@ -250,10 +267,33 @@ class SagaLog:
     async def active(self) -> list[str]:
         """Ids of sagas not known to be terminal.
 
+        The index entries of ended sagas are delete markers, and a listing reads every marker
+        there is: so the markers met are purged (not awaited, up to the marker's own sequence),
+        and each is read by about one listing, not by every listing for ever.
+
         Raises:
             SagaStoreUnavailable: the store did not answer.
         """
-        return await self._ids("a")
+        markers: dict[str, int] = {}
+        ids = await self._ids("a", markers)
+        for key, seq in markers.items():
+            if seq > 0 and self.purging:
+                fut = self._kv.purge_soon(key, seq)
+                if fut is not None:
+                    fut.add_done_callback(self._purged)
+        return ids
+
+    def _purged(self, fut: asyncio.Future[Reply]) -> None:
+        """A purge failed (a server without the grant, say): stop purging, say so once. The
+        markers then stay, as before, and every scan reads them all."""
+        if fut.cancelled() or not self.purging:
+            return
+        try:
+            decode_purged(self._bucket, fut.result())
+        except Exception as exc:  # noqa: BLE001 -- StoreTimeout, StoreRefused, unreadable: all mean "not purged"
+            self.purging = False
+            log.warning("saga log %s: cannot purge the delete markers of ended sagas (%s); scans read "
+                        "them all from now on (grant $JS.API.STREAM.PURGE.KV_%s)", self._bucket, exc, self._bucket)
 
     async def all(self) -> list[str]:
         """Ids of every saga in the log."""
@@ -289,11 +329,11 @@ class SagaLog:
         with contextlib.suppress(StoreError):
             await self._kv.delete(f"c.{node}")
 
-    async def _ids(self, prefix: str) -> list[str]:
+    async def _ids(self, prefix: str, markers: dict[str, int] | None = None) -> list[str]:
         # Not KeyValue.keys()/watch(): their end-of-listing marker can come early and drop keys
         # (see corps.wire._snapshot); their filter is also a substring match in nats-py 2.16.
         try:
-            keys = await live_keys(self._js, self._bucket, f"{prefix}.>", timeout=KV_TIMEOUT)
+            keys = await live_keys(self._js, self._bucket, f"{prefix}.>", timeout=KV_TIMEOUT, markers=markers)
         except (nats.errors.Error, TimeoutError) as exc:
             raise SagaStoreUnavailable(f"list sagas: {exc!r}") from exc
         return [k[len(prefix) + 1 :] for k in keys]

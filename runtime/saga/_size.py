@@ -27,7 +27,7 @@ from typing import Any, Final
 import msgspec
 
 from corps.saga._definition import Saga
-from corps.saga._state import Kind, Transition
+from corps.saga._state import Kind, StepState, StepStatus, Transition, UndoStatus
 from corps.wire._subjects import MAX_TOKEN_LENGTH
 
 HEADER_ALLOWANCE: Final = 256
@@ -43,10 +43,20 @@ _FLOAT: Final = 9  # a msgpack float64 where there was nil: due_at, undo_due_at
 
 
 def _transition_bytes(step: str | None) -> int:
-    """The most one transition of ``step`` takes without its detail (numbers at their widest)."""
+    """The most one transition of ``step`` takes without its detail's text (numbers at their
+    widest; the detail's key counted: an empty detail is left out of the encoding)."""
     longest = max(Kind, key=lambda k: len(k.value))
-    widest = Transition(seq=2**62, at=1e18, kind=longest, step=step, attempt=2**62, detail="")
-    return len(msgspec.msgpack.encode(widest))
+    widest = Transition(seq=2**62, at=1e18, kind=longest, step=step, attempt=2**62, detail="x")
+    return len(msgspec.msgpack.encode(widest)) - 1
+
+
+def _step_fill(step: str) -> int:
+    """What a step's state can grow by besides its reply and the texts counted elsewhere: the
+    fields left out of the encoding while at their defaults, at their widest."""
+    widest = StepState(step, status=max(StepStatus, key=lambda k: len(k.value)), attempt=2**62, actor_id="",
+                       uncertain=True, due_at=1e18, undo_status=max(UndoStatus, key=lambda k: len(k.value)),
+                       undo_attempt=2**62, undo_round_start=2**62, undo_due_at=1e18, error="")
+    return len(msgspec.msgpack.encode(widest)) - len(msgspec.msgpack.encode(StepState(step)))
 
 
 def _attempts(max_attempts: int, step: str) -> int:
@@ -71,6 +81,7 @@ def headroom(saga: type[Saga[Any]]) -> int:
             total += _attempts(step.undo_retry.max_attempts, step.name)
             total += 4 * small + 2 * DETAIL_BYTES  # succeeded, committed, gave up, undone; their error
             total += 4 * MAX_TOKEN_LENGTH + 2 * _FLOAT  # its actor id (UTF-8), its due times
+            total += _step_fill(step.name)  # the fields that fill in
     _HEADROOM[saga] = total
     return total
 

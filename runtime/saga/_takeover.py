@@ -16,6 +16,7 @@ import asyncio
 import collections
 import logging
 import time
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio
@@ -78,6 +79,39 @@ class Events:
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
+
+
+class DriveTasks:
+    """The tasks that drive sagas, one per saga: plain asyncio tasks, not an anyio task group's
+    (its ``start_soon`` and the task's run cost ~10-30 µs a task; ``create_task`` ~3), cancelled
+    together when the coordinator stops."""
+
+    __slots__ = ("_tasks",)
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def start(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def cancel(self) -> None:
+        """Cancel every task but the calling one."""
+        current = asyncio.current_task()
+        for task in self._tasks:
+            if task is not current:
+                task.cancel()
+
+    async def stop(self) -> None:
+        """Cancel every task and wait until all have ended (on a clean stop each hands its saga
+        over first, within ``RELEASE_WITHIN``)."""
+        self.cancel()
+        while self._tasks:
+            await asyncio.wait(list(self._tasks))
+
+    def __len__(self) -> int:
+        return len(self._tasks)
 
 
 class Drive:

@@ -112,6 +112,7 @@ class _Grants:
             self.p(f"$JS.API.CONSUMER.CREATE.{stream}.>", f"{why}: list keys (an ephemeral consumer)")
             self.p(f"$JS.API.CONSUMER.INFO.{stream}.*", f"{why}: list keys")
             self.p(f"$JS.API.CONSUMER.DELETE.{stream}.*", f"{why}: list keys (removing the consumer)")
+            self.p(f"$JS.API.STREAM.PURGE.{stream}", f"{why}: purge the delete markers a listing met")
 
 
 def authorize(services: Mapping[str, Sequence[type]], namespace: str = "corps", *,

@@ -59,9 +59,14 @@ async def scan(js: JetStreamContext, stream: str, subject: str, config: Consumer
     return read
 
 
-async def live_keys(js: JetStreamContext, bucket: str, pattern: str, *, timeout: float) -> list[str]:
+async def live_keys(js: JetStreamContext, bucket: str, pattern: str, *, timeout: float,
+                    markers: dict[str, int] | None = None) -> list[str]:
     """Keys of ``bucket`` matching ``pattern`` (``>`` and ``*`` allowed) that are not deleted,
     sorted. Delete and purge markers are messages too; they remove their key.
+
+    Args:
+        markers: if given, filled with the removed keys met: key -> the marker's stream sequence
+            (a marker is read by every listing until it is purged: ``Bucket.purge_soon``).
 
     Raises:
         TimeoutError, nats.errors.Error: as ``scan``.
@@ -73,11 +78,23 @@ async def live_keys(js: JetStreamContext, bucket: str, pattern: str, *, timeout:
         key = msg.subject[len(prefix):]
         if msg.headers is not None and msg.headers.get(_OPERATION) in _REMOVED:
             live.discard(key)
+            if markers is not None:
+                markers[key] = _stream_seq(msg)
         else:
             live.add(key)
+            if markers is not None:
+                markers.pop(key, None)
 
     config = ConsumerConfig(ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
                             headers_only=True, mem_storage=True, num_replicas=1,
                             inactive_threshold=max(timeout, 5.0))
     await scan(js, f"KV_{bucket}", prefix + pattern, config, on_msg, timeout=timeout)
     return sorted(live)
+
+
+def _stream_seq(msg: Msg) -> int:
+    """The stream sequence of a consumer's delivery (from its ack subject); 0 if it has none."""
+    try:
+        return int(msg.metadata.sequence.stream)
+    except Exception:  # noqa: BLE001 -- a reply subject that is not a JetStream ack subject: no sequence
+        return 0

@@ -23,7 +23,8 @@ from corps.errors import (
 )
 from corps.saga._config import SagaConfig, bucket_config, ensure_bucket
 from corps.wire._embedded import EmbeddedServer
-from corps.wire._jetstream import PAYLOAD_TOO_LARGE, Bucket, Lean, decode_ack
+from corps.wire._jetstream import PAYLOAD_TOO_LARGE, SWEEPS_PER_TIMEOUT, Bucket, Lean, decode_ack, decode_purged
+from corps.wire._snapshot import live_keys
 from corps.wire._transport import connect
 
 
@@ -93,6 +94,31 @@ async def test_fire_and_forget_delete_lands_and_a_failed_one_is_counted(nc: Clie
     assert (await b.get("k")) is not None
 
 
+async def test_a_purge_up_to_a_marker_leaves_no_trace_and_keeps_a_later_write(nc: Client) -> None:
+    """A listing reads every delete marker; purging one up to its own sequence removes it (and
+    its key's older messages) and nothing written after it."""
+    b = await _bucket(nc, direct=True)
+    for key in ("gone", "back"):
+        await b.put(key, b"v")
+        await b.delete(key)
+    markers: dict[str, int] = {}
+    assert await live_keys(nc.jetstream(), b.name, ">", timeout=5, markers=markers) == []
+    assert set(markers) == {"gone", "back"}
+    await b.put("back", b"again")  # written after its marker: the purge must keep it
+    for key, seq in markers.items():
+        fut = b.purge_soon(key, seq)
+        assert fut is not None
+        # "back": its later write replaced the marker (history 1), and the purge stops below it
+        assert decode_purged(key, await fut) == (1 if key == "gone" else 0)
+    assert await b.entry("gone") is None  # no marker left: as if never written
+    back = await b.get("back")
+    assert back is not None
+    assert back.value == b"again"
+    markers.clear()
+    assert await live_keys(nc.jetstream(), b.name, ">", timeout=5, markers=markers) == ["back"]
+    assert markers == {}
+
+
 async def test_no_stream_is_no_responders_and_silence_is_a_timeout(nc: Client) -> None:
     lean = await Lean.of(nc)
     with pytest.raises(StoreNoResponders):
@@ -104,6 +130,28 @@ async def test_no_stream_is_no_responders_and_silence_is_a_timeout(nc: Client) -
     assert isinstance(info.value, TimeoutError)
     await sub.unsubscribe()
     assert lean.in_flight == 0
+
+
+async def test_default_timeouts_share_one_sweeping_timer_that_fails_each_on_time(nc: Client) -> None:
+    """Operations with the default timeout have no timer of their own: one sweep fails those past
+    their deadline (at most timeout / SWEEPS_PER_TIMEOUT late), and is armed again for later ones."""
+    lean = Lean(nc, timeout=0.4)
+    await lean.start()
+    sub = await nc.subscribe("silent.sweep")
+    loop = asyncio.get_running_loop()
+    for _ in range(2):  # the second round needs the sweep re-armed after the first emptied it
+        began = loop.time()
+        first = lean.request("silent.sweep", b"1")
+        second = lean.request("silent.sweep", b"2")
+        with pytest.raises(StoreTimeout):
+            await asyncio.wait_for(first, 5)
+        with pytest.raises(StoreTimeout):
+            await asyncio.wait_for(second, 5)
+        waited = loop.time() - began
+        assert 0.4 <= waited < 0.4 * (1 + 2 / SWEEPS_PER_TIMEOUT) + 0.2, waited
+        assert lean.in_flight == 0
+        assert lean._sweeping is None  # nothing waits: no timer left armed
+    await sub.unsubscribe()
 
 
 async def test_garbage_answers_are_typed_errors_and_stray_ones_are_counted(nc: Client) -> None:

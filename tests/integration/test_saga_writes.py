@@ -101,3 +101,84 @@ async def test_a_stale_index_entry_of_a_finished_saga_is_dropped_by_the_next_sca
             await anyio.sleep(0.05)
     assert sid not in coordinator.taken  # read as terminal, never resumed
     assert (await system.saga_status(sid)).status is SagaStatus.COMPLETED
+
+
+async def test_each_record_is_encoded_once_its_size_checked_on_the_bytes_written(
+        actor_system_factory: Factory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The coordinator checks a record's size on its encoding and the log writes those bytes:
+    4 writes of the record (create, 3 CAS), 4 encodes, and what is written is what was checked."""
+    from corps.saga import _log
+
+    encoded: list[bytes] = []
+    encode = _log._encode
+
+    def counting(record: Any) -> bytes:
+        encoded.append(data := encode(record))
+        return data
+
+    monkeypatch.setattr(_log, "_encode", counting)
+    await shop(actor_system_factory)
+    system: ActorSystem = await actor_system_factory(sagas=(PlaceOrder,))
+    sid = await system.start_saga(PlaceOrder, OrderRequest("e1", "apple", 1, "visa", 10, "home"))
+    info = await system.wait_saga(sid, timeout=10)
+    assert info.status is SagaStatus.COMPLETED
+    assert len(encoded) == 4, [len(e) for e in encoded]
+    final, _ = await (await system.coordinator()).log.read(sid)
+    assert _log._decode(encoded[-1]) == final  # the terminal record, owner "" and all
+
+
+async def test_a_scan_purges_the_index_markers_it_reads_so_the_next_reads_none(
+        actor_system_factory: Factory, tap: tuple[Tap, Client], corps_namespace: str) -> None:
+    """Each ended saga leaves a delete marker in the active index, and a listing reads every
+    marker: without the purge, every scan would read every saga that ever ended."""
+    from corps.wire._snapshot import live_keys
+
+    taps, nc = tap
+    await shop(actor_system_factory)
+    system: ActorSystem = await actor_system_factory(sagas=(PlaceOrder,))
+    sids = [await system.start_saga(PlaceOrder, OrderRequest(f"m{i}", "apple", 1, "visa", 10, "home"))
+            for i in range(3)]
+    for sid in sids:
+        assert (await system.wait_saga(sid, timeout=10)).status is SagaStatus.COMPLETED
+    with anyio.fail_after(5):  # the index deletes are not awaited: wait until the server has them
+        while sum(h.get("KV-Operation") == "DEL" for sid in sids for _, h in taps.of(sid)) < 3:
+            await nc.flush()
+            await anyio.sleep(0.01)
+    js, bucket = nc.jetstream(), saga_bucket(corps_namespace)
+    markers: dict[str, int] = {}
+    await live_keys(js, bucket, "a.>", timeout=5, markers=markers)
+    assert {f"a.{sid}" for sid in sids} <= set(markers)
+    assert await (await system.coordinator()).log.active() == []  # reads them, and purges them
+    with anyio.fail_after(5):  # the purges are not awaited
+        while markers:
+            markers.clear()
+            await live_keys(js, bucket, "a.>", timeout=5, markers=markers)
+            await anyio.sleep(0.01)
+
+
+async def test_a_scan_whose_purges_fail_stops_purging_and_says_so(
+        actor_system_factory: Factory, tap: tuple[Tap, Client], caplog: pytest.LogCaptureFixture) -> None:
+    """A server that refuses the purge (no grant for it, say): the first failure stops the
+    purges, with a warning naming the grant; the markers stay, as before."""
+    taps, nc = tap
+    await shop(actor_system_factory)
+    system: ActorSystem = await actor_system_factory(sagas=(PlaceOrder,))
+    log = (await system.coordinator()).log
+    log._kv._purge_api = "corps.test.no-purge"  # nobody answers: a 503, as for a request nobody may take
+    for round_ in range(2):
+        sid = await system.start_saga(PlaceOrder, OrderRequest(f"p{round_}", "apple", 1, "visa", 10, "home"))
+        assert (await system.wait_saga(sid, timeout=10)).status is SagaStatus.COMPLETED
+        with anyio.fail_after(5):  # the index delete is not awaited: wait until the server has it
+            while not any(h.get("KV-Operation") == "DEL" for _, h in taps.of(sid)):
+                await nc.flush()
+                await anyio.sleep(0.01)
+        failures = log.lean.unawaited_failures
+        await log.active()
+        with anyio.fail_after(5):  # the purges' 503s are not awaited either: wait for every answer
+            while log.lean.in_flight or (log.purging and round_ == 0):
+                await nc.flush()
+                await anyio.sleep(0.01)
+        assert not log.purging
+        if round_ == 1:
+            assert log.lean.unawaited_failures == failures  # no purge tried
+    assert "cannot purge the delete markers" in caplog.text

@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from corps.errors import StoreConflict, StoreError, StoreNoResponders, StoreRefused, StoreUnreadable
-from corps.wire._jetstream import Entry, Reply, decode_ack, decode_api_get, decode_direct, header_block
+from corps.wire._jetstream import Entry, Reply, decode_ack, decode_api_get, decode_direct, decode_purged, header_block
 from tests.hostile import DEEP_JSON, DEEP_JSON_MAP, HUGE, payloads
 
 S = "$KV.b.k"
@@ -24,6 +24,8 @@ ACKS = [b'{"stream":"KV_b","seq":7}', b'{"stream":"KV_b","seq":7,"duplicate":tru
         b'{"error":{"code":400,"err_code":10071,"description":"wrong last sequence: 3"}}']
 GETS = [json.dumps({"message": {"subject": S, "seq": 4, "data": base64.b64encode(b"v").decode()}}).encode(),
         b'{"error":{"code":404,"err_code":10037,"description":"no message found"}}']
+PURGES = [b'{"type":"io.nats.jetstream.api.v1.stream_purge_response","success":true,"purged":1}',
+          b'{"error":{"code":404,"err_code":10059,"description":"stream not found"}}']
 
 
 def test_a_puback_is_its_sequence_and_api_errors_are_typed() -> None:
@@ -63,9 +65,21 @@ def test_an_api_get_decodes_base64_and_404_is_none() -> None:
         decode_api_get(S, Reply(GETS[0].replace(b'"data": "', b'"data": "!')))
 
 
-@given(payloads(ACKS + GETS + [DEEP_JSON, DEEP_JSON_MAP]))
+def test_a_purge_answer_is_its_count_and_anything_else_a_typed_error() -> None:
+    assert decode_purged(S, Reply(PURGES[0])) == 1
+    assert decode_purged(S, Reply(b'{"success":true,"purged":0}')) == 0
+    with pytest.raises(StoreRefused):
+        decode_purged(S, Reply(PURGES[1]))
+    with pytest.raises(StoreNoResponders):
+        decode_purged(S, Reply(b"", b"NATS/1.0 503\r\n\r\n"))
+    for bad in (b'{"success":false}', b'{"success":true,"purged":-1}', ACKS[0], b"[]"):
+        with pytest.raises(StoreUnreadable):
+            decode_purged(S, Reply(bad))
+
+
+@given(payloads(ACKS + GETS + PURGES + [DEEP_JSON, DEEP_JSON_MAP]))
 def test_any_answer_bytes_are_a_value_or_a_typed_error(data: bytes) -> None:
-    for decode in (decode_ack, decode_api_get, decode_direct):
+    for decode in (decode_ack, decode_api_get, decode_direct, decode_purged):
         with contextlib.suppress(StoreError):
             decode(S, Reply(data))
 
@@ -74,13 +88,13 @@ def test_any_answer_bytes_are_a_value_or_a_typed_error(data: bytes) -> None:
 def test_any_header_block_is_a_value_or_a_typed_error(raw: bytes, data: bytes) -> None:
     for block in (raw, b"NATS/1.0" + raw, b"NATS/1.0\r\nNats-Subject: " + S.encode() + b"\r\n" + raw):
         reply = Reply(data, block)
-        for decode in (decode_ack, decode_api_get, decode_direct):
+        for decode in (decode_ack, decode_api_get, decode_direct, decode_purged):
             with contextlib.suppress(StoreError):
                 decode(S, reply)
 
 
 def test_huge_answers_are_typed_errors() -> None:
     for data in HUGE:
-        for decode in (decode_ack, decode_api_get):
+        for decode in (decode_ack, decode_api_get, decode_purged):
             with pytest.raises(StoreError):
                 decode(S, Reply(data))
