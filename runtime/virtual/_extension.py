@@ -17,7 +17,7 @@ from corps.virtual._membership import Membership
 from corps.virtual._ownership import Owners
 from corps.virtual._state import StateStore
 from corps.wire._security import Security
-from corps.wire._transport import connect
+from corps.wire._transport import connect, flush
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -89,7 +89,8 @@ class Virtual:
             if self._membership is None:
                 js = node._nc.jetstream()
                 self._owners = await Owners.open(js, node.namespace, self.cfg.replicas)
-                m = Membership(js, node.namespace, node.node, self.cfg, self._rebalance, self._lapse, self._counts)
+                m = Membership(js, node.namespace, node.node, self.cfg, self._rebalance, self._lapse, self._counts,
+                               self._read_all)
                 security = Security() if node.embedded else node.security
                 await m.start(node._tg, lambda: connect(node._servers, f"{node.name}-heartbeat",
                                                         lambda: m.left, security))
@@ -158,4 +159,12 @@ class Virtual:
     def _lapse(self) -> None:
         for activator in self._classes.values():
             activator.lapse()
+
+    async def _read_all(self) -> None:
+        """Return once every message the server sent this node so far has been read and routed
+        (a flush, then each virtual class's slow path): the barrier after a lapse."""
+        assert self._node is not None
+        await flush(self._node._nc)
+        for activator in list(self._classes.values()):
+            await activator.host.caught_up()
 

@@ -22,7 +22,13 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from corps import ActorSystem, EmbeddedServer
 from tests.fault.procs import Nodes
 from tests.fault.world import wait_for
-from tests.virtual.load import Load, overlap_problems, read_history, single_activation_problems
+from tests.virtual.load import (
+    Load,
+    double_handling_problems,
+    overlap_problems,
+    read_history,
+    single_activation_problems,
+)
 from tests.virtual.test_virtual_cluster import VNode
 
 pytestmark = [pytest.mark.slow]
@@ -115,6 +121,7 @@ class VirtualMachine(RuleBasedStateMachine):
             self.portal.call(self._settle)
             handled, changes = read_history(sorted(self.dir.glob("v*.jsonl")))
             assert single_activation_problems(handled, changes) == []
+            assert double_handling_problems(handled) == []
             assert overlap_problems(changes, frozenset(self.killed)) == []
         finally:
             self._client_cm.__exit__(None, None, None)

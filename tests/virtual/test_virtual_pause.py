@@ -1,0 +1,97 @@
+"""A paused node reads late what sat in its socket: after SIGCONT, whatever it received before
+its lease ran out is stale (another node may have handled it meanwhile) and must not activate an
+id afresh, even once its heartbeat thread has renewed the lease under a new epoch.
+
+Two corps node processes on one nats-server. The victim's event loop is held busy (``Stall``)
+from before SIGSTOP until after its heartbeat thread renewed the lease, so it reads the asks
+that waited in its socket with a valid lease, for ids the other node handled and then died with.
+"""
+
+from __future__ import annotations
+
+import signal
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import msgspec
+import nats
+import nats.js.errors
+import pytest
+
+from corps import ActorSystem, EmbeddedServer
+from corps.virtual._membership import MemberRecord, members_bucket
+from corps.virtual._rendezvous import owner
+from tests.fault.procs import Nodes
+from tests.fault.world import wait_for
+from tests.virtual.domain import Stall
+from tests.virtual.load import Load, double_handling_problems, read_history, single_activation_problems
+from tests.virtual.test_virtual_cluster import VNode
+from tests.virtual.vnode import Tally
+
+pytestmark = [pytest.mark.slow]
+
+TTL = 1.5
+
+
+@pytest.fixture
+async def pair(nats_server: EmbeddedServer, tmp_path: Path) -> AsyncIterator[tuple[Nodes, list[VNode]]]:
+    async with Nodes(nats_server.url, f"p{uuid.uuid4().hex[:8]}", tmp_path) as nodes:
+        procs = [VNode(f"v{i}", "host", ["--url", nats_server.url, "--ns", nodes.ns, "--out",
+                                         str(tmp_path / f"v{i}.jsonl"), "--ttl", str(TTL), "--grace", "0.2"],
+                       tmp_path, None) for i in range(2)]
+        nodes.nodes.extend(procs)
+        await nodes.start(*procs)
+        yield nodes, procs
+
+
+async def _epoch(url: str, ns: str, node: str) -> int:
+    nc = await nats.connect(url)
+    try:
+        kv = await nc.jetstream().key_value(members_bucket(ns))
+        try:
+            entry = await kv.get(node)
+        except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):
+            return -1
+        return msgspec.json.decode(entry.value or b"", type=MemberRecord).epoch
+    finally:
+        await nc.close()
+
+
+async def test_what_a_paused_node_read_late_activates_nothing(pair: tuple[Nodes, list[VNode]],
+                                                              nats_server: EmbeddedServer, tmp_path: Path) -> None:
+    nodes, (victim, other) = pair
+    members = [victim.node_id, other.node_id]
+    placed = [f"k{i}" for i in range(200) if owner(f"k{i}", members) == victim.node_id]
+    ids, stall_id = placed[:20], placed[20]
+    async with ActorSystem(nats_server.url, namespace=nodes.ns) as client:
+        load = Load(client, "s", ids, timeout=1.0)
+        release = tmp_path / "release"
+        out = tmp_path / "v0.jsonl"
+        await client.ref(Tally, stall_id).tell(Stall(str(release)))
+        await wait_for(lambda: out.exists() and '"stall"' in out.read_text(), 30, "the victim's loop is busy")
+        victim.signal(signal.SIGSTOP)
+
+        async def taken_over() -> bool:
+            await load.round()
+            return all(load.replies[i][-1][1] is not None for i in ids)
+
+        await wait_for(taken_over, 30, "the paused node's ids answer from the other node")
+        other.kill()  # the other holder dies: it leaves no hand-over marks
+        victim.signal(signal.SIGCONT)
+
+        async def renewed() -> bool:
+            return await _epoch(nats_server.url, nodes.ns, victim.node_id) >= 1
+
+        await wait_for(renewed, 30, "the victim's heartbeat renewed its lease under a new epoch")
+        release.touch()  # now its loop reads what waited in its socket
+
+        async def answered_by_victim() -> bool:
+            await load.round()
+            return all((s := load.replies[i][-1][1]) is not None and s.node == victim.node_id for i in ids)
+
+        await wait_for(answered_by_victim, 30, "the ids answer from the victim once the other is gone")
+    assert load.problems() == []
+    handled, changes = read_history([tmp_path / "v0.jsonl", tmp_path / "v1.jsonl"])
+    assert double_handling_problems(handled) == []
+    assert single_activation_problems(handled, changes) == []
