@@ -61,6 +61,9 @@ class ClassActivator:
         self.tokens: dict[str, int] = {}
         """Active ids here -> their fencing token (the ownership record's revision)."""
         self._moving: set[str] = set()
+        self._claiming: dict[str, int] = {}
+        """Ids waiting for their claim -> how many message batches they held at the last
+        membership change: read while the previous holder was still a live member here."""
         self.activating = 0
         self.history = history
         self.activations = 0
@@ -71,6 +74,9 @@ class ClassActivator:
         self.skipped = 0
         """Messages a new owner skipped because the previous owner had handled them (a move)."""
         self.refused = 0
+        self.unknown_outcome = 0
+        """Messages a new owner dropped because the holder it took the id from (without a
+        hand-over) may have handled them (asks time out)."""
         self._quiet = Throttled(log)
         self._peak = 0  # most instances held at once since the cells dict was last compacted
 
@@ -95,6 +101,7 @@ class ClassActivator:
             return
         cell = self.host.activate(actor_id, subject, m.guard(m.epoch))
         self.host.admit(cell, reply, envs, is_json)
+        self._claiming[actor_id] = 0
         self.activating += 1
         self._tg.start_soon(self._activate, cell, m.epoch)
 
@@ -120,11 +127,18 @@ class ClassActivator:
             return
         finally:
             self.activating -= 1
+            suspect = self._claiming.pop(actor_id, 0)
         if self.m.epoch != epoch or self.host.cells.get(actor_id) is not cell:
             await self.owners.release(key, claim.token, None)
             return
         if claim.through and cell.queue:
             self.skipped += _skip_handled(cell, claim.through)
+        if claim.taken and suspect and cell.queue:
+            # Taken from a holder that did not hand it over: what it handled before it stopped
+            # is unknown. The messages read while it was a live member here may be among them:
+            # dropped (their asks time out, as any ask to a node that dies); later ones are not
+            # (it stopped handling before the server expired its record, and we saw that after).
+            self.unknown_outcome += _drop_first(cell, suspect)
         self.tokens[actor_id] = claim.token
         self.activations += 1
         self.history.record(self.host.name, actor_id, self.m.me, claim.token, "activate")
@@ -225,6 +239,10 @@ class ClassActivator:
 
     def rebalance(self) -> None:
         """Membership changed: hand over the ids now placed elsewhere (after ``grace``)."""
+        cells = self.host.cells
+        for actor_id in self._claiming:
+            cell = cells.get(actor_id)
+            self._claiming[actor_id] = len(cell.queue) if cell is not None and cell.queue else 0
         for actor_id in list(self.tokens):
             to = self.m.owner(self.host.name, actor_id)
             if actor_id not in self._moving and to is not None and to != self.m.me:  # None: nowhere to go
@@ -290,7 +308,8 @@ class ClassActivator:
     def stats(self) -> dict[str, int]:
         return {"active": len(self.tokens), "activating": self.activating, "activations": self.activations,
                 "deactivations": self.deactivations, "moves_out": self.moves_out, "not_owner": self.not_owner,
-                "fenced": self.fenced + self.host.fenced, "skipped": self.skipped, "refused": self.refused}
+                "fenced": self.fenced + self.host.fenced, "skipped": self.skipped, "refused": self.refused,
+                "unknown_outcome": self.unknown_outcome}
 
 
 def _skip_handled(cell: _Cell, through: dict[str, int]) -> int:
@@ -308,3 +327,14 @@ def _skip_handled(cell: _Cell, through: dict[str, int]) -> int:
     cell.queue.extend(kept)
     cell.depth -= skipped
     return skipped
+
+
+def _drop_first(cell: _Cell, batches: int) -> int:
+    """Drop the first ``batches`` queued batches (read before the previous holder was seen gone)."""
+    assert cell.queue is not None
+    dropped = 0
+    for _ in range(min(batches, len(cell.queue))):
+        envs, _reply, _is_json = cell.queue.popleft()
+        dropped += len(envs)
+    cell.depth -= dropped
+    return dropped

@@ -325,9 +325,9 @@ class Membership:
         if node == self.me:
             return  # our own view of ourselves follows our acknowledged heartbeats
         self._heard[node] = time.monotonic()
-        self.epochs[node] = record.epoch
-        if self.members.get(node) != classes:
+        if self.members.get(node) != classes or self.epochs.get(node) != record.epoch:
             self.members[node] = classes
+            self.epochs[node] = record.epoch  # a new epoch: its old records are free (a change too)
             self._changed()
 
     async def _suspect(self) -> None:

@@ -14,12 +14,14 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import anyio.from_thread
+import nats.js.errors
 import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
 from corps import ActorSystem, EmbeddedServer
+from corps.virtual._membership import members_bucket
 from tests.fault.procs import Nodes
 from tests.fault.world import wait_for
 from tests.virtual.load import (
@@ -106,6 +108,25 @@ class VirtualMachine(RuleBasedStateMachine):
     def pause(self, data: Any) -> None:
         self.paused = data.draw(st.sampled_from(self.alive))
         self.paused.signal(signal.SIGSTOP)
+
+    @rule(data=st.data())
+    @precondition(lambda self: len(self.alive) > 1 and self.paused is None)
+    def lapse(self, data: Any) -> None:
+        """Pause a node past its lease: the server expires its record, the others take its ids."""
+        self.paused = data.draw(st.sampled_from(self.alive))
+        self.paused.signal(signal.SIGSTOP)
+        self.portal.call(self._expired, self.paused.node_id)
+
+    async def _expired(self, node_id: str) -> None:
+        kv = await self.client._nc.jetstream().key_value(members_bucket(self.ns))
+
+        async def gone() -> bool:
+            try:
+                await kv.get(node_id)
+            except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):
+                return True
+            return False
+        await wait_for(gone, 30, "the paused node's membership record expired")
 
     @rule()
     def message(self) -> None:

@@ -1,10 +1,16 @@
-"""A paused node reads late what sat in its socket: after SIGCONT, whatever it received before
-its lease ran out is stale (another node may have handled it meanwhile) and must not activate an
-id afresh, even once its heartbeat thread has renewed the lease under a new epoch.
+"""Takeovers without a hand-over (the holder paused or died) never handle a message twice.
 
-Two corps node processes on one nats-server. The victim's event loop is held busy (``Stall``)
-from before SIGSTOP until after its heartbeat thread renewed the lease, so it reads the asks
-that waited in its socket with a valid lease, for ids the other node handled and then died with.
+- A paused node reads late what sat in its socket: after SIGCONT, whatever it received before
+  its lease ran out is stale (another node may have handled it meanwhile) and must not activate
+  an id afresh, even once its heartbeat thread has renewed the lease under a new epoch. The
+  victim's event loop is held busy (``Stall``) from before SIGSTOP until after its heartbeat
+  thread renewed the lease, so it reads the asks that waited in its socket with a valid lease.
+- A new owner holds an id's messages while the old one still handles them (the ``grace`` of a
+  move); if the old one dies before it hands the id over, the new owner cannot know which it
+  handled: those it held before it saw the old one gone are dropped (their asks time out, as
+  any ask to a node that dies), never handled again.
+
+Two corps node processes on one nats-server.
 """
 
 from __future__ import annotations
@@ -34,13 +40,17 @@ pytestmark = [pytest.mark.slow]
 TTL = 1.5
 
 
+def _vnode(nodes: Nodes, i: int, grace: float) -> VNode:
+    n = VNode(f"v{i}", "host", ["--url", nodes.url, "--ns", nodes.ns, "--out", str(nodes.workdir / f"v{i}.jsonl"),
+                                "--ttl", str(TTL), "--grace", str(grace)], nodes.workdir, None)
+    nodes.nodes.append(n)
+    return n
+
+
 @pytest.fixture
 async def pair(nats_server: EmbeddedServer, tmp_path: Path) -> AsyncIterator[tuple[Nodes, list[VNode]]]:
     async with Nodes(nats_server.url, f"p{uuid.uuid4().hex[:8]}", tmp_path) as nodes:
-        procs = [VNode(f"v{i}", "host", ["--url", nats_server.url, "--ns", nodes.ns, "--out",
-                                         str(tmp_path / f"v{i}.jsonl"), "--ttl", str(TTL), "--grace", "0.2"],
-                       tmp_path, None) for i in range(2)]
-        nodes.nodes.extend(procs)
+        procs = [_vnode(nodes, i, 0.2) for i in range(2)]
         await nodes.start(*procs)
         yield nodes, procs
 
@@ -91,6 +101,33 @@ async def test_what_a_paused_node_read_late_activates_nothing(pair: tuple[Nodes,
             return all((s := load.replies[i][-1][1]) is not None and s.node == victim.node_id for i in ids)
 
         await wait_for(answered_by_victim, 30, "the ids answer from the victim once the other is gone")
+    assert load.problems() == []
+    handled, changes = read_history([tmp_path / "v0.jsonl", tmp_path / "v1.jsonl"])
+    assert double_handling_problems(handled) == []
+    assert single_activation_problems(handled, changes) == []
+
+
+async def test_a_holder_that_dies_during_a_move_leaves_nothing_to_handle_twice(nats_server: EmbeddedServer,
+                                                                             tmp_path: Path) -> None:
+    async with Nodes(nats_server.url, f"p{uuid.uuid4().hex[:8]}", tmp_path) as nodes, \
+            ActorSystem(nats_server.url, namespace=nodes.ns) as client:
+        old = await _vnode(nodes, 0, 5.0).start()  # a long grace: it keeps handling ids that move away
+        load = Load(client, "s", [f"k{i}" for i in range(40)], timeout=1.0)
+        await load.round()
+        assert {s.node for rs in load.replies.values() for _, s, _ in rs if s is not None} == {old.node_id}
+        new = await _vnode(nodes, 1, 5.0).start()
+        moving = [i for i in load.ids if owner(i, [old.node_id, new.node_id]) == new.node_id]
+        assert moving
+
+        await load.round()  # the old owner answers; the new one holds them, waiting for a hand-over
+        assert all(load.replies[i][-1][1] is not None for i in moving)
+        old.kill()  # before its grace ran out: no hand-over, no marks
+
+        async def answered_by_new() -> bool:
+            await load.round()
+            return all((s := load.replies[i][-1][1]) is not None and s.node == new.node_id for i in load.ids)
+
+        await wait_for(answered_by_new, 30, "the ids answer from the new owner")
     assert load.problems() == []
     handled, changes = read_history([tmp_path / "v0.jsonl", tmp_path / "v1.jsonl"])
     assert double_handling_problems(handled) == []
