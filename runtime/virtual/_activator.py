@@ -129,7 +129,9 @@ class ClassActivator:
             self.activating -= 1
             suspect = self._claiming.pop(actor_id, 0)
         if self.m.epoch != epoch or self.host.cells.get(actor_id) is not cell:
-            await self.owners.release(key, claim.token, None)
+            if self.host.cells.get(actor_id) is cell:
+                self._fence(cell, "lease ran out")  # else it would hold the id's messages for good
+            await self.owners.release(key, claim.token, claim.through or None)  # the marks stay
             return
         if claim.through and cell.queue:
             self.skipped += _skip_handled(cell, claim.through)
@@ -296,7 +298,12 @@ class ClassActivator:
                     tg.start_soon(self.hand_over, cell, token)
 
     def lapse(self) -> None:
-        """This node's lease ran out: every activation is fenced off, without on_stop."""
+        """This node's lease ran out: every activation is fenced off, without on_stop, and so
+        is every instance still waiting for its claim."""
+        for actor_id in list(self._claiming):
+            cell = self.host.cells.get(actor_id)
+            if cell is not None:
+                self._fence(cell, "lease ran out")
         for actor_id in list(self.tokens):
             cell = self.host.cells.get(actor_id)
             if cell is not None:

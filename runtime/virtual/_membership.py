@@ -211,6 +211,7 @@ class Membership:
         on any thread), then let the loop drop the fenced activations."""
         self.epoch += 1
         self.lapses += 1
+        self.lease_until = 0.0  # lapsed once: not again until a heartbeat renews it
         log.warning("membership lease of node %s ran out (paused or cut off): its activations are fenced off",
                     self.me)
         if self._loop is not None:

@@ -132,3 +132,44 @@ async def test_a_holder_that_dies_during_a_move_leaves_nothing_to_handle_twice(n
     handled, changes = read_history([tmp_path / "v0.jsonl", tmp_path / "v1.jsonl"])
     assert double_handling_problems(handled) == []
     assert single_activation_problems(handled, changes) == []
+
+
+async def test_an_activation_waiting_for_its_claim_when_the_lease_runs_out_holds_nothing(
+        nats_server: EmbeddedServer, tmp_path: Path) -> None:
+    """The new owner of moving ids is paused while it waits for their hand-over; the old owner
+    hands them over meanwhile. Resumed, it must not keep instances that will never start."""
+    async with Nodes(nats_server.url, f"p{uuid.uuid4().hex[:8]}", tmp_path) as nodes, \
+            ActorSystem(nats_server.url, namespace=nodes.ns) as client:
+        old = await _vnode(nodes, 0, 0.5).start()
+        load = Load(client, "s", [f"k{i}" for i in range(40)], timeout=1.0)
+        await load.round()
+        new = await _vnode(nodes, 1, 0.5).start()
+        members = [old.node_id, new.node_id]
+        moving = [i for i in load.ids if owner(i, members) == new.node_id]
+        await load.round()  # the new owner waits for the hand-over of the moving ids (the grace)
+        release, out = tmp_path / "release", tmp_path / "v1.jsonl"
+        stall_id = next(f"x{i}" for i in range(100) if owner(f"x{i}", members) == new.node_id)
+        await client.ref(Tally, stall_id).tell(Stall(str(release)))
+        await wait_for(lambda: out.exists() and '"stall"' in out.read_text(), 30, "the new owner's loop is busy")
+        new.signal(signal.SIGSTOP)  # the old one hands the ids over while it is stopped
+
+        async def expired() -> bool:
+            return await _epoch(nats_server.url, nodes.ns, new.node_id) == -1
+
+        await wait_for(expired, 30, "the paused node's membership record expired")
+        new.signal(signal.SIGCONT)
+
+        async def renewed() -> bool:
+            return await _epoch(nats_server.url, nodes.ns, new.node_id) >= 1
+
+        await wait_for(renewed, 30, "its heartbeat renewed the lease under a new epoch")
+        release.touch()  # its loop runs again: the lapse first, then the claims that were waiting
+
+        async def answered_by_new() -> bool:
+            await load.round()
+            return all((s := load.replies[i][-1][1]) is not None and s.node == new.node_id for i in moving)
+
+        await wait_for(answered_by_new, 30, "the moving ids answer from the new owner")
+    assert load.problems() == []
+    handled, changes = read_history([tmp_path / "v0.jsonl", tmp_path / "v1.jsonl"])
+    assert double_handling_problems(handled) == []
