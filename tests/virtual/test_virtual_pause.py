@@ -68,6 +68,21 @@ async def _epoch(url: str, ns: str, node: str) -> int:
         await nc.close()
 
 
+async def _answered_by(load: Load, ids: list[str], node: VNode, what: str) -> None:
+    """Rounds of asks until the last one of each id in ``ids`` was answered by ``node``."""
+    async def answered() -> bool:
+        await load.round()
+        return all((s := load.replies[i][-1][1]) is not None and s.node == node.node_id for i in ids)
+    await wait_for(answered, 30, what)
+
+
+def _no_double_handling(load: Load, workdir: Path) -> None:
+    assert load.problems() == []
+    handled, changes = read_history([workdir / "v0.jsonl", workdir / "v1.jsonl"])
+    assert double_handling_problems(handled) == []
+    assert single_activation_problems(handled, changes) == []
+
+
 async def test_what_a_paused_node_read_late_activates_nothing(pair: tuple[Nodes, list[VNode]],
                                                               nats_server: EmbeddedServer, tmp_path: Path) -> None:
     nodes, (victim, other) = pair
@@ -96,15 +111,8 @@ async def test_what_a_paused_node_read_late_activates_nothing(pair: tuple[Nodes,
         await wait_for(renewed, 30, "the victim's heartbeat renewed its lease under a new epoch")
         release.touch()  # now its loop reads what waited in its socket
 
-        async def answered_by_victim() -> bool:
-            await load.round()
-            return all((s := load.replies[i][-1][1]) is not None and s.node == victim.node_id for i in ids)
-
-        await wait_for(answered_by_victim, 30, "the ids answer from the victim once the other is gone")
-    assert load.problems() == []
-    handled, changes = read_history([tmp_path / "v0.jsonl", tmp_path / "v1.jsonl"])
-    assert double_handling_problems(handled) == []
-    assert single_activation_problems(handled, changes) == []
+        await _answered_by(load, ids, victim, "the ids answer from the victim once the other is gone")
+    _no_double_handling(load, tmp_path)
 
 
 async def test_a_holder_that_dies_during_a_move_leaves_nothing_to_handle_twice(nats_server: EmbeddedServer,
@@ -123,15 +131,8 @@ async def test_a_holder_that_dies_during_a_move_leaves_nothing_to_handle_twice(n
         assert all(load.replies[i][-1][1] is not None for i in moving)
         old.kill()  # before its grace ran out: no hand-over, no marks
 
-        async def answered_by_new() -> bool:
-            await load.round()
-            return all((s := load.replies[i][-1][1]) is not None and s.node == new.node_id for i in load.ids)
-
-        await wait_for(answered_by_new, 30, "the ids answer from the new owner")
-    assert load.problems() == []
-    handled, changes = read_history([tmp_path / "v0.jsonl", tmp_path / "v1.jsonl"])
-    assert double_handling_problems(handled) == []
-    assert single_activation_problems(handled, changes) == []
+        await _answered_by(load, load.ids, new, "the ids answer from the new owner")
+    _no_double_handling(load, tmp_path)
 
 
 async def test_an_activation_waiting_for_its_claim_when_the_lease_runs_out_holds_nothing(
@@ -165,11 +166,5 @@ async def test_an_activation_waiting_for_its_claim_when_the_lease_runs_out_holds
         await wait_for(renewed, 30, "its heartbeat renewed the lease under a new epoch")
         release.touch()  # its loop runs again: the lapse first, then the claims that were waiting
 
-        async def answered_by_new() -> bool:
-            await load.round()
-            return all((s := load.replies[i][-1][1]) is not None and s.node == new.node_id for i in moving)
-
-        await wait_for(answered_by_new, 30, "the moving ids answer from the new owner")
-    assert load.problems() == []
-    handled, changes = read_history([tmp_path / "v0.jsonl", tmp_path / "v1.jsonl"])
-    assert double_handling_problems(handled) == []
+        await _answered_by(load, moving, new, "the moving ids answer from the new owner")
+    _no_double_handling(load, tmp_path)
