@@ -224,9 +224,10 @@ class ClassActivator:
     async def _deactivate(self, cell: _Cell, limit: anyio.Semaphore) -> None:
         try:
             token = self.tokens.get(cell.actor_id)
-            if token is None or not await self.host.deactivate(cell):
+            if token is None or not _owned(cell) or not await self.host.deactivate(cell):
                 return
-            del self.tokens[cell.actor_id]
+            if self.tokens.pop(cell.actor_id, None) is None:
+                return  # the lease ran out during on_stop: fenced off (``lapse`` recorded it)
             await self._save_last(cell)
             self.deactivations += 1
             self.history.record(self.host.name, cell.actor_id, self.m.me, token, "deactivate")
@@ -270,6 +271,8 @@ class ClassActivator:
         while cell.busy or cell.queue:
             await anyio.sleep(delay)
             delay = min(delay * 2, _POLL_MAX)
+        if self.tokens.get(cell.actor_id) != token or not _owned(cell):
+            return  # the lease ran out while it drained: fenced off (``lapse`` records it), no on_stop
         await self.host._call_on_stop(cell)
         await self._save_last(cell)
         self.tokens.pop(cell.actor_id, None)
@@ -316,7 +319,12 @@ class ClassActivator:
         return {"active": len(self.tokens), "activating": self.activating, "activations": self.activations,
                 "deactivations": self.deactivations, "moves_out": self.moves_out, "not_owner": self.not_owner,
                 "fenced": self.fenced + self.host.fenced, "skipped": self.skipped, "refused": self.refused,
-                "unknown_outcome": self.unknown_outcome}
+                "unknown_outcome": self.unknown_outcome, "moving": len(self._moving)}
+
+
+def _owned(cell: _Cell) -> bool:
+    """Does this node still hold the activation (its epoch unchanged, its lease valid)?"""
+    return cell.guard is None or cell.guard()
 
 
 def _skip_handled(cell: _Cell, through: dict[str, int]) -> int:

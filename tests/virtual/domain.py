@@ -36,6 +36,12 @@ class Stall(Message):
     release: str
 
 
+class Hold(Message):
+    """Keep the instance busy, without blocking the loop, until the file ``release`` exists."""
+
+    release: str
+
+
 class Counter(Actor, options=ActorOptions(virtual=True, idle_after=0.3)):
     lifecycle: ClassVar[list[tuple[str, str]]] = []
 

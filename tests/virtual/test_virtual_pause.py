@@ -30,8 +30,14 @@ from corps.virtual._membership import MemberRecord, members_bucket
 from corps.virtual._rendezvous import owner
 from tests.fault.procs import Nodes
 from tests.fault.world import wait_for
-from tests.virtual.domain import Stall
-from tests.virtual.load import Load, double_handling_problems, read_history, single_activation_problems
+from tests.virtual.domain import Hold, Stall
+from tests.virtual.load import (
+    Load,
+    double_handling_problems,
+    overlap_problems,
+    read_history,
+    single_activation_problems,
+)
 from tests.virtual.test_virtual_cluster import VNode
 from tests.virtual.vnode import Tally
 
@@ -55,17 +61,23 @@ async def pair(nats_server: EmbeddedServer, tmp_path: Path) -> AsyncIterator[tup
         yield nodes, procs
 
 
-async def _epoch(url: str, ns: str, node: str) -> int:
+async def _record(url: str, ns: str, node: str) -> MemberRecord | None:
+    """The node's membership record as the server has it (None: expired or deleted)."""
     nc = await nats.connect(url)
     try:
         kv = await nc.jetstream().key_value(members_bucket(ns))
         try:
             entry = await kv.get(node)
         except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):
-            return -1
-        return msgspec.json.decode(entry.value or b"", type=MemberRecord).epoch
+            return None
+        return msgspec.json.decode(entry.value or b"", type=MemberRecord)
     finally:
         await nc.close()
+
+
+async def _epoch(url: str, ns: str, node: str) -> int:
+    record = await _record(url, ns, node)
+    return -1 if record is None else record.epoch
 
 
 async def _answered_by(load: Load, ids: list[str], node: VNode, what: str) -> None:
@@ -168,3 +180,47 @@ async def test_an_activation_waiting_for_its_claim_when_the_lease_runs_out_holds
 
         await _answered_by(load, moving, new, "the moving ids answer from the new owner")
     _no_double_handling(load, tmp_path)
+
+
+async def test_a_node_paused_while_it_hands_ids_over_fences_them_and_runs_no_on_stop(
+        nats_server: EmbeddedServer, tmp_path: Path) -> None:
+    """The old owner is draining the ids that move (each busy with a ``Hold``) when it is paused
+    past its lease; the new owner takes them over. Resumed, the old one must not finish those
+    hand-overs (on_stop, a 'move' record) as if it still held them: they were fenced off."""
+    async with Nodes(nats_server.url, f"p{uuid.uuid4().hex[:8]}", tmp_path) as nodes, \
+            ActorSystem(nats_server.url, namespace=nodes.ns) as client:
+        old = await _vnode(nodes, 0, 0.2).start()
+        load = Load(client, "s", [f"k{i}" for i in range(40)], timeout=1.0)
+        await load.round()
+        release = tmp_path / "release"
+        for i in load.ids:
+            await client.ref(Tally, i).tell(Hold(str(release)))
+        out = tmp_path / "v0.jsonl"
+        await wait_for(lambda: out.read_text().count('"hold"') == len(load.ids), 30, "every id is busy")
+        new = await _vnode(nodes, 1, 0.2).start()
+        moving = [i for i in load.ids if owner(i, [old.node_id, new.node_id]) == new.node_id]
+
+        async def handing_over() -> bool:  # its hand-overs started: they wait for the busy instances
+            record = await _record(nats_server.url, nodes.ns, old.node_id)
+            return record is not None and record.stats.get("Tally", {}).get("moving") == len(moving)
+
+        await wait_for(handing_over, 30, "the old owner is handing the moving ids over")
+        old.signal(signal.SIGSTOP)
+        await _answered_by(load, moving, new, "the new owner took the moving ids over")
+        old.signal(signal.SIGCONT)
+
+        async def renewed() -> bool:
+            return await _epoch(nats_server.url, nodes.ns, old.node_id) >= 1
+
+        await wait_for(renewed, 30, "the old owner's heartbeat renewed its lease under a new epoch")
+        release.touch()  # the instances drain: the hand-overs would go on from here
+
+        async def drained() -> bool:  # its hand-overs returned (the heartbeat carries its counters)
+            record = await _record(nats_server.url, nodes.ns, old.node_id)
+            return record is not None and record.epoch >= 1 and record.stats.get("Tally", {}).get("moving") == 0
+
+        await wait_for(drained, 30, "the old owner is done with its hand-overs")
+    _no_double_handling(load, tmp_path)
+    _handled, changes = read_history([tmp_path / "v0.jsonl", tmp_path / "v1.jsonl"])
+    assert overlap_problems(changes) == []
+    assert not [a for a in changes if a["node"] == old.node_id and a["kind"] == "move"]

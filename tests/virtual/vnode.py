@@ -23,7 +23,7 @@ import msgspec
 
 from corps import Activation, Actor, ActorOptions, ActorSystem, VirtualConfig, handler, run
 from tests.fault.node import child_setup
-from tests.virtual.domain import Hit, Poke, Seen, Stall
+from tests.virtual.domain import Hit, Hold, Poke, Seen, Stall
 
 
 class Tally(Actor, options=ActorOptions(virtual=True, idle_after=300.0)):
@@ -48,6 +48,14 @@ class Tally(Actor, options=ActorOptions(virtual=True, idle_after=300.0)):
     @handler
     async def poke(self, msg: Poke) -> None:
         self._see(msg.sender, msg.n)
+
+    @handler
+    async def hold(self, msg: Hold) -> None:
+        write({"hold": self.id})
+        release = anyio.Path(msg.release)
+        with anyio.move_on_after(60.0):
+            while not await release.exists():  # noqa: ASYNC110 -- a file written by the test process
+                await anyio.sleep(0.01)
 
     @handler
     async def stall(self, msg: Stall) -> None:
