@@ -104,6 +104,7 @@ class Membership:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._tg: TaskGroup | None = None
+        self._guard: tuple[int, Callable[[], bool]] | None = None  # the latest epoch's guard
 
     # -- what placement asks ---------------------------------------------------------------
 
@@ -122,12 +123,18 @@ class Membership:
         return self._caught_up != self.epoch
 
     def guard(self, epoch: int) -> Callable[[], bool]:
-        """The check run before each message of an activation made in ``epoch``."""
+        """The check run before each message of an activation made in ``epoch``: one function
+        per epoch, shared by its activations (a closure each was 5 of the 7 objects the garbage
+        collector tracked per active id; 100,000 ids made full collections last seconds)."""
+        shared = self._guard
+        if shared is not None and shared[0] == epoch:
+            return shared[1]
         monotonic = time.monotonic
 
         def ok() -> bool:
             return self.epoch == epoch and monotonic() < self.lease_until
 
+        self._guard = (epoch, ok)
         return ok
 
     def owner(self, actor_name: str, key: str) -> str | None:
