@@ -73,7 +73,9 @@ class ClassActivator:
         self.fenced = 0
         self.skipped = 0
         """Messages a new owner skipped because the previous owner had handled them (a move)."""
-        self.refused = 0
+        self.waited = 0
+        """Times the class's intake waited for an activation to finish (``max_activating``)."""
+        self._room = anyio.Event()  # set when an activation finishes (claimed or not)
         self.unknown_outcome = 0
         """Messages a new owner dropped because the holder it took the id from (without a
         hand-over) may have handled them (asks time out)."""
@@ -88,17 +90,22 @@ class ClassActivator:
     async def unknown(self, subject: str, reply: str, envs: list[Any], is_json: bool) -> None:
         actor_id = subject[self._prefix_len:]
         m = self.m
-        if not m.valid():
-            self.fenced += len(envs)  # lease ran out: this node may not take anything
-            return
-        if m.owner(self.host.name, actor_id) != m.me:
-            self.not_owner += len(envs)
-            return
-        if self.activating >= self.cfg.max_activating:
-            self.refused += len(envs)
-            self.host._shedder.refuse(subject, reply, envs, is_json,
-                                      f"{self.activating} activations in progress (VirtualConfig.max_activating)")
-            return
+        while True:
+            if not m.valid():
+                self.fenced += len(envs)  # lease ran out: this node may not take anything
+                return
+            if m.owner(self.host.name, actor_id) != m.me:
+                self.not_owner += len(envs)
+                return
+            if self.activating < self.cfg.max_activating:
+                break
+            # Back-pressure, not refusal: the class's intake waits here for a claim to finish;
+            # what arrives meanwhile waits behind it, in order, within the subscription's
+            # pending bounds (beyond them it is shed, as for any class: ClassHost's Route).
+            self.waited += 1
+            if self._room.is_set():
+                self._room = anyio.Event()
+            await self._room.wait()
         cell = self.host.activate(actor_id, subject, m.guard(m.epoch))
         self.host.admit(cell, reply, envs, is_json)
         self._claiming[actor_id] = 0
@@ -127,6 +134,7 @@ class ClassActivator:
             return
         finally:
             self.activating -= 1
+            self._room.set()
             suspect = self._claiming.pop(actor_id, 0)
         if self.m.epoch != epoch or self.host.cells.get(actor_id) is not cell:
             if self.host.cells.get(actor_id) is cell:
@@ -318,7 +326,7 @@ class ClassActivator:
     def stats(self) -> dict[str, int]:
         return {"active": len(self.tokens), "activating": self.activating, "activations": self.activations,
                 "deactivations": self.deactivations, "moves_out": self.moves_out, "not_owner": self.not_owner,
-                "fenced": self.fenced + self.host.fenced, "skipped": self.skipped, "refused": self.refused,
+                "fenced": self.fenced + self.host.fenced, "skipped": self.skipped, "waited": self.waited,
                 "unknown_outcome": self.unknown_outcome, "moving": len(self._moving)}
 
 

@@ -126,8 +126,10 @@ class Virtual:
         """Per virtual class: ``active`` ids here, ``activating``, ``activations``,
         ``deactivations``, ``moves_out``, ``not_owner`` (messages left to another node),
         ``fenced`` (dropped: this node's lease or claim on the id was gone), ``skipped`` (already
-        handled by the previous owner), ``refused``; and ``membership``: ``members``, ``changes``,
-        ``lapses``, ``ignored`` records."""
+        handled by the previous owner), ``waited`` (times the intake waited for room under
+        ``max_activating``), ``unknown_outcome`` (dropped on a takeover: the previous holder may
+        have handled them), ``moving``; and ``membership``: ``members``, ``changes``,
+        ``lapses``, ``ignored`` records, ``epoch``."""
         out = {name: a.stats() for name, a in self._classes.items()}
         m = self._membership
         if m is not None:

@@ -12,7 +12,7 @@ from typing import Any
 import anyio
 import pytest
 
-from corps import ActorSystem, PlacementError, SpawnError
+from corps import ActorSystem, PlacementError, SpawnError, VirtualConfig
 from tests.fault.world import wait_for
 from tests.virtual.domain import Counter, Hit, Keeper, Plain, Poke
 
@@ -151,3 +151,18 @@ async def test_an_active_id_costs_the_garbage_collector_few_objects(actor_system
     gc.collect()
     per_id = (len(gc.get_objects()) - before) / n
     assert per_id < 3, f"{per_id:.1f} objects tracked by the garbage collector per active id"
+
+
+async def test_beyond_max_activating_new_ids_wait_their_turn_none_is_refused(
+        actor_system_factory: Callable[..., Any]) -> None:
+    system = await actor_system_factory(virtual=VirtualConfig(max_activating=2))
+    await system.host(Keeper)
+    n = 200
+    for i in range(n):  # a burst of new ids: at most 2 claims at once, the rest wait in order
+        await system.ref(Keeper, f"b{i}").tell(Poke("me", i))
+    seen = await system.ref(Keeper, "b7").ask(Hit("me", n))
+    assert (seen.count, seen.last) == (2, 7)  # its tell was handled, then the ask
+    await _until(lambda: system.virtual.stats()["Keeper"]["activations"] == n)
+    stats = system.virtual.stats()["Keeper"]
+    assert stats["waited"] > 0
+    assert system.dead_letters.count == 0
