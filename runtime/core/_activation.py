@@ -9,6 +9,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 from corps.core._cell import Cell
 from corps.wire._codec import Envelope
 
+if TYPE_CHECKING:
+    from corps.wire._client import Route
+
 
 class Activator(Protocol):
     """What a virtual class's host asks (corps.virtual) about a message for an id not active here."""
@@ -26,6 +29,7 @@ class Activations:
 
     cells: dict[str, Cell]
     fenced: int
+    _entity_route: Route | None
 
     if TYPE_CHECKING:
         def _admit(self, cell: Cell, reply: str, envs: list[Envelope[Any]], is_json: bool) -> bool: ...
@@ -73,6 +77,12 @@ class Activations:
         if call_on_stop:
             await self._call_on_stop(cell)
         return True
+
+    async def caught_up(self) -> None:
+        """Return once every message the class's subscription read so far has been routed (the
+        slow path included): after a flush, nothing sent before it is still on its way in."""
+        if self._entity_route is not None:
+            await self._entity_route.caught_up()
 
     def abandon(self, cell: Cell) -> None:
         """Drop an instance whose id this node may no longer handle (fenced off), without

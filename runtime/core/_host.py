@@ -64,6 +64,7 @@ class ClassHost(Activations, Replies):
         self._reply_ok_b = tuple(p.encode() for p in self._reply_ok)
         self._reply_types = {tp: spec.reply for tp, spec in cls._handlers.items()}
         self._sub: Subscription | None = None
+        self._entity_route: Route | None = None
         self._presence: Presence | None = None
         self._on_start = overrides(cls, "on_start")
         self._on_stop = overrides(cls, "on_stop")
@@ -92,7 +93,7 @@ class ClassHost(Activations, Replies):
             return
         self._presence = Presence(self.system, self.name)
         await self._presence.join()
-        route = self._route(self._take_entity, self._on_entity_msg)
+        route = self._entity_route = self._route(self._take_entity, self._on_entity_msg)
         self._sub = await subscribe_route(self.system._nc, actor_class_wildcard(self.system.namespace, self.name),
                                           route)
         await flush(self.system._nc)

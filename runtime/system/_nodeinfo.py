@@ -1,5 +1,6 @@
 """Every node answers ``corps ps``: on ``{ns}.nodes`` a request gets a JSON description of the node
-(its id, connection name, the classes it hosts and their instance counts). The request's payload
+(its id, connection name, the classes it hosts and their instance counts, and the counters of its
+virtual classes). The request's payload
 is never read (anyone may send one); a node that drains stops answering.
 """
 
@@ -14,6 +15,8 @@ import msgspec
 from corps.wire._subjects import nodes_subject
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from nats.aio.msg import Msg
     from nats.aio.subscription import Subscription
 
@@ -32,17 +35,22 @@ class NodeReport(msgspec.Struct, frozen=True, kw_only=True):
     started: float
     classes: dict[str, int]
     """Actor name -> instances running on this node (0: its event consumer runs, no instance yet)."""
+    virtual: dict[str, dict[str, int]] = {}
+    """Virtual classes hosted here -> their counters (``Virtual.stats``: active, activations,
+    moves_out, fenced, ...), and ``membership`` -> this node's view (members, lapses, epoch)."""
 
 
-def report(node: Node, started: float) -> NodeReport:
+def report(node: Node, started: float, virtual: dict[str, dict[str, int]] | None = None) -> NodeReport:
     classes = {h.name: len(h.cells) + len(h.services) for h in node._hosts.values()}
-    return NodeReport(node=node.node, name=node.name, namespace=node.namespace, started=started, classes=classes)
+    return NodeReport(node=node.node, name=node.name, namespace=node.namespace, started=started, classes=classes,
+                      virtual=virtual or {})
 
 
 class NodeInfo:
     """The extension (``Node.extend``) that answers on ``{ns}.nodes``."""
 
-    def __init__(self) -> None:
+    def __init__(self, virtual: Callable[[], dict[str, dict[str, int]]] = dict) -> None:
+        self._virtual = virtual
         self._node: Node | None = None
         self._sub: Subscription | None = None
         self._started = time.time()
@@ -56,7 +64,8 @@ class NodeInfo:
         if self._node is None or not msg.reply:
             return
         try:
-            await self._node._nc.publish(msg.reply, msgspec.json.encode(report(self._node, self._started)))
+            await self._node._nc.publish(msg.reply, msgspec.json.encode(report(self._node, self._started,
+                                                                                    self._virtual())))
         except Exception as exc:  # noqa: BLE001 -- a reply subject we may not publish to: the asker's problem
             log.debug("corps ps reply to %s failed: %s", msg.reply, exc)
 

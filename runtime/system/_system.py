@@ -102,8 +102,8 @@ class ActorSystem(Node, SagaAPI):
         self._events_ext = EventsExtension(events or EventsConfig())
         self.extend(self._events_ext)
         self.extend(SagaExtension(self))
-        self.extend(NodeInfo())  # answers corps ps
         self._virtual = Virtual(virtual or VirtualConfig())
+        self.extend(NodeInfo(self._virtual.stats))  # answers corps ps
         self.extend(self._virtual)
 
     @property

@@ -61,6 +61,9 @@ class ClassActivator:
         self.tokens: dict[str, int] = {}
         """Active ids here -> their fencing token (the ownership record's revision)."""
         self._moving: set[str] = set()
+        self._claiming: dict[str, int] = {}
+        """Ids waiting for their claim -> how many message batches they held at the last
+        membership change: read while the previous holder was still a live member here."""
         self.activating = 0
         self.history = history
         self.activations = 0
@@ -70,7 +73,12 @@ class ClassActivator:
         self.fenced = 0
         self.skipped = 0
         """Messages a new owner skipped because the previous owner had handled them (a move)."""
-        self.refused = 0
+        self.waited = 0
+        """Times the class's intake waited for an activation to finish (``max_activating``)."""
+        self._room = anyio.Event()  # set when an activation finishes (claimed or not)
+        self.unknown_outcome = 0
+        """Messages a new owner dropped because the holder it took the id from (without a
+        hand-over) may have handled them (asks time out)."""
         self._quiet = Throttled(log)
         self._peak = 0  # most instances held at once since the cells dict was last compacted
 
@@ -82,19 +90,25 @@ class ClassActivator:
     async def unknown(self, subject: str, reply: str, envs: list[Any], is_json: bool) -> None:
         actor_id = subject[self._prefix_len:]
         m = self.m
-        if not m.valid():
-            self.fenced += len(envs)  # lease ran out: this node may not take anything
-            return
-        if m.owner(self.host.name, actor_id) != m.me:
-            self.not_owner += len(envs)
-            return
-        if self.activating >= self.cfg.max_activating:
-            self.refused += len(envs)
-            self.host._shedder.refuse(subject, reply, envs, is_json,
-                                      f"{self.activating} activations in progress (VirtualConfig.max_activating)")
-            return
+        while True:
+            if not m.valid():
+                self.fenced += len(envs)  # lease ran out: this node may not take anything
+                return
+            if m.owner(self.host.name, actor_id) != m.me:
+                self.not_owner += len(envs)
+                return
+            if self.activating < self.cfg.max_activating:
+                break
+            # Back-pressure, not refusal: the class's intake waits here for a claim to finish;
+            # what arrives meanwhile waits behind it, in order, within the subscription's
+            # pending bounds (beyond them it is shed, as for any class: ClassHost's Route).
+            self.waited += 1
+            if self._room.is_set():
+                self._room = anyio.Event()
+            await self._room.wait()
         cell = self.host.activate(actor_id, subject, m.guard(m.epoch))
         self.host.admit(cell, reply, envs, is_json)
+        self._claiming[actor_id] = 0
         self.activating += 1
         self._tg.start_soon(self._activate, cell, m.epoch)
 
@@ -120,11 +134,21 @@ class ClassActivator:
             return
         finally:
             self.activating -= 1
+            self._room.set()
+            suspect = self._claiming.pop(actor_id, 0)
         if self.m.epoch != epoch or self.host.cells.get(actor_id) is not cell:
-            await self.owners.release(key, claim.token, None)
+            if self.host.cells.get(actor_id) is cell:
+                self._fence(cell, "lease ran out")  # else it would hold the id's messages for good
+            await self.owners.release(key, claim.token, claim.through or None)  # the marks stay
             return
         if claim.through and cell.queue:
             self.skipped += _skip_handled(cell, claim.through)
+        if claim.taken and suspect and cell.queue:
+            # Taken from a holder that did not hand it over: what it handled before it stopped
+            # is unknown. The messages read while it was a live member here may be among them:
+            # dropped (their asks time out, as any ask to a node that dies); later ones are not
+            # (it stopped handling before the server expired its record, and we saw that after).
+            self.unknown_outcome += _drop_first(cell, suspect)
         self.tokens[actor_id] = claim.token
         self.activations += 1
         self.history.record(self.host.name, actor_id, self.m.me, claim.token, "activate")
@@ -208,9 +232,10 @@ class ClassActivator:
     async def _deactivate(self, cell: _Cell, limit: anyio.Semaphore) -> None:
         try:
             token = self.tokens.get(cell.actor_id)
-            if token is None or not await self.host.deactivate(cell):
+            if token is None or not _owned(cell) or not await self.host.deactivate(cell):
                 return
-            del self.tokens[cell.actor_id]
+            if self.tokens.pop(cell.actor_id, None) is None:
+                return  # the lease ran out during on_stop: fenced off (``lapse`` recorded it)
             await self._save_last(cell)
             self.deactivations += 1
             self.history.record(self.host.name, cell.actor_id, self.m.me, token, "deactivate")
@@ -225,6 +250,10 @@ class ClassActivator:
 
     def rebalance(self) -> None:
         """Membership changed: hand over the ids now placed elsewhere (after ``grace``)."""
+        cells = self.host.cells
+        for actor_id in self._claiming:
+            cell = cells.get(actor_id)
+            self._claiming[actor_id] = len(cell.queue) if cell is not None and cell.queue else 0
         for actor_id in list(self.tokens):
             to = self.m.owner(self.host.name, actor_id)
             if actor_id not in self._moving and to is not None and to != self.m.me:  # None: nowhere to go
@@ -250,6 +279,8 @@ class ClassActivator:
         while cell.busy or cell.queue:
             await anyio.sleep(delay)
             delay = min(delay * 2, _POLL_MAX)
+        if self.tokens.get(cell.actor_id) != token or not _owned(cell):
+            return  # the lease ran out while it drained: fenced off (``lapse`` records it), no on_stop
         await self.host._call_on_stop(cell)
         await self._save_last(cell)
         self.tokens.pop(cell.actor_id, None)
@@ -278,7 +309,12 @@ class ClassActivator:
                     tg.start_soon(self.hand_over, cell, token)
 
     def lapse(self) -> None:
-        """This node's lease ran out: every activation is fenced off, without on_stop."""
+        """This node's lease ran out: every activation is fenced off, without on_stop, and so
+        is every instance still waiting for its claim."""
+        for actor_id in list(self._claiming):
+            cell = self.host.cells.get(actor_id)
+            if cell is not None:
+                self._fence(cell, "lease ran out")
         for actor_id in list(self.tokens):
             cell = self.host.cells.get(actor_id)
             if cell is not None:
@@ -290,7 +326,13 @@ class ClassActivator:
     def stats(self) -> dict[str, int]:
         return {"active": len(self.tokens), "activating": self.activating, "activations": self.activations,
                 "deactivations": self.deactivations, "moves_out": self.moves_out, "not_owner": self.not_owner,
-                "fenced": self.fenced + self.host.fenced, "skipped": self.skipped, "refused": self.refused}
+                "fenced": self.fenced + self.host.fenced, "skipped": self.skipped, "waited": self.waited,
+                "unknown_outcome": self.unknown_outcome, "moving": len(self._moving)}
+
+
+def _owned(cell: _Cell) -> bool:
+    """Does this node still hold the activation (its epoch unchanged, its lease valid)?"""
+    return cell.guard is None or cell.guard()
 
 
 def _skip_handled(cell: _Cell, through: dict[str, int]) -> int:
@@ -308,3 +350,14 @@ def _skip_handled(cell: _Cell, through: dict[str, int]) -> int:
     cell.queue.extend(kept)
     cell.depth -= skipped
     return skipped
+
+
+def _drop_first(cell: _Cell, batches: int) -> int:
+    """Drop the first ``batches`` queued batches (read before the previous holder was seen gone)."""
+    assert cell.queue is not None
+    dropped = 0
+    for _ in range(min(batches, len(cell.queue))):
+        envs, _reply, _is_json = cell.queue.popleft()
+        dropped += len(envs)
+    cell.depth -= dropped
+    return dropped

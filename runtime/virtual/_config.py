@@ -37,7 +37,8 @@ class VirtualConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     messages held for the id are dropped (counted as ``fenced``; asks time out)."""
     max_activating: int = DEFAULT_MAX_ACTIVATING
     """Activations in progress (claiming ownership) per class and node, at most; a message that
-    would start one more is refused (an ask gets MailboxFull, a tell a dead letter)."""
+    would start one more waits (back-pressure: the class's intake pauses, later messages wait
+    behind it in order, within the class's pending bounds, beyond which they are shed)."""
     partitions: int = DEFAULT_PARTITIONS
     """Partitions of the keyed events of a virtual class (``@on_event(key=...)``): each is
     consumed by one hosting node at a time, and an id is placed with its partition, so its

@@ -18,7 +18,7 @@ from corps.virtual._ownership import Owners
 from corps.virtual._partitions import ClassPartitions, Reader
 from corps.virtual._state import StateStore
 from corps.wire._security import Security
-from corps.wire._transport import connect
+from corps.wire._transport import connect, flush
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -100,7 +100,8 @@ class Virtual:
             if self._membership is None:
                 js = node._nc.jetstream()
                 self._owners = await Owners.open(js, node.namespace, self.cfg.replicas)
-                m = Membership(js, node.namespace, node.node, self.cfg, self._rebalance, self._lapse, self._counts)
+                m = Membership(js, node.namespace, node.node, self.cfg, self._rebalance, self._lapse, self._counts,
+                               self._read_all)
                 security = Security() if node.embedded else node.security
                 await m.start(node._tg, lambda: connect(node._servers, f"{node.name}-heartbeat",
                                                         lambda: m.left, security))
@@ -148,8 +149,10 @@ class Virtual:
         """Per virtual class: ``active`` ids here, ``activating``, ``activations``,
         ``deactivations``, ``moves_out``, ``not_owner`` (messages left to another node),
         ``fenced`` (dropped: this node's lease or claim on the id was gone), ``skipped`` (already
-        handled by the previous owner), ``refused``; and ``membership``: ``members``, ``changes``,
-        ``lapses``, ``ignored`` records."""
+        handled by the previous owner), ``waited`` (times the intake waited for room under
+        ``max_activating``), ``unknown_outcome`` (dropped on a takeover: the previous holder may
+        have handled them), ``moving``; and ``membership``: ``members``, ``changes``,
+        ``lapses``, ``ignored`` records, ``epoch``."""
         out = {name: a.stats() for name, a in self._classes.items()}
         for name, parts in self._partitions.items():
             out[name].update(parts.stats())
@@ -191,4 +194,12 @@ class Virtual:
             activator.lapse()
         for parts in self._partitions.values():
             parts.lapse()
+
+    async def _read_all(self) -> None:
+        """Return once every message the server sent this node so far has been read and routed
+        (a flush, then each virtual class's slow path): the barrier after a lapse."""
+        assert self._node is not None
+        await flush(self._node._nc)
+        for activator in list(self._classes.values()):
+            await activator.host.caught_up()
 

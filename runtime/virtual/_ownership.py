@@ -59,6 +59,9 @@ def owners_bucket(namespace: str) -> str:
 class Claim(msgspec.Struct, frozen=True):
     token: int
     through: dict[str, int]
+    taken: bool = False
+    """Taken over from a holder that did not hand it over (it died, left its lease, or the
+    record was unreadable): which messages it handled is unknown."""
 
 
 class Owners:
@@ -109,7 +112,7 @@ class Owners:
             token = await self.kv.update(key, mine, last=entry.revision, validate_keys=False)
         except nats.js.errors.KeyWrongLastSequenceError:
             return None  # someone else was faster
-        return Claim(token, held.through if not held.node else {})
+        return Claim(token, held.through if not held.node else {}, taken=bool(held.node))
 
     async def release(self, key: str, token: int, through: dict[str, int] | None) -> bool:
         """Hand ``key`` over (``through`` given: a move) or delete it (an idle deactivation).

@@ -82,7 +82,8 @@ class Route:
     under any flood.
     """
 
-    __slots__ = ("_direct", "_shed", "_slow", "max_bytes", "max_pending", "pending", "pending_bytes", "shed_count")
+    __slots__ = ("_direct", "_shed", "_slow", "max_bytes", "max_pending", "pending", "pending_bytes", "served",
+                 "shed_count")
 
     def __init__(self, direct: Take, slow: Callable[[Msg], Awaitable[None]], shed: Shed = _count_only, *,
                  max_pending: int = DEFAULT_PENDING_LIMIT, max_bytes: int = DEFAULT_PENDING_BYTES) -> None:
@@ -93,6 +94,7 @@ class Route:
         self.max_bytes = max_bytes
         self.pending = 0  # declined messages not yet handled by slow
         self.pending_bytes = 0
+        self.served = 0  # declined messages done with (handled by slow, or forgotten)
         self.shed_count = 0
 
     def take(self, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> bool:
@@ -110,6 +112,7 @@ class Route:
         """A declined message that will never reach ``slow`` (nats-py failed to queue it)."""
         self.pending -= 1
         self.pending_bytes -= msg_bytes
+        self.served += 1
 
     async def cb(self, msg: Msg) -> None:
         try:
@@ -117,6 +120,14 @@ class Route:
         finally:
             self.pending -= 1
             self.pending_bytes -= len(msg.data)
+            self.served += 1
+
+    async def caught_up(self, poll: float = 0.005) -> None:
+        """Return once ``slow`` is done with every message it held when called: after a flush,
+        everything the server sent before the flush's PONG has been handled (polled: rare)."""
+        target = self.served + self.pending
+        while self.served < target:  # noqa: ASYNC110 -- no Event per message on the hot path for a rare wait
+            await asyncio.sleep(poll)
 
 
 class CorpsClient(Client):

@@ -51,6 +51,44 @@ async def test_a_route_keeps_arrival_order_across_taken_and_declined_messages(na
     assert route.pending == 0
 
 
+async def test_after_a_flush_caught_up_waits_for_the_slow_path_to_handle_what_was_read(
+        nats_server: EmbeddedServer) -> None:
+    """The barrier of a virtual node after its lease lapsed: flush, then ``caught_up``; every
+    message sent before the flush has been handled when it returns, later ones need not be."""
+    nc = await connect([nats_server.url], "caught-up-test")
+    gate = anyio.Event()
+    handled: list[int] = []
+
+    async def slow(msg: Msg) -> None:
+        await gate.wait()
+        handled.append(int(msg.data))
+
+    route = Route(lambda s, r, d, h: False, slow)
+    try:
+        await nc.subscribe_route("caught.up", route)
+        await flush(nc)
+        for n in range(20):
+            nc.publish_now("caught.up", b"%d" % n)
+        await flush(nc)  # the PONG came after all 20: the parser read them, the slow path holds them
+        done = anyio.Event()
+
+        async def barrier() -> None:
+            await route.caught_up()
+            done.set()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(barrier)
+            await flush(nc)  # a round trip: the barrier had every chance to return early
+            assert not done.is_set(), "caught_up returned while the slow path still held messages"
+            nc.publish_now("caught.up", b"20")  # after the barrier began: not waited for
+            gate.set()
+            with anyio.fail_after(5):
+                await done.wait()
+        assert handled[:20] == list(range(20))
+    finally:
+        await nc.close()
+
+
 async def test_publish_now_refuses_what_publish_refuses(nats_server: EmbeddedServer) -> None:
     nc: CorpsClient = await connect([nats_server.url], "publish-now-test")
     with pytest.raises(nats.errors.MaxPayloadError):

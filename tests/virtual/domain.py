@@ -30,6 +30,19 @@ class Poke(Message):
     n: int
 
 
+class Stall(Message):
+    """Block the node's event loop (not its heartbeat thread) until the file ``release`` exists:
+    a node that resumes busy reads its socket only after its heartbeat renewed the lease."""
+
+    release: str
+
+
+class Hold(Message):
+    """Keep the instance busy, without blocking the loop, until the file ``release`` exists."""
+
+    release: str
+
+
 class Counter(Actor, options=ActorOptions(virtual=True, idle_after=0.3)):
     lifecycle: ClassVar[list[tuple[str, str]]] = []
 

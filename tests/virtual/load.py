@@ -118,6 +118,20 @@ def single_activation_problems(handled: list[list[object]], changes: list[dict[s
     return out
 
 
+def double_handling_problems(handled: list[list[object]]) -> list[str]:
+    """From the nodes' handled records: no message (id, sender, n) was handled twice, by one
+    activation or two (a late reply is ignored by the asker: only the records show it)."""
+    seen: dict[tuple[str, str, int], list[object]] = {}
+    out = []
+    for h in handled:
+        key = (str(h[0]), str(h[2]), int(h[3]))  # type: ignore[call-overload]
+        first = seen.setdefault(key, h)
+        if first is not h:
+            out.append(f"{key[0]}: message {key[1]}#{key[2]} handled by token {first[1]} (node {first[5]}) "
+                       f"and token {h[1]} (node {h[5]})")
+    return out
+
+
 def overlap_problems(changes: list[dict[str, object]], killed: frozenset[str] = frozenset()) -> list[str]:
     """From the activation records: per id, each activation but the last ended (moved or
     deactivated) before the next one began, so at most one was active at any time. An

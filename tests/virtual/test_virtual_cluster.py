@@ -17,7 +17,13 @@ from corps import ActorSystem
 from corps.testing import NatsCluster
 from tests.fault.procs import Node, Nodes
 from tests.fault.world import wait_for
-from tests.virtual.load import Load, overlap_problems, read_history, single_activation_problems
+from tests.virtual.load import (
+    Load,
+    double_handling_problems,
+    overlap_problems,
+    read_history,
+    single_activation_problems,
+)
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -48,7 +54,8 @@ class Cluster:
 
     def history_problems(self, killed: frozenset[str] = frozenset()) -> list[str]:
         handled, changes = read_history([self.out(i) for i in range(len(self.procs))])
-        return single_activation_problems(handled, changes) + overlap_problems(changes, killed)
+        return (single_activation_problems(handled, changes) + overlap_problems(changes, killed)
+                + double_handling_problems(handled))
 
 
 @pytest.fixture
@@ -141,6 +148,7 @@ async def test_a_paused_node_handles_nothing_for_ids_it_no_longer_owns(vcluster:
     assert stale == [], "a fenced-off activation handled messages after SIGCONT"
     assert any(a["kind"] == "fenced" and a["node"] == victim.node_id for a in changes)
     assert single_activation_problems(handled, changes) == []
+    assert double_handling_problems(handled) == []
 
 
 async def test_graceful_leave_and_join_hand_ids_over_in_order_with_no_failed_ask(vcluster: Cluster,
@@ -171,4 +179,5 @@ async def test_graceful_leave_and_join_hand_ids_over_in_order_with_no_failed_ask
     handled, changes = read_history([vcluster.out(i) for i in range(4)])
     assert any(a["kind"] == "move" for a in changes)
     assert single_activation_problems(handled, changes) == []
+    assert double_handling_problems(handled) == []
     assert overlap_problems(changes) == []

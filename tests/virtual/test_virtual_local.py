@@ -12,7 +12,7 @@ from typing import Any
 import anyio
 import pytest
 
-from corps import ActorSystem, PlacementError, SpawnError
+from corps import ActorSystem, PlacementError, SpawnError, VirtualConfig
 from tests.fault.world import wait_for
 from tests.virtual.domain import Counter, Hit, Keeper, Plain, Poke
 
@@ -96,22 +96,24 @@ def _rss() -> int:
 
 async def test_memory_is_bounded_by_the_active_set(actor_system: ActorSystem, soak: bool) -> None:
     """Ids touched once, then idle: every instance is deactivated (on_stop runs), the class's
-    table of instances shrinks back, and (with --soak: 100,000 ids) the process's memory returns
-    near its baseline."""
+    table of instances shrinks back, and (with --soak: 100,000 ids) the memory Python holds for
+    objects returns near its baseline. The process's RSS is printed, not asserted: CPython's
+    allocators keep most freed arenas for reuse (measured: 51 -> 190 -> 188 MiB while the blocks
+    in use went back to the baseline), so RSS stays near its peak, and a second burst reuses it."""
     await actor_system.host(Counter)
     host = actor_system._hosts[Counter]
     n = int(os.environ.get("CORPS_VIRTUAL_IDS", 0)) or (100_000 if soak else 2_000)
     gc.collect()
-    baseline = _rss()
+    baseline, blocks = _rss(), sys.getallocatedblocks()
     empty = sys.getsizeof(host.cells)
     with anyio.fail_after(600):
-        for start in range(0, n, 5_000):  # in steps: beyond max_activating claims at once, tells are refused
+        for start in range(0, n, 5_000):  # in steps, as a busy client would send them
             for i in range(start, min(start + 5_000, n)):
                 await actor_system.ref(Counter, f"m{i}").tell(Poke("me", i))
             done = min(start + 5_000, n)
             await _until(lambda done=done: actor_system.virtual.stats()["Counter"]["activations"] == done,  # type: ignore[misc]
                          timeout=600)
-        peak = _rss()
+        peak, peak_blocks = _rss(), sys.getallocatedblocks()
         await _until(lambda: not host.cells, timeout=600)
         await _until(lambda: sys.getsizeof(host.cells) <= empty, timeout=10)  # the table is compacted
     stats = actor_system.virtual.stats()["Counter"]
@@ -119,10 +121,11 @@ async def test_memory_is_bounded_by_the_active_set(actor_system: ActorSystem, so
     assert sum(1 for kind, _ in Counter.lifecycle if kind == "stop") == n
     Counter.lifecycle.clear()
     gc.collect()
-    after = _rss()
-    print(f"{n} ids: rss baseline {baseline >> 20} MiB, all active {peak >> 20} MiB, all idle {after >> 20} MiB")
-    if soak:
-        assert after - baseline < (peak - baseline) / 2, (baseline, peak, after)
+    after, after_blocks = _rss(), sys.getallocatedblocks()
+    print(f"{n} ids: rss baseline {baseline >> 20} MiB, all active {peak >> 20} MiB, all idle {after >> 20} MiB; "
+          f"allocated blocks {blocks}, {peak_blocks}, {after_blocks}")
+    if soak:  # the history ring (10,000 records) and caches stay: a quarter of the peak's growth at most
+        assert after_blocks - blocks < (peak_blocks - blocks) / 4, (blocks, peak_blocks, after_blocks)
 
 
 async def test_an_unreadable_ownership_record_is_taken_over_and_counted(actor_system: ActorSystem) -> None:
@@ -133,3 +136,36 @@ async def test_an_unreadable_ownership_record_is_taken_over_and_counted(actor_sy
         seen = await actor_system.ref(Counter, f"h{i}").ask(Hit("me", 0), timeout=5)
         assert seen.count == 1
     assert actor_system.virtual._owners.unreadable == 4  # type: ignore[union-attr]
+
+
+async def test_an_active_id_costs_the_garbage_collector_few_objects(actor_system: ActorSystem) -> None:
+    """Full collections scan every tracked object while holding the GIL, the heartbeat thread's
+    too: with 100,000 active ids and 7 objects each (a guard closure per id) they lasted long
+    enough to lapse the node's lease. Activations share their epoch's guard."""
+    await actor_system.host(Keeper)
+    await actor_system.ref(Keeper, "warm").ask(Hit("me", 0))
+    gc.collect()
+    before = len(gc.get_objects())
+    n = 500
+    for i in range(n):
+        await actor_system.ref(Keeper, f"g{i}").tell(Poke("me", i))
+    await _until(lambda: actor_system.virtual.stats()["Keeper"]["activations"] == n + 1)
+    await actor_system.ref(Keeper, "warm").ask(Hit("me", 1))  # a barrier: the tells are handled
+    gc.collect()
+    per_id = (len(gc.get_objects()) - before) / n
+    assert per_id < 3, f"{per_id:.1f} objects tracked by the garbage collector per active id"
+
+
+async def test_beyond_max_activating_new_ids_wait_their_turn_none_is_refused(
+        actor_system_factory: Callable[..., Any]) -> None:
+    system = await actor_system_factory(virtual=VirtualConfig(max_activating=2))
+    await system.host(Keeper)
+    n = 200
+    for i in range(n):  # a burst of new ids: at most 2 claims at once, the rest wait in order
+        await system.ref(Keeper, f"b{i}").tell(Poke("me", i))
+    seen = await system.ref(Keeper, "b7").ask(Hit("me", n))
+    assert (seen.count, seen.last) == (2, 7)  # its tell was handled, then the ask
+    await _until(lambda: system.virtual.stats()["Keeper"]["activations"] == n)
+    stats = system.virtual.stats()["Keeper"]
+    assert stats["waited"] > 0
+    assert system.dead_letters.count == 0

@@ -14,15 +14,23 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import anyio.from_thread
+import nats.js.errors
 import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
 from corps import ActorSystem, EmbeddedServer
+from corps.virtual._membership import members_bucket
 from tests.fault.procs import Nodes
 from tests.fault.world import wait_for
-from tests.virtual.load import Load, overlap_problems, read_history, single_activation_problems
+from tests.virtual.load import (
+    Load,
+    double_handling_problems,
+    overlap_problems,
+    read_history,
+    single_activation_problems,
+)
 from tests.virtual.test_virtual_cluster import VNode
 
 pytestmark = [pytest.mark.slow]
@@ -101,6 +109,25 @@ class VirtualMachine(RuleBasedStateMachine):
         self.paused = data.draw(st.sampled_from(self.alive))
         self.paused.signal(signal.SIGSTOP)
 
+    @rule(data=st.data())
+    @precondition(lambda self: len(self.alive) > 1 and self.paused is None)
+    def lapse(self, data: Any) -> None:
+        """Pause a node past its lease: the server expires its record, the others take its ids."""
+        self.paused = data.draw(st.sampled_from(self.alive))
+        self.paused.signal(signal.SIGSTOP)
+        self.portal.call(self._expired, self.paused.node_id)
+
+    async def _expired(self, node_id: str) -> None:
+        kv = await self.client._nc.jetstream().key_value(members_bucket(self.ns))
+
+        async def gone() -> bool:
+            try:
+                await kv.get(node_id)
+            except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):
+                return True
+            return False
+        await wait_for(gone, 30, "the paused node's membership record expired")
+
     @rule()
     def message(self) -> None:
         self.portal.call(self.load.round)
@@ -113,8 +140,11 @@ class VirtualMachine(RuleBasedStateMachine):
         try:
             self._resume()
             self.portal.call(self._settle)
+            for n in self.alive:  # a barrier: a node resumed last records its fenced activations
+                self.portal.call(n.stop)  # when its loop runs again; a drained node has run them
             handled, changes = read_history(sorted(self.dir.glob("v*.jsonl")))
             assert single_activation_problems(handled, changes) == []
+            assert double_handling_problems(handled) == []
             assert overlap_problems(changes, frozenset(self.killed)) == []
         finally:
             self._client_cm.__exit__(None, None, None)

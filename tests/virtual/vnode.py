@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
 from typing import IO, ClassVar
 
 import anyio
@@ -23,7 +24,7 @@ import msgspec
 
 from corps import Activation, Actor, ActorOptions, ActorSystem, VirtualConfig, handler, run
 from tests.fault.node import child_setup
-from tests.virtual.domain import Handled, Hit, Ledger, Poke, Seen
+from tests.virtual.domain import Handled, Hit, Hold, Ledger, Poke, Seen, Stall
 
 
 class Tally(Actor, options=ActorOptions(virtual=True, idle_after=300.0)):
@@ -48,6 +49,21 @@ class Tally(Actor, options=ActorOptions(virtual=True, idle_after=300.0)):
     @handler
     async def poke(self, msg: Poke) -> None:
         self._see(msg.sender, msg.n)
+
+    @handler
+    async def hold(self, msg: Hold) -> None:
+        write({"hold": self.id})
+        release = anyio.Path(msg.release)
+        with anyio.move_on_after(60.0):
+            while not await release.exists():  # noqa: ASYNC110 -- a file written by the test process
+                await anyio.sleep(0.01)
+
+    @handler
+    async def stall(self, msg: Stall) -> None:
+        write({"stall": self.system.node})
+        release, deadline = Path(msg.release), time.monotonic() + 60.0
+        while not release.exists() and time.monotonic() < deadline:  # noqa: ASYNC240 -- blocking on purpose
+            time.sleep(0.01)  # noqa: ASYNC251 -- on purpose: the loop is busy, the heartbeat thread is not
 
 
 def write(record: dict[str, object]) -> None:
