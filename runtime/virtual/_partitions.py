@@ -312,20 +312,27 @@ class ClassPartitions:
             seq = reader.through(p)
             if seq <= self._written.get(p, 0) or not self.m.valid():
                 continue
-            try:
-                new = await self.kv.update(self._key(p), _encode(self._record(p, seq)), last=revision,
-                                           validate_keys=False)
-            except nats.js.errors.KeyWrongLastSequenceError:
-                self.lost += 1  # taken over: this node was fenced off (its lapse drops it too)
-                log.warning("partition %s was taken over: this node's claim on it had lapsed", self._key(p))
-                continue
-            except Exception as exc:  # noqa: BLE001 -- KV unusable for now: the next round tries again
-                self._quiet.warning("checkpoint", "checkpoint of %s failed: %r", self._key(p), exc)
-                continue
-            if self._revisions.get(p) == revision:
-                self._revisions[p] = new
-                self._written[p] = seq
+            if await self._write(p, revision, seq):
                 self.checkpoints += 1
+
+    async def _write(self, p: int, revision: int, seq: int) -> bool | None:
+        """Write ``p``'s record at checkpoint ``seq`` (CAS on ``revision``, under ``_writes``):
+        True if written, False if taken over (this node was fenced off), None if the KV failed."""
+        try:
+            new = await self.kv.update(self._key(p), _encode(self._record(p, seq)), last=revision,
+                                       validate_keys=False)
+        except nats.js.errors.KeyWrongLastSequenceError:
+            self.lost += 1  # taken over: this node was fenced off (its lapse drops it too)
+            log.warning("partition %s was taken over: this node's claim on it had lapsed", self._key(p))
+            return False
+        except Exception as exc:  # noqa: BLE001 -- KV unusable for now: tried again later
+            self._quiet.warning("checkpoint", "write of %s failed: %r", self._key(p), exc)
+            return None
+        if self._revisions.get(p) != revision:
+            return False
+        self._revisions[p] = new
+        self._written[p] = seq
+        return True
 
     def _record(self, p: int, seq: int) -> PartitionRecord:
         """Partition ``p``'s record as this node holds it, checkpointed at ``seq``: the suspects
@@ -341,27 +348,24 @@ class ClassPartitions:
         the checkpoint, in one compare-and-set); False if not recorded (the event must not run)."""
         reader = self.reader
         async with self._writes:
+            if reader is None or p in self._leaving or not self.m.valid():
+                return False
+            for q, (begun, _) in list(self._begun.items()):
+                # the suspect before, in another partition, finished: its record must say so before
+                # this one begins, or a death now would charge it
+                revision = self._revisions.get(q)
+                if q != p and revision is not None and begun > self._written.get(q, 0):
+                    through = reader.through(q)
+                    if through >= begun and await self._write(q, revision, through) is None:
+                        return False
             revision = self._revisions.get(p)
-            if reader is None or revision is None or p in self._leaving or not self.m.valid():
+            if revision is None:
                 return False
-            through = max(reader.through(p), self._written.get(p, 0))
             self._begun[p] = (seq, tries)
-            try:
-                new = await self.kv.update(self._key(p), _encode(self._record(p, through)), last=revision,
-                                           validate_keys=False)
-            except nats.js.errors.KeyWrongLastSequenceError:
-                self.lost += 1
-                log.warning("partition %s was taken over: this node's claim on it had lapsed", self._key(p))
-                return False
-            except Exception as exc:  # noqa: BLE001 -- KV unusable for now: the reader tries again
-                self._quiet.warning("checkpoint", "begin of %s seq %d failed: %r", self._key(p), seq, exc)
-                return False
-            if self._revisions.get(p) != revision:
-                return False
-            self._revisions[p] = new
-            self._written[p] = through
-            self.suspects_begun += 1
-            return True
+            if await self._write(p, revision, max(reader.through(p), self._written.get(p, 0))):
+                self.suspects_begun += 1
+                return True
+            return False
 
     def lapse(self) -> None:
         """This node's lease ran out: every partition is dropped at once, without a hand-over."""
