@@ -76,6 +76,7 @@ async def test_a_poison_event_is_dead_lettered_after_max_deliver_owners_died_of_
         await _publish(client, [*keys, poison, innocent], range(1))  # every key active
         await wait_for(lambda: handled_all({k: {0} for k in [*keys, poison, innocent]}), 15, "the first events")
 
+        first = (await partition_owners(client))[p]
         # in flight together on the partition's owner: the innocent event holds, the poison kills
         await client.publish(Entry(innocent, 1, hold=2.0))
         await client.publish(Entry(poison, 1, hold=0.3, crash=True))
@@ -94,12 +95,16 @@ async def test_a_poison_event_is_dead_lettered_after_max_deliver_owners_died_of_
 
     deaths = sum(not n.alive for n in hosts.procs)
     print(f"poison dead-lettered {took:.1f}s after publishing, after {deaths} node deaths")
-    assert [(msgspec.msgpack.decode(dl.data), dl.reason, dl.attempts) for dl in letters] == [
-        (msgspec.to_builtins(Entry(poison, 1, hold=0.3, crash=True)), "crashed-owners", MAX_DELIVER)], \
+    assert [(msgspec.msgpack.decode(dl.data), dl.consumer, dl.reason, dl.attempts) for dl in letters] == [
+        (msgspec.to_builtins(Entry(poison, 1, hold=0.3, crash=True)), "Ledger", "crashed-owners", MAX_DELIVER)], \
         "only the poison, charged each time"
     assert 1 <= deaths <= MAX_DELIVER + 1, f"{deaths} nodes died of it"
     handled = hosts.handled()
     assert not any(str(h[0]) == poison and int(h[3]) == 1 for h in handled)  # type: ignore[call-overload]
+    assert not next(n for n in hosts.procs if n.node_id == first).alive, "the first owner died of it"
+    by = {str(h[5]) for h in handled if str(h[0]) == innocent and int(h[3]) == 1}  # type: ignore[call-overload]
+    assert by, "the innocent event handled"
+    assert first not in by, "in flight when the first owner died: handled by a later owner"
     assert order_problems([h for h in handled if str(h[0]) != poison], {**dict.fromkeys(keys, 4), innocent: 3}) == []
     firsts = [int(h[3]) for h in sorted(handled, key=lambda h: float(h[4]))  # type: ignore[arg-type,call-overload]
               if str(h[0]) == poison]
