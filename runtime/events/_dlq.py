@@ -3,8 +3,9 @@
 An entry is the original payload, published to ``{ns}.dlq.{consumer}`` in the ``{ns}_dlq``
 stream, with the original headers (its ``Nats-Msg-Id`` kept as ``Corps-Dlq-Msg-Id``) and
 ``Corps-Dlq-*`` headers: Subject, Stream, Seq, Consumer, Attempts, Reason (handler-error,
-undecodable, max-deliver, no-instance), Error, At. Its own Nats-Msg-Id is derived from
-(stream, seq, consumer), so a retried dead-letter write is stored once.
+undecodable, max-deliver, no-instance, no-key, crashed-owners: a partitioned event begun by
+``max_deliver`` owners that died), Error, At. Its own Nats-Msg-Id is derived from (stream, seq,
+consumer), so a retried dead-letter write is stored once.
 
 Reading an entry never raises on what it holds: its payload is often undecodable (that may be
 why it is here), and anyone who can publish on ``{ns}.dlq.>`` can store anything. An entry whose

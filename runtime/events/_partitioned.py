@@ -29,11 +29,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import json
 import logging
 from collections import deque
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final, cast
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 
 import anyio
 import msgspec
@@ -77,12 +78,25 @@ def _dseq(reply: str) -> int:
         return 0
 
 
+class Suspect(Protocol):
+    """A partition taken over from an owner that died (``corps.virtual._partitions.Suspect``)."""
+
+    @property
+    def until(self) -> int: ...
+    @property
+    def begun(self) -> int: ...
+    @property
+    def tries(self) -> int: ...
+    @property
+    def begin(self) -> Callable[[int, int], Awaitable[bool]]: ...
+
+
 class _Part:
     """One partition this node owns."""
 
-    __slots__ = ("after", "dispatched", "done", "guard", "inflight", "open", "synced", "undone")
+    __slots__ = ("after", "dispatched", "done", "guard", "inflight", "open", "suspect", "synced", "undone")
 
-    def __init__(self, after: int, guard: Callable[[], bool]) -> None:
+    def __init__(self, after: int, guard: Callable[[], bool], suspect: Suspect | None = None) -> None:
         self.after = after
         """Its record's position when claimed: every event at or below it was handled."""
         self.dispatched = after
@@ -94,6 +108,9 @@ class _Part:
         self.undone: set[int] = set()
         """Taken and given up on (the partition is leaving): its next owner handles them."""
         self.open = True
+        self.suspect = suspect
+        """Taken over from an owner that died: its events up to ``suspect.until`` are begun one at a
+        time on this node, each recorded first (and dead-lettered once begun ``max_deliver`` times)."""
         self.synced = True
         """The read has passed no event of this partition that it did not take (False while a
         read that was already past ``after`` when it was acquired goes on: until it restarts)."""
@@ -133,6 +150,13 @@ class PartitionedConsumer:
         self._part_of: dict[int, int] = {}
         self._cells: dict[int, Cell] = {}
         self._timers: dict[int, asyncio.TimerHandle] = {}
+        self._suspects: list[tuple[int, EventDelivery]] = []
+        """Suspect events waiting for their turn (a heap by stream sequence)."""
+        self._suspect = 0
+        """The suspect event begun on this node (0: none): one at a time, so that a node that dies
+        while one runs charges it, and only it."""
+        self._charged: set[int] = set()
+        """Suspect events recorded as begun here: they run as any event."""
         self.position = 0
         """The last stream sequence the read took (any partition)."""
         self.processed = 0
@@ -143,6 +167,8 @@ class PartitionedConsumer:
         self.rescued = 0
         self.skipped = 0
         """Events read that belong to partitions owned elsewhere."""
+        self.crashed_owners = 0
+        """Suspect events dead-lettered: begun ``max_deliver`` times by owners that died."""
         self._inbox = f"{events.namespace}.evpin.{events.node}.{self.name}."
         self._cname = ""
         self._dseq = 0
@@ -160,9 +186,10 @@ class PartitionedConsumer:
 
     # -- what corps.virtual tells it -------------------------------------------------------
 
-    def acquire(self, p: int, after: int, guard: Callable[[], bool]) -> None:
-        """Handle partition ``p`` from the event after sequence ``after`` on (its checkpoint)."""
-        part = self.parts[p] = _Part(after, guard)
+    def acquire(self, p: int, after: int, guard: Callable[[], bool], suspect: Suspect | None = None) -> None:
+        """Handle partition ``p`` from the event after sequence ``after`` on (its checkpoint);
+        ``suspect``: it was taken over from an owner that died (``corps.virtual._partitions``)."""
+        part = self.parts[p] = _Part(after, guard, suspect)
         if self.position > after:
             part.synced = False  # what the read passed since ``after`` is not taken: no checkpoint past it
             self._restart = True  # the read is past the checkpoint: read again from there
@@ -193,6 +220,8 @@ class PartitionedConsumer:
             waiting = self.keys[key]
             while len(waiting) > 0:  # behind the one in flight: never begun here
                 self._give_up(waiting.pop())
+        for _, waiting_d in [s for s in self._suspects if self._part_of.get(s[0]) == p]:
+            self._give_up(waiting_d)  # not begun: its next owner begins it
         for seq, timer in list(self._timers.items()):
             if self._part_of.get(seq) == p:  # waiting for a retry: its next owner retries it
                 timer.cancel()
@@ -223,6 +252,9 @@ class PartitionedConsumer:
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
+        self._suspects.clear()
+        self._suspect = 0
+        self._charged.clear()
         self.outstanding.clear()
         self.keys.clear()
         self._part_of.clear()
@@ -234,9 +266,14 @@ class PartitionedConsumer:
         return {"partitions": len(self.parts), "events_processed": self.processed,
                 "events_dead_lettered": self.dead_lettered, "events_skipped": self.skipped,
                 "events_in_flight": len(self.outstanding), "read_restarts": self.restarts, "read_gaps": self.gaps,
-                "events_rescued": self.rescued}
+                "events_rescued": self.rescued, "events_crashed_owners": self.crashed_owners}
 
     # -- life cycle ------------------------------------------------------------------------
+
+    async def horizon(self) -> int:
+        """The stream's last sequence now: an owner that died before now began nothing after it."""
+        info = await self.events.js.stream_info(self.events.stream)
+        return int(info.state.last_seq)
 
     async def start(self) -> None:
         if any(s.idempotent for s in self.handlers.values()):
@@ -410,6 +447,10 @@ class PartitionedConsumer:
         if part is None or not part.open:
             self._give_up(d)
             return
+        if part.suspect is not None and seq <= part.suspect.until and seq not in self._charged:
+            heapq.heappush(self._suspects, (seq, d))
+            self._next_suspect()
+            return
         cell = self.route(d)
         if cell is None:
             self._later(d, RETRY_ROUTE)
@@ -424,6 +465,45 @@ class PartitionedConsumer:
         self._timers.pop(seq, None)
         if not self._stopping and seq in self.outstanding:
             self._route(d)
+
+    def _next_suspect(self) -> None:
+        """Begin the first waiting suspect event if none is begun on this node."""
+        if self._suspect in self.outstanding:
+            return
+        self._suspect = 0
+        while self._suspects:
+            seq, d = heapq.heappop(self._suspects)
+            if self.outstanding.get(seq) is d:
+                self._suspect = seq
+                self._spawn(self._begin_suspect(d))
+                return
+
+    async def _begin_suspect(self, d: EventDelivery) -> None:
+        """Charge the suspect event an attempt in its partition's record, then run it; dead-letter
+        it instead if owners that died have begun it ``max_deliver`` times already."""
+        seq = d.meta.stream_seq
+        part = self.parts.get(self._part_of.get(seq, -1))
+        suspect = part.suspect if part is not None else None
+        if part is None or not part.open or suspect is None or d.spec is None:
+            self._give_up(d)
+            return
+        tries = suspect.tries if seq == suspect.begun else 0
+        if tries >= d.spec.max_deliver:
+            d.meta.delivered = tries
+            self.crashed_owners += 1
+            await self._dead_letter(d, "crashed-owners", f"begun {tries} times by owners that died before it finished")
+            return
+        if not await suspect.begin(seq, tries + 1):
+            if self.outstanding.get(seq) is d:
+                self._suspect = 0
+                if self._stopping or not part.open:
+                    self._give_up(d)
+                else:  # the KV is unusable for now: tried again
+                    self._later(d, self.cfg.heartbeat)
+            return
+        d.meta.delivered = tries + 1  # the attempts of the owners that died count towards max_deliver
+        self._charged.add(seq)
+        self._route(d)
 
     async def _rescue_loop(self) -> None:
         """Deliveries whose instance was dropped before running them (an activation fenced off,
@@ -450,6 +530,10 @@ class PartitionedConsumer:
         if self.outstanding.pop(seq, None) is None:
             return
         self._cells.pop(seq, None)
+        self._charged.discard(seq)
+        if seq == self._suspect:
+            self._suspect = 0
+            self._next_suspect()
         part = self.parts.get(self._part_of.pop(seq, -1))
         if part is not None:
             part.inflight.discard(seq)

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import anyio
@@ -62,7 +62,8 @@ _POLL_MAX = 0.2
 class Reader(Protocol):
     """What the partitions tell the events side (``PartitionedConsumer``)."""
 
-    def acquire(self, p: int, after: int, guard: Callable[[], bool]) -> None: ...
+    def acquire(self, p: int, after: int, guard: Callable[[], bool], suspect: Suspect | None = None) -> None: ...
+    async def horizon(self) -> int: ...
     async def release(self, p: int, wait: float) -> int: ...
     def through(self, p: int) -> int: ...
     def drop_all(self) -> None: ...
@@ -74,6 +75,27 @@ class Reader(Protocol):
 class PartitionRecord(msgspec.Struct, frozen=True, omit_defaults=True):
     node: str
     seq: int = 0
+    until: int = 0
+    """Events of the partition at or below it may have been begun by an owner that died: they are
+    begun one at a time, each recorded in ``begun`` first (0 once ``seq`` passes it)."""
+    begun: int = 0
+    """The stream sequence of the suspect event last begun (unfinished while above ``seq``)..."""
+    tries: int = 0
+    """...and how many owners have begun it so far (the charged attempts)."""
+
+
+class Suspect(msgspec.Struct, frozen=True):
+    """What a partition's new owner learns from a record taken over from an owner that died."""
+
+    until: int
+    """Events of the partition at or below it are suspects: begun one at a time, each recorded first."""
+    begun: int
+    """The suspect event an owner began and did not finish (0: none)..."""
+    tries: int
+    """...and the owners that began it (each died before it finished)."""
+    begin: Callable[[int, int], Awaitable[bool]]
+    """``begin(seq, tries)``: record that this owner begins ``seq`` for the ``tries``-th time (False:
+    not recorded, the partition was lost or the KV is unusable)."""
 
 
 _encode = msgspec.json.Encoder().encode
@@ -86,8 +108,8 @@ def read_partition_record(data: bytes) -> PartitionRecord | str:
         record = _decode(data)
     except Exception as exc:  # noqa: BLE001 -- untrusted bytes: any failure is the writer's problem
         return f"{type(exc).__name__}: {exc}"[:200]
-    if record.seq < 0:
-        return f"negative seq {record.seq}"
+    if min(record.seq, record.until, record.begun, record.tries) < 0:
+        return f"negative field in {record}"[:200]
     return record
 
 
@@ -116,6 +138,10 @@ class ClassPartitions:
         self._revisions: dict[int, int] = {}  # the record's revision now (each checkpoint is a CAS)
         self._written: dict[int, int] = {}
         self._epochs: dict[int, int] = {}
+        self._until: dict[int, int] = {}
+        """Owned partitions with suspects -> the last of them (``PartitionRecord.until``)."""
+        self._begun: dict[int, tuple[int, int]] = {}
+        """Owned partitions -> the suspect begun last, and its tries (kept in every write until passed)."""
         self._claiming: set[int] = set()
         self._leaving: set[int] = set()
         self.moves_in = 0
@@ -126,6 +152,8 @@ class ClassPartitions:
         """Partitions found taken over at a checkpoint (this node had been fenced off)."""
         self.unreadable = 0
         self.checkpoints = 0
+        self.suspects_begun = 0
+        """Suspect events recorded as begun (one KV write each, only after a takeover)."""
         self._writes = anyio.Lock()
         """Checkpoints and hand-overs write the records under it: each CAS sees the last revision."""
         self._quiet = Throttled(log)
@@ -188,15 +216,21 @@ class ClassPartitions:
                     self._quiet.warning("partition", "claim of %s failed: %r", self._key(p), exc)
                     got = None
                 if got is not None:
-                    token, seq = got
+                    token, held = got
+                    seq = held.seq
                     if self.m.epoch != epoch or self.reader is None:
                         return  # lapsed meanwhile: the record names an epoch this node left
                     self.tokens[p] = self._revisions[p] = token
                     self._written[p] = seq
                     self._epochs[p] = epoch
+                    self._until[p] = held.until
+                    self._begun[p] = (held.begun, held.tries)
                     self.moves_in += 1
                     self.history.record(self.name, placement_key(p), self.m.me, token, "activate")
-                    self.reader.acquire(p, seq, self.m.guard(epoch))
+                    suspect = None
+                    if held.until > seq:
+                        suspect = Suspect(held.until, held.begun, held.tries, functools.partial(self.begin, p))
+                    self.reader.acquire(p, seq, self.m.guard(epoch), suspect)
                     if self.owner_of(p) != self.m.me:
                         self.rebalance()  # members changed while it was claimed: it moves on
                     return
@@ -205,12 +239,14 @@ class ClassPartitions:
         finally:
             self._claiming.discard(p)
 
-    async def _try_claim(self, p: int, epoch: int) -> tuple[int, int] | None:
-        """(token, checkpoint) if this node now holds partition ``p``; None while a live member does."""
+    async def _try_claim(self, p: int, epoch: int) -> tuple[int, PartitionRecord] | None:
+        """(token, the record written) if this node now holds partition ``p``; None while a live
+        member does. Taken over from an owner that died (or lapsed), every event it may have begun
+        (up to the stream's last sequence now) becomes a suspect: ``until``."""
         key, me = self._key(p), self.m.me
         mine = PartitionRecord(f"{me}:{epoch}")
         try:
-            return await self.kv.create(key, _encode(mine), validate_keys=False), 0
+            return await self.kv.create(key, _encode(mine), validate_keys=False), mine
         except nats.js.errors.KeyWrongLastSequenceError:
             pass
         try:
@@ -224,11 +260,14 @@ class ClassPartitions:
             held = PartitionRecord("")
         if held.node and held.node.partition(":")[0] != me and self.m.holds(held.node):
             return None
-        if held.node:
+        until = held.until
+        if held.node:  # it died (or lapsed) holding it: what it may have begun is suspect
             self.takeovers += 1
-        token = await self.kv.update(key, _encode(PartitionRecord(f"{me}:{epoch}", held.seq)),
-                                     last=entry.revision, validate_keys=False)
-        return token, held.seq
+            until = max(until, await self.reader.horizon()) if self.reader is not None else until
+        begun, tries = (held.begun, held.tries) if held.begun > held.seq else (0, 0)
+        taken = PartitionRecord(f"{me}:{epoch}", held.seq, until if until > held.seq else 0, begun, tries)
+        token = await self.kv.update(key, _encode(taken), last=entry.revision, validate_keys=False)
+        return token, taken
 
     async def _hand_over(self, p: int, *, moved: bool = True) -> None:
         """Stop taking events of ``p``, let those begun finish, checkpoint and release it."""
@@ -242,11 +281,13 @@ class ClassPartitions:
                 if self.tokens.pop(p, None) is None:
                     return  # lapsed meanwhile: dropped, not handed over
                 revision = self._revisions.pop(p)
+                until = self._until.pop(p, 0)
+                self._begun.pop(p, None)  # a graceful hand-over: what was begun here finished (or ran out of drain)
                 self.moves_out += 1
                 self.history.record(self.name, placement_key(p), self.m.me, token, "move")
                 try:
-                    await self.kv.update(self._key(p), _encode(PartitionRecord("", seq)), last=revision,
-                                         validate_keys=False)
+                    await self.kv.update(self._key(p), _encode(PartitionRecord("", seq, until if until > seq else 0)),
+                                         last=revision, validate_keys=False)
                 except Exception as exc:  # noqa: BLE001 -- the record stays ours: the next owner waits for our lease
                     self._quiet.warning("partition", "hand-over of %s failed: %r", self._key(p), exc)
         finally:
@@ -271,21 +312,60 @@ class ClassPartitions:
             seq = reader.through(p)
             if seq <= self._written.get(p, 0) or not self.m.valid():
                 continue
-            epoch = self._epochs[p]
-            try:
-                new = await self.kv.update(self._key(p), _encode(PartitionRecord(f"{self.m.me}:{epoch}", seq)),
-                                           last=revision, validate_keys=False)
-            except nats.js.errors.KeyWrongLastSequenceError:
-                self.lost += 1  # taken over: this node was fenced off (its lapse drops it too)
-                log.warning("partition %s was taken over: this node's claim on it had lapsed", self._key(p))
-                continue
-            except Exception as exc:  # noqa: BLE001 -- KV unusable for now: the next round tries again
-                self._quiet.warning("checkpoint", "checkpoint of %s failed: %r", self._key(p), exc)
-                continue
-            if self._revisions.get(p) == revision:
-                self._revisions[p] = new
-                self._written[p] = seq
+            if await self._write(p, revision, seq):
                 self.checkpoints += 1
+
+    async def _write(self, p: int, revision: int, seq: int) -> bool | None:
+        """Write ``p``'s record at checkpoint ``seq`` (CAS on ``revision``, under ``_writes``):
+        True if written, False if taken over (this node was fenced off), None if the KV failed."""
+        try:
+            new = await self.kv.update(self._key(p), _encode(self._record(p, seq)), last=revision,
+                                       validate_keys=False)
+        except nats.js.errors.KeyWrongLastSequenceError:
+            self.lost += 1  # taken over: this node was fenced off (its lapse drops it too)
+            log.warning("partition %s was taken over: this node's claim on it had lapsed", self._key(p))
+            return False
+        except Exception as exc:  # noqa: BLE001 -- KV unusable for now: tried again later
+            self._quiet.warning("checkpoint", "write of %s failed: %r", self._key(p), exc)
+            return None
+        if self._revisions.get(p) != revision:
+            return False
+        self._revisions[p] = new
+        self._written[p] = seq
+        return True
+
+    def _record(self, p: int, seq: int) -> PartitionRecord:
+        """Partition ``p``'s record as this node holds it, checkpointed at ``seq``: the suspects
+        and the one begun last are kept until the checkpoint passes them."""
+        until = self._until.get(p, 0)
+        begun, tries = self._begun.get(p, (0, 0))
+        if begun <= seq:
+            begun = tries = 0
+        return PartitionRecord(f"{self.m.me}:{self._epochs[p]}", seq, until if until > seq else 0, begun, tries)
+
+    async def begin(self, p: int, seq: int, tries: int) -> bool:
+        """Record that this node begins suspect event ``seq`` of ``p`` for the ``tries``-th time (with
+        the checkpoint, in one compare-and-set); False if not recorded (the event must not run)."""
+        reader = self.reader
+        async with self._writes:
+            if reader is None or p in self._leaving or not self.m.valid():
+                return False
+            for q, (begun, _) in list(self._begun.items()):
+                # the suspect before, in another partition, finished: its record must say so before
+                # this one begins, or a death now would charge it
+                revision = self._revisions.get(q)
+                if q != p and revision is not None and begun > self._written.get(q, 0):
+                    through = reader.through(q)
+                    if through >= begun and await self._write(q, revision, through) is None:
+                        return False
+            revision = self._revisions.get(p)
+            if revision is None:
+                return False
+            self._begun[p] = (seq, tries)
+            if await self._write(p, revision, max(reader.through(p), self._written.get(p, 0))):
+                self.suspects_begun += 1
+                return True
+            return False
 
     def lapse(self) -> None:
         """This node's lease ran out: every partition is dropped at once, without a hand-over."""
@@ -296,6 +376,8 @@ class ClassPartitions:
         self.tokens.clear()
         self._revisions.clear()
         self._written.clear()
+        self._until.clear()
+        self._begun.clear()
 
     def busy(self) -> bool:
         return bool(self._leaving or self._claiming)
@@ -317,7 +399,7 @@ class ClassPartitions:
         out = {"partitions": len(self.tokens), "partition_moves_in": self.moves_in,
                "partition_moves_out": self.moves_out, "partition_takeovers": self.takeovers,
                "partition_lost": self.lost, "checkpoints": self.checkpoints, "partition_records_unreadable":
-               self.unreadable}
+               self.unreadable, "suspects_begun": self.suspects_begun}
         if self.reader is not None:
             reader_stats = self.reader.stats()
             reader_stats.pop("partitions", None)
@@ -325,4 +407,4 @@ class ClassPartitions:
         return out
 
 
-__all__ = ["ClassPartitions", "PartitionRecord", "Reader", "read_partition_record"]
+__all__ = ["ClassPartitions", "PartitionRecord", "Reader", "Suspect", "read_partition_record"]

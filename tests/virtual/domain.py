@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import ClassVar
 
+import anyio
 import msgspec
 
 from corps import Actor, ActorOptions, Backoff, Message, Request, handler, on_event
@@ -129,6 +131,10 @@ class Entry(Message):
     n: int
     fail: int = 0
     """Attempts that raise before one succeeds (a handler error, retried in place)."""
+    hold: float = 0.0
+    """Seconds its handler takes."""
+    crash: bool = False
+    """Its handler kills its process (``os._exit``): a poison event."""
 
 
 class Handled(msgspec.Struct, frozen=True):
@@ -153,6 +159,10 @@ class Ledger(Actor, options=ActorOptions(virtual=True, idle_after=60.0)):
             self.failures += 1
             raise RuntimeError(f"attempt {self.failures} of {event.key}/{event.n} fails")
         self.failures = 0
+        if event.hold:
+            await anyio.sleep(event.hold)
+        if event.crash:
+            os._exit(17)
         token = self.system.virtual.token(Ledger, self.id) or 0  # type: ignore[attr-defined]
         h = Handled(event.key, event.n, self.system.node, token)
         Ledger.handled.append(h)

@@ -187,7 +187,18 @@ def test_partition_record_decoder_is_total(data: bytes) -> None:
 def test_partition_record_round_trips_and_refuses_a_negative_seq() -> None:
     rec = PartitionRecord("n1:0", 42)
     assert read_partition_record(msgspec.json.encode(rec)) == rec
+    assert msgspec.json.encode(rec) == b'{"node":"n1:0","seq":42}', "no suspects: the record as before"
     assert isinstance(read_partition_record(b'{"node": "x", "seq": -1}'), str)
+
+
+@given(fields=st.fixed_dictionaries({}, optional={f: st.integers(-(2**70), 2**70) | st.text(max_size=3) | st.none()
+                                                  for f in ("seq", "until", "begun", "tries")}))
+def test_partition_record_suspect_fields_are_read_or_refused(fields: dict[str, object]) -> None:
+    got = read_partition_record(msgspec.json.encode({"node": "n1:0", **fields}))
+    valid = all(isinstance(v, int) and v >= 0 for v in fields.values())
+    assert isinstance(got, PartitionRecord) == valid, (fields, got)
+    if isinstance(got, PartitionRecord):
+        assert msgspec.structs.asdict(got) == {"node": "n1:0", "seq": 0, "until": 0, "begun": 0, "tries": 0} | fields
 
 
 async def test_a_partition_acquired_behind_the_read_is_not_checkpointed_past_what_was_taken(
