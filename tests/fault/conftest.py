@@ -58,7 +58,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         item.add_marker(pytest.mark.fault)
         # Above every bounded wait inside a scenario (SETTLE), so a scenario that hangs still
         # prints its line (stuck > 0) and fails on it, rather than being cut off by the timeout.
-        item.add_marker(pytest.mark.timeout(1200 if soak else 150))
+        # A test that names its own timeout keeps it (the 10,000-payload fuzz: ~110 s alone, more under load).
+        own = item.get_closest_marker("timeout")
+        item.add_marker(pytest.mark.timeout(1200 if soak else own.args[0] if own and own.args else 150))
         if not soak and item.get_closest_marker("soak"):
             item.add_marker(pytest.mark.skip(reason="a soak scenario: runs with --soak"))
 

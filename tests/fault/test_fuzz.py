@@ -20,7 +20,7 @@ from tests.integration.test_hostile_fuzz import VALID, Batch, fuzz_round
 ROUNDS = 20
 PER_ROUND = 500  # 20 x (500 + 1 or 2 near 1 MB + DEEP) >= 10,000 payloads, each sent three ways
 
-pytestmark = [pytest.mark.fault, pytest.mark.slow]
+pytestmark = [pytest.mark.fault, pytest.mark.slow, pytest.mark.timeout(300)]
 
 
 @st.composite
