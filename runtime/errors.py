@@ -179,6 +179,18 @@ class StateFenced(PlacementError):
         super().__init__(f"state of {key!r}: {reason}")
 
 
+class StateTooLarge(PlacementError):
+    """A virtual instance's durable state (with the records saved with it) would exceed the
+    largest value the state bucket takes: nothing is written, and the message that was being
+    handled counts as failed (its reply is this error, never a success that is not durable)."""
+
+    def __init__(self, key: str, size: int, limit: int) -> None:
+        self.key = key
+        self.size = size
+        self.limit = limit
+        super().__init__(f"state of {key!r}: {size} bytes, over the {limit} a value may have")
+
+
 class EventError(CorpsError):
     """Events (JetStream) could not be published, consumed or set up."""
 
