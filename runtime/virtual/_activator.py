@@ -19,7 +19,7 @@ import anyio
 import msgspec
 
 from corps.core import _extras
-from corps.errors import StateFenced
+from corps.errors import StateFenced, StepRejected
 from corps.virtual._history import History
 from corps.wire._client import Throttled
 
@@ -182,7 +182,13 @@ class ClassActivator:
 
     def _saving(self, fn: Any) -> Any:
         async def call(actor: Any, msg: Any) -> Any:
-            result = await fn(actor, msg)
+            try:
+                result = await fn(actor, msg)
+            except StepRejected:
+                # A saga step's refusal is an outcome too (nothing applied): its record is saved
+                # before the refusal goes out, so a late copy on another node is refused as well.
+                await self.save(actor)
+                raise
             await self.save(actor)
             return result
         return call

@@ -7,7 +7,7 @@ from typing import ClassVar
 
 import msgspec
 
-from corps import Actor, ActorOptions, Backoff, Message, Request, handler, on_event
+from corps import Actor, ActorOptions, Backoff, Message, Request, StepRejected, handler, on_event
 from corps.saga import idempotent
 
 
@@ -133,6 +133,8 @@ class DurableTill(Actor, options=ActorOptions(virtual=True, idle_after=60.0, dur
     @handler
     @idempotent(effect="memory")
     async def add(self, msg: Add) -> Total:
+        if msg.n < 0:
+            raise StepRejected("no withdrawals")
         self.state.balance += msg.n
         return Total(self.state.balance)
 

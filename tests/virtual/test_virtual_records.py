@@ -83,6 +83,16 @@ async def test_records_come_back_with_the_state_after_deactivation(actor_system:
     assert (await ref.ask(Add(3), idempotency_key="s1:add", timeout=5)).total == 3
 
 
+async def test_a_refusal_is_saved_with_the_state_before_it_goes_out(actor_system: ActorSystem) -> None:
+    await actor_system.host(DurableTill)
+    with pytest.raises(RemoteError) as err:
+        await actor_system.ref(DurableTill, "t6").ask(Add(-1), idempotency_key="s1:add", timeout=5)
+    assert err.value.type == "StepRejected"
+    kv = await actor_system._nc.jetstream().key_value(f"{actor_system.namespace}_state")
+    _, extras = decode_value("k", (await kv.get("DurableTill.t6")).value or b"", msgspec.msgpack.Decoder(TillState))
+    assert decode_records(extras["saga.memory"], 10) == [("s1:add", Record(False, refusal="no withdrawals"))]
+
+
 async def test_plain_values_written_before_records_existed_still_load(actor_system: ActorSystem) -> None:
     await actor_system.host(DurableTill)
     await actor_system.host(Wallet)
