@@ -15,8 +15,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from corps import ActorOptions, ActorSystem, AskTimeout, NoResponders, RemoteError, StateFenced
-from corps.errors import SagaStoreUnavailable
+from corps.errors import ParticipantRecordsFull, SagaStoreUnavailable
 from corps.saga._durable_records import decode_records, encode_records
+from corps.saga._memory_records import MemoryRecords
 from corps.saga._records import INTENT, Record
 from corps.virtual._envelope import MARK, decode_value, encode_value
 from corps.wire._embedded import EmbeddedServer
@@ -156,3 +157,16 @@ def test_state_and_records_round_trip(records: list[tuple[str, Record]], balance
 def test_records_over_the_bound_are_refused() -> None:
     with pytest.raises(SagaStoreUnavailable, match="over the bound"):
         decode_records(encode_records([(str(uuid.uuid4()), INTENT) for _ in range(3)]), 2)
+
+
+async def test_loaded_records_are_kept_a_full_horizon_from_the_load() -> None:
+    now = [1000.0]
+    records = MemoryRecords(2, 10.0, clock=lambda: now[0])
+    records.load([("a", Record(True, b"x")), ("b", Record(True, b"y"))])  # saved by another process, any age
+    now[0] += 9.9
+    with pytest.raises(ParticipantRecordsFull):
+        await records.create("c", INTENT)
+    now[0] += 0.2
+    assert await records.create("c", INTENT) is not None
+    assert await records.get("a") is None  # past the horizon: evicted, counted
+    assert records.evicted == 2
