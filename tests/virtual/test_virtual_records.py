@@ -84,6 +84,20 @@ async def test_records_come_back_with_the_state_after_deactivation(actor_system:
     assert (await ref.ask(Add(3), idempotency_key="s1:add", timeout=5)).total == 3
 
 
+class LazyTill(DurableTill, options=ActorOptions(virtual=True, idle_after=0.2, durable="deactivate")):
+    """A DurableTill saved only when deactivated or moved."""
+
+
+async def test_with_durable_deactivate_records_are_saved_with_the_state_on_deactivation(
+        actor_system: ActorSystem) -> None:
+    await actor_system.host(LazyTill)
+    ref = actor_system.ref(LazyTill, "t7")
+    assert (await ref.ask(Add(4), idempotency_key="s1:add", timeout=5)).total == 4
+    await wait_for(lambda: actor_system.virtual.token(LazyTill, "t7") is None, 10, "idle deactivation")
+    assert (await ref.ask(Add(4), idempotency_key="s1:add", timeout=5)).total == 4  # its record, reloaded
+    assert (await ref.ask(Balance(), timeout=5)).total == 4
+
+
 async def test_a_refusal_is_saved_with_the_state_before_it_goes_out(actor_system: ActorSystem) -> None:
     await actor_system.host(DurableTill)
     with pytest.raises(RemoteError) as err:
