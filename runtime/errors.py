@@ -17,6 +17,7 @@ Every error a user can see is one of these; ``nats.errors`` never escapes the ru
     + MailboxFull                           the instance's mailbox is at its bound; .subject
   x PlacementError                          virtual actors: membership or ownership (JetStream KV) unusable; .reason
     + StateFenced                           a durable state write refused: another activation wrote it since
+    + StateTooLarge                         a durable state (with its records) over the server's max_payload
   x EventError                              JetStream events could not be published or set up
     + PublishFailed                         no stream ack after retries; .subject, .msg_id, .reason
     + ProvisioningConflict                  a stream, consumer or KV bucket on the server differs; .differences
