@@ -40,6 +40,7 @@ from corps.errors import SagaTimeout as SagaTimeout
 from corps.errors import SagaUnreadable as SagaUnreadable
 from corps.errors import SpawnError as SpawnError
 from corps.errors import StateFenced as StateFenced
+from corps.errors import StateTooLarge as StateTooLarge
 from corps.errors import StepRejected as StepRejected
 from corps.errors import StoreConflict as StoreConflict
 from corps.errors import StoreError as StoreError
@@ -110,6 +111,7 @@ __all__ = [
     "Security",
     "SpawnError",
     "StateFenced",
+    "StateTooLarge",
     "StepRejected",
     "Stop",
     "StoreConflict",

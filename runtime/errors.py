@@ -17,6 +17,7 @@ Every error a user can see is one of these; ``nats.errors`` never escapes the ru
     + MailboxFull                           the instance's mailbox is at its bound; .subject
   x PlacementError                          virtual actors: membership or ownership (JetStream KV) unusable; .reason
     + StateFenced                           a durable state write refused: another activation wrote it since
+    + StateTooLarge                         a durable state (with its records) over the server's max_payload
   x EventError                              JetStream events could not be published or set up
     + PublishFailed                         no stream ack after retries; .subject, .msg_id, .reason
     + ProvisioningConflict                  a stream, consumer or KV bucket on the server differs; .differences
@@ -177,6 +178,18 @@ class StateFenced(PlacementError):
     def __init__(self, key: str, reason: str) -> None:
         self.key = key
         super().__init__(f"state of {key!r}: {reason}")
+
+
+class StateTooLarge(PlacementError):
+    """A virtual instance's durable state (with the records saved with it) would exceed the
+    largest value the state bucket takes: nothing is written, and the message that was being
+    handled counts as failed (its reply is this error, never a success that is not durable)."""
+
+    def __init__(self, key: str, size: int, limit: int) -> None:
+        self.key = key
+        self.size = size
+        self.limit = limit
+        super().__init__(f"state of {key!r}: {size} bytes, over the {limit} a value may have")
 
 
 class EventError(CorpsError):

@@ -23,8 +23,10 @@ import typing
 from collections import OrderedDict
 from collections.abc import Callable
 
+from corps.core import _extras
 from corps.errors import ActorDefinitionError, ParticipantRecordsFull
 from corps.saga._config import config_of
+from corps.saga._durable_records import NAME, decode_records, encode_records
 from corps.saga._records import Record
 
 if typing.TYPE_CHECKING:
@@ -95,6 +97,16 @@ class MemoryRecords:
         if found is not None and found[1] == revision:
             del self._records[key]
 
+    def dump(self) -> bytes:
+        """The records, oldest first, to save with a durable instance's state."""
+        return encode_records([(key, record) for key, (record, _, _) in self._records.items()])
+
+    def load(self, records: list[tuple[str, Record]]) -> None:
+        """Take saved records (this store is new): stamped now, so each is kept a full horizon."""
+        now = self._clock()
+        for key, record in records:
+            self._records[key] = (record, self._next(), now)
+
 
 def memory_records(actor: Actor) -> MemoryRecords:
     """The records of this actor instance (a fresh instance, after a restart, has none), bounded
@@ -113,4 +125,18 @@ def memory_records(actor: Actor) -> MemoryRecords:
                 "or effect=\"external\""])
         config = config_of(actor.system)
         found = actor.__dict__[_ATTR] = MemoryRecords(config.memory_records, config.memory_horizon)
+        _extras.register(actor, NAME, found)  # saved with its state if the instance's state is durable
     return found
+
+
+def _restore(actor: Actor, data: bytes) -> None:
+    """Records saved with a durable instance's state, back on its new activation.
+
+    Raises:
+        SagaStoreUnavailable: the saved bytes are no records (or over the bound).
+    """
+    records = memory_records(actor)
+    records.load(decode_records(data, records.undo_limit))
+
+
+_extras.restorer(NAME, _restore)

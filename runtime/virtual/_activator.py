@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import msgspec
 
+from corps.core import _extras
+from corps.errors import StateFenced, StepRejected
 from corps.virtual._history import History
 from corps.wire._client import Throttled
 
@@ -168,13 +170,25 @@ class ClassActivator:
 
     async def _load(self, actor: Any) -> None:
         assert self.store is not None
-        state, revision = await self.store.load(self._key(actor.id), self._state_decoder)
+        key = self._key(actor.id)
+        state, extras, revision = await self.store.load(key, self._state_decoder)
         actor.state = state if state is not None else self._state_decoder.decode(self._default)  # a fresh copy
+        if extras:
+            try:
+                _extras.restore(actor, extras)  # its saga memory records: saved with the state
+            except Exception as exc:  # untrusted bytes (re-raised typed): the activation is refused
+                raise StateFenced(key, f"stored records unreadable: {type(exc).__name__}: {exc}"[:300]) from exc
         self._revisions[actor.id] = revision
 
     def _saving(self, fn: Any) -> Any:
         async def call(actor: Any, msg: Any) -> Any:
-            result = await fn(actor, msg)
+            try:
+                result = await fn(actor, msg)
+            except StepRejected:
+                # A saga step's refusal is an outcome too (nothing applied): its record is saved
+                # before the refusal goes out, so a late copy on another node is refused as well.
+                await self.save(actor)
+                raise
             await self.save(actor)
             return result
         return call
@@ -182,13 +196,16 @@ class ClassActivator:
     async def save(self, actor: Any) -> None:
         """Save the instance's state (CAS on the revision it last read or wrote).
 
+        Its durable extras (saga ``effect="memory"`` records) go in the same write.
+
         Raises:
             StateFenced: another activation wrote the state since.
+            StateTooLarge: state and records exceed the bucket's largest value (not written).
         """
         if self.store is None or actor is None:
             return
         self._revisions[actor.id] = await self.store.save(self._key(actor.id), actor.state,
-                                                          self._revisions.get(actor.id, 0))
+                                                          self._revisions.get(actor.id, 0), _extras.dump(actor))
 
     async def _save_last(self, cell: _Cell) -> None:
         """On deactivation or hand-over, after on_stop: the final state (a failure is logged)."""

@@ -112,7 +112,8 @@ class Virtual:
                     raise PlacementError(f"{actor_cls.__qualname__} is durable: declare its state as a msgspec "
                                          f"Struct with a default, e.g. 'state: MyState = MyState()'")
                 if self._store is None:
-                    self._store = await StateStore.open(node._nc.jetstream(), node.namespace, self.cfg.replicas)
+                    self._store = await StateStore.open(node._nc.jetstream(), node.namespace, self.cfg.replicas,
+                                                        node._nc.max_payload)
                 store = self._store
             host = await node.host_for(actor_cls)
             assert self._owners is not None

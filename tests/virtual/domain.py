@@ -9,7 +9,8 @@ from typing import ClassVar
 import anyio
 import msgspec
 
-from corps import Actor, ActorOptions, Backoff, Message, Request, handler, on_event
+from corps import Actor, ActorOptions, Backoff, Message, Request, StepRejected, handler, on_event
+from corps.saga import idempotent
 
 
 class Seen(Message):
@@ -116,6 +117,32 @@ class LazyWallet(Actor, options=ActorOptions(virtual=True, idle_after=0.2, durab
     async def add(self, msg: Add) -> Total:
         self.state.total += msg.n
         return Total(self.state.total * 1000 + self.state.stops)
+
+
+class Balance(Request[Total]):
+    pass
+
+
+class TillState(msgspec.Struct):
+    balance: int = 0
+
+
+class DurableTill(Actor, options=ActorOptions(virtual=True, idle_after=60.0, durable="message")):
+    """A durable saga participant whose effect is its state: its records are saved with it."""
+
+    state: TillState = TillState()
+
+    @handler
+    @idempotent(effect="memory")
+    async def add(self, msg: Add) -> Total:
+        if msg.n < 0:
+            raise StepRejected("no withdrawals")
+        self.state.balance += msg.n
+        return Total(self.state.balance)
+
+    @handler
+    async def balance(self, msg: Balance) -> Total:
+        return Total(self.state.balance)
 
 
 class Stateless(Actor, options=ActorOptions(virtual=True, durable="message")):

@@ -1,7 +1,8 @@
 """One corps node hosting a virtual class, as an OS process: ``python -m tests.virtual.vnode host
 --url URLS --ns NS --out FILE [--ttl S]``.
 
-It hosts ``Tally`` (virtual), and with ``--ledger`` also ``Ledger`` (keyed events, partitioned:
+It hosts ``Tally`` (virtual), with ``--till`` also ``DurableTill`` (durable state, memory
+records), and with ``--ledger`` also ``Ledger`` (keyed events, partitioned:
 one ``h`` line per handled event, sender ``ev``), and appends one JSON line to FILE per handled message (``h``: id,
 token, sender, n, wall time) and per activation change (``a``: the ``Activation`` record), flushed
 at once, so the test reads what happened even from a node it killed. Prints ``ready node=<node>
@@ -24,7 +25,7 @@ import msgspec
 
 from corps import Activation, Actor, ActorOptions, ActorSystem, VirtualConfig, handler, run
 from tests.fault.node import child_setup
-from tests.virtual.domain import Handled, Hit, Hold, Ledger, Poke, Seen, Stall
+from tests.virtual.domain import DurableTill, Handled, Hit, Hold, Ledger, Poke, Seen, Stall
 
 
 class Tally(Actor, options=ActorOptions(virtual=True, idle_after=300.0)):
@@ -88,6 +89,8 @@ async def serve(args: argparse.Namespace) -> None:
                                name=f"vnode-{os.getpid()}") as system:
             system.virtual.history.sink = on_activation
             await system.host(Tally)
+            if args.till:
+                await system.host(DurableTill)
             if args.ledger:
                 Ledger.sink = on_event
                 await system.host(Ledger)
@@ -108,6 +111,7 @@ def main(argv: list[str]) -> None:
     p.add_argument("--grace", type=float, default=0.3)
     p.add_argument("--replicas", type=int, default=1)
     p.add_argument("--ledger", action="store_true")
+    p.add_argument("--till", action="store_true", help="also host DurableTill (a durable memory-effect participant)")
     run(serve, p.parse_args(argv))
 
 
