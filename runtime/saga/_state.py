@@ -122,8 +122,13 @@ class StepState(msgspec.Struct, frozen=True, omit_defaults=True):
     error: str | None = None
 
 
-class SagaState(msgspec.Struct, frozen=True, kw_only=True):
-    """Everything the coordinator persists for one saga; see the module docstring."""
+class SagaState(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Everything the coordinator persists for one saga; see the module docstring.
+
+    Fields at their defaults are left out of the encoding, as in StepState: ``traceparent`` ("",
+    tracing off), ``reason`` (None) and ``version`` (1). Records written before the encoding
+    left them out carry them all, and decode the same. A version 2 must read a record without
+    ``version`` as version 1."""
 
     saga: str
     """The definition's ``saga_name``."""
@@ -137,6 +142,9 @@ class SagaState(msgspec.Struct, frozen=True, kw_only=True):
     history: tuple[Transition, ...]
     reason: str | None = None
     """Why the saga is compensating or FAILED."""
+    traceparent: str = ""
+    """The W3C traceparent current where the saga was started ("" without tracing): a coordinator
+    that takes the saga over continues its trace (``_trace_context``). Untrusted when read back."""
     version: int = STATE_VERSION
 
     def step(self, name: str) -> StepState | None:
