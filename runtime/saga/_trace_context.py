@@ -1,7 +1,7 @@
 """One trace per saga, across coordinators: the traceparent of its start, kept in its record.
 
 The coordinator that starts a saga stores the W3C traceparent current at the start in the first
-record (``SagaState.traceparent``; nothing while tracing is off: the observer has none). Until
+record (``SagaState.traceparent``; left out while tracing is off: the observer has none). Until
 its end, the saga's tasks on that coordinator run in the start's context, so its steps are spans
 of that trace. A coordinator that takes the saga over has none of that context: it reads the
 stored value back, as untrusted input (anyone who may write the KV bucket can put anything
@@ -34,8 +34,13 @@ class TraceCount(Protocol):
 
 
 def start_traceparent(observer: Observer | None) -> str:
-    """The traceparent to store in a saga's first record: the current one, or "" for none."""
-    return observer.traceparent() if observer is not None else ""
+    """The traceparent to store in a saga's first record: the current one, or "" for none (or for
+    a value that is not one: an observer of the user's may return anything). At most
+    ``MAX_TRACEPARENT_LENGTH`` characters, so the record's size stays bounded."""
+    if observer is None:
+        return ""
+    current = observer.traceparent()
+    return current if current and valid_traceparent(current) is not None else ""
 
 
 def resumed_context(owner: TraceCount, observer: Observer, saga: str, state: SagaState,
@@ -43,7 +48,7 @@ def resumed_context(owner: TraceCount, observer: Observer, saga: str, state: Sag
     """The context a saga (of class ``saga``) taken over by ``node`` is driven in: its stored
     trace's, made current by ``observer``; None when it has none, or a malformed one (counted in
     ``owner`` and logged)."""
-    stored = state.traceparent
+    stored = state.started_in
     if not stored:
         return None
     if valid_traceparent(stored) is None:

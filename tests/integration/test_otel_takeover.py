@@ -13,9 +13,11 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from corps import ActorSystem
+from corps.cli._trace import format_trace
 from corps.examples.shop.orchestrated import COURIER, PAYMENTS, WAREHOUSE, Inventory, Payments, PlaceOrder, Shipping
 from corps.observe import Tracing
 from corps.saga import Coordinator, SagaStatus
+from corps.tools._trace import trace
 from corps.wire._embedded import EmbeddedServer
 from tests.integration.test_otel import Ended, in_memory_tracing
 from tests.integration.test_sagas import order
@@ -67,7 +69,7 @@ async def crashed_after_first_step(coordinators: Factory, provider: TracerProvid
         await c1.crashed.wait()
     record, _ = await c1.log.read(sid)  # its system's connection is alive
     assert not record.state.status.terminal
-    assert record.state.traceparent.split("-")[1] == f"{root.get_span_context().trace_id:032x}"
+    assert record.state.started_in.split("-")[1] == f"{root.get_span_context().trace_id:032x}"
     return c1, sid, root.get_span_context().trace_id
 
 
@@ -94,6 +96,11 @@ async def test_a_saga_taken_over_after_a_crash_keeps_the_trace_it_was_started_in
     # What the participants' handlers did after the takeover is in the trace too.
     assert {s.context.trace_id for s in spans if s.name == "process Shipping"} == {trace_id}
     assert c2.bad_traceparents == 0
+    # The saga's record names that trace: saga_status, and `corps trace` (its saga is whole by its id).
+    assert (await second.saga_status(sid)).trace_id == f"{trace_id:032x}"
+    t = await trace(second, sid)
+    assert f"opentelemetry trace: {trace_id:032x}" in format_trace(t)
+    assert {e.step for e in t.entries if e.kind == "succeeded"} == {"reserve", "charge", "ship"}
 
 
 @pytest.mark.parametrize("hostile", ["00-" + "A" * 32 + "-" + "b" * 16 + "-01", "x" * 100_000,
@@ -114,6 +121,7 @@ async def test_a_hostile_traceparent_in_a_stored_record_is_ignored_and_counted(
     assert (await second.wait_saga(sid, timeout=10)).status is SagaStatus.COMPLETED
     await ended.wait(STEPS[-1])
     assert c2.bad_traceparents == 1
+    assert (await second.saga_status(sid)).trace_id == ""
     after = [s for s in exporter.get_finished_spans() if s.name in STEPS[1:]]
     assert after
     assert all(s.context.trace_id != trace_id for s in after)  # a new trace, not a crash
