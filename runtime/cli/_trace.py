@@ -87,6 +87,8 @@ def format_trace(t: Trace) -> str:
     if t.saga is not None:
         s = t.saga
         lines.append(f"  saga {s.saga_id} ({s.saga}): {s.status.value}" + (f": {s.reason}" if s.reason else ""))
+        if s.trace_id:  # one OpenTelemetry trace for the whole saga, across coordinator takeovers
+            lines.append(f"  opentelemetry trace: {s.trace_id}")
         steps = [f"{name} {status.lower()}" + ("" if undo == "NONE" else f" (undo {undo.lower()})")
                  for name, status, undo in s.step_outcomes()]
         lines.append("  steps: " + ", ".join(steps))

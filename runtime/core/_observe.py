@@ -73,6 +73,11 @@ class Observer:
     def saga_ended(self, saga: str, saga_id: str, status: str) -> None:
         """A saga reached ``status`` (COMPLETED, COMPENSATED or FAILED) on this node."""
 
+    def saga_resumed(self, saga: str, saga_id: str, traceparent: str, node: str) -> None:
+        """Coordinator ``node`` took a saga over; ``traceparent`` (validated) is where it was started.
+        Runs in the context the saga is driven in from now on: what it makes current there, its
+        steps see."""
+
     def step_begin(self, saga: str, saga_id: str, step: str, compensation: bool, target: str) -> Any:
         """A saga step (or its compensation) is about to ask ``target`` (an actor name)."""
         return None
@@ -134,6 +139,10 @@ class Fanout(Observer):
     def saga_ended(self, saga: str, saga_id: str, status: str) -> None:
         for o in self.observers:
             o.saga_ended(saga, saga_id, status)
+
+    def saga_resumed(self, saga: str, saga_id: str, traceparent: str, node: str) -> None:
+        for o in self.observers:
+            o.saga_resumed(saga, saga_id, traceparent, node)
 
     def step_begin(self, saga: str, saga_id: str, step: str, compensation: bool, target: str) -> Any:
         return [o.step_begin(saga, saga_id, step, compensation, target) for o in self.observers]

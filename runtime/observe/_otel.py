@@ -12,8 +12,10 @@ Propagation: the W3C ``traceparent`` of the current span rides in the envelope (
 of tells and asks, and in the ``traceparent`` header of events; a handler's span continues it, and
 what the handler sends continues the handler's. A saga's steps continue the context its start ran
 in (the coordinator's tasks are started from it), so one trace holds an orchestrated saga, its
-steps' handlers, the events they publish and the choreographed reactions to them. A saga taken
-over by another coordinator continues in new traces (its context is not in the log).
+steps' handlers, the events they publish and the choreographed reactions to them. The start's
+traceparent is also kept in the saga's record: a coordinator that takes the saga over after a
+crash continues that trace (``saga_resumed``): a ``saga NAME resumed`` span marks the takeover,
+and every later step is a child of the start's context, with ``corps.saga.resumed_by`` (the node).
 
 OpenTelemetry is an optional extra (``pip install 'corps[otel]'``); nothing here is imported
 until a ``Tracing`` is made.
@@ -21,6 +23,7 @@ until a ``Tracing`` is made.
 
 from __future__ import annotations
 
+import contextvars
 from typing import TYPE_CHECKING, Any
 
 from corps.core._observe import Observer
@@ -36,6 +39,8 @@ if TYPE_CHECKING:
     from corps.wire._codec import Envelope
 
 _OK_OUTCOMES = frozenset({"StepSucceeded", "UndoSucceeded"})
+_RESUMED_BY: contextvars.ContextVar[str] = contextvars.ContextVar("corps_saga_resumed_by", default="")
+"""The node that took over the saga whose drive runs in this context ("" for its own coordinator)."""
 
 
 class Tracing(Observer):
@@ -63,15 +68,20 @@ class Tracing(Observer):
 
     # -- spans -----------------------------------------------------------------------------
 
+    def _remote(self, parent: str) -> Any:
+        """The OpenTelemetry context whose span is the remote ``parent`` (a traceparent); None if invalid."""
+        trace = self._trace
+        ids = parse_traceparent(parent) if parent else None
+        if ids is None:
+            return None
+        remote = trace.SpanContext(ids.trace_id, ids.span_id, is_remote=True, trace_flags=trace.TraceFlags(
+            ids.flags & 0x01))
+        return trace.set_span_in_context(trace.NonRecordingSpan(remote))
+
     def _start(self, name: str, kind: Any, attributes: dict[str, Any], parent: str = "") -> Any:
         """Start a span, make it current in this task; the token for ``_end``."""
         trace = self._trace
-        ctx = None
-        ids = parse_traceparent(parent) if parent else None
-        if ids is not None:
-            remote = trace.SpanContext(ids.trace_id, ids.span_id, is_remote=True, trace_flags=trace.TraceFlags(
-                ids.flags & 0x01))
-            ctx = trace.set_span_in_context(trace.NonRecordingSpan(remote))
+        ctx = self._remote(parent) if parent else None
         span = self._tracer.start_span(name, context=ctx, kind=kind, attributes=attributes)
         return span, self._context.attach(trace.set_span_in_context(span))
 
@@ -168,8 +178,18 @@ class Tracing(Observer):
         self._trace.get_current_span().add_event("corps.saga.started", {"corps.saga.name": saga,
                                                                         "corps.saga.id": saga_id})
 
+    def saga_resumed(self, saga: str, saga_id: str, traceparent: str, node: str) -> None:
+        ctx = self._remote(traceparent)
+        if ctx is None:
+            return
+        attributes = {"corps.saga.name": saga, "corps.saga.id": saga_id, "corps.saga.resumed_by": node}
+        self._tracer.start_span(f"saga {saga} resumed", context=ctx, attributes=attributes).end()
+        # The rest of this context (the saga's drive on this node) is a child of the start's.
+        self._context.attach(ctx)
+        _RESUMED_BY.set(node)
+
     def step_begin(self, saga: str, saga_id: str, step: str, compensation: bool, target: str) -> Any:
-        return self._start(f"saga {saga} {'undo ' if compensation else ''}{step}", self._trace.SpanKind.CLIENT, {
+        attributes: dict[str, Any] = {
             "messaging.system": "nats",
             "messaging.operation.type": "send",
             "messaging.operation.name": "ask",
@@ -180,7 +200,12 @@ class Tracing(Observer):
             "corps.saga.step": step,
             "corps.saga.compensation": compensation,
             "corps.actor": target,
-        })
+        }
+        resumed_by = _RESUMED_BY.get()
+        if resumed_by:
+            attributes["corps.saga.resumed_by"] = resumed_by
+        return self._start(f"saga {saga} {'undo ' if compensation else ''}{step}", self._trace.SpanKind.CLIENT,
+                           attributes)
 
     def step_end(self, token: Any, outcome: str) -> None:
         token[0].set_attribute("corps.saga.outcome", outcome)

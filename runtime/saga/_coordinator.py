@@ -58,6 +58,7 @@ from corps.saga._state import (
 )
 from corps.saga._takeover import RECENT as RECENT
 from corps.saga._takeover import Drive, DriveTasks, Ownership, recent
+from corps.saga._trace_context import resumed_context, start_traceparent
 
 if TYPE_CHECKING:
     from corps.core._node import Node
@@ -114,6 +115,8 @@ class Coordinator(Ownership):
         """Active sagas the last scan could not read or resume (a corrupt record): id -> reason."""
         self.write_seconds = 0.0
         """Time spent writing the saga log (for the bench's share-of-time figure)."""
+        self.bad_traceparents = 0
+        """Sagas taken over whose stored traceparent was malformed: ignored, they went on in a new trace."""
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -184,6 +187,9 @@ class Coordinator(Ownership):
             raise SagaStoreUnavailable("the coordinator is not running")
         now = time.time()
         state, commands = engine.advance(None, Started.of(saga_id, input, now))
+        traceparent = start_traceparent(self.system.observer)
+        if traceparent:  # the start's trace, for whoever takes the saga over (_trace_context)
+            state = msgspec.structs.replace(state, traceparent=traceparent)
         record = SagaRecord(state=state, owner=self.node, lease_until=now + self.lease)
         data = self.log.encode(record)  # encoded once: checked here, written as is
         size, room, payload = len(data), headroom(saga), self.log.max_payload
@@ -201,7 +207,7 @@ class Coordinator(Ownership):
         return saga_id
 
     def _own(self, engine: Engine, state: SagaState, revision: int, lease_until: float,
-             commands: list[Command], new: tuple[Transition, ...] | None = None) -> None:
+             commands: list[Command], new: tuple[Transition, ...] | None = None, resumed: bool = False) -> None:
         report(state.saga_id, state.history if new is None else new)  # None: all of it is new (a start)
         if self.dead:
             # Died (crash, shutdown) while the record was written, as a start or an operator retry
@@ -211,7 +217,9 @@ class Coordinator(Ownership):
         assert self._tg is not None
         drive = Drive(engine, state, revision, lease_until)
         self._drives[state.saga_id] = drive
-        self._drive_tasks.start(self._drive(state.saga_id, drive, commands))
+        obs = self.system.observer  # a saga taken over is driven in the trace it was started in
+        context = resumed_context(self, obs, engine.saga.__name__, state, self.node) if resumed and obs else None
+        self._drive_tasks.start(self._drive(state.saga_id, drive, commands), context)
 
     # -- driving one saga -----------------------------------------------------------------
 

@@ -7,6 +7,7 @@ import msgspec
 from corps.errors import SagaNotFound, SagaUnreadable
 from corps.saga._log import SagaLog, SagaRecord
 from corps.saga._state import SagaStatus, StepState, Transition
+from corps.wire._headers import trace_id, valid_traceparent
 
 
 class SagaInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -29,12 +30,17 @@ class SagaInfo(msgspec.Struct, frozen=True, kw_only=True):
     steps: tuple[StepState, ...]
     history: tuple[Transition, ...]
     """Every transition, with its time (``at``): the timings of each step."""
+    trace_id: str = ""
+    """The OpenTelemetry trace id (32 hex digits) the saga was started in, one across coordinator
+    takeovers; "" if it was started without tracing (or its stored traceparent is malformed)."""
 
     @classmethod
     def of(cls, record: SagaRecord) -> SagaInfo:
         s = record.state
+        tp = valid_traceparent(s.started_in) if s.started_in else None
         return cls(saga_id=s.saga_id, saga=s.saga, status=s.status, reason=s.reason, owner=record.owner,
-                   lease_until=record.lease_until, steps=s.steps, history=s.history)
+                   lease_until=record.lease_until, steps=s.steps, history=s.history,
+                   trace_id=trace_id(tp) if tp else "")
 
     @classmethod
     def unreadable(cls, saga_id: str, reason: str) -> SagaInfo:

@@ -14,9 +14,12 @@ forward attempt its ``retry`` allows (sent, failed with an error message, retry 
 each compensation attempt its ``undo_retry`` allows, with every error message counted at its
 cap (``MESSAGE_MAX``, enforced where outcomes become events), plus the per-step fields that fill
 in (actor id, error) and the saga's reason. So whatever fits at the start, or after a reply,
-leaves room for every retry and the whole compensation. Only what has no bound can outgrow it
-(a step after the pivot retried past its ``max_attempts``, operator retries): the coordinator
-then ends the saga FAILED for an operator rather than write what cannot be stored.
+leaves room for every retry and the whole compensation. The start's traceparent
+(``SagaState.traceparent``, at most ``MAX_TRACEPARENT_LENGTH`` characters) is written with the
+first record and never changes, so the start's check counts it and the headroom need not. Only
+what has no bound can outgrow it (a step after the pivot retried past its ``max_attempts``,
+operator retries): the coordinator then ends the saga FAILED for an operator rather than write
+what cannot be stored.
 """
 
 from __future__ import annotations

@@ -123,7 +123,10 @@ class StepState(msgspec.Struct, frozen=True, omit_defaults=True):
 
 
 class SagaState(msgspec.Struct, frozen=True, kw_only=True):
-    """Everything the coordinator persists for one saga; see the module docstring."""
+    """Everything the coordinator persists for one saga; see the module docstring.
+
+    Every field is encoded (a record always says its version) but ``traceparent`` while UNSET:
+    records of sagas started without tracing, and those written before it existed, have none."""
 
     saga: str
     """The definition's ``saga_name``."""
@@ -137,11 +140,20 @@ class SagaState(msgspec.Struct, frozen=True, kw_only=True):
     history: tuple[Transition, ...]
     reason: str | None = None
     """Why the saga is compensating or FAILED."""
+    traceparent: str | msgspec.UnsetType = msgspec.UNSET
+    """The W3C traceparent current where the saga was started (UNSET without tracing): a
+    coordinator that takes the saga over continues its trace (``_trace_context``). Untrusted when
+    read back. ``started_in`` reads it as a string."""
     version: int = STATE_VERSION
 
     def step(self, name: str) -> StepState | None:
         """The state of step ``name``, or None if the saga has no such step."""
         return next((s for s in self.steps if s.name == name), None)
+
+    @property
+    def started_in(self) -> str:
+        """``traceparent`` as stored (unvalidated), or "" if there is none."""
+        return "" if isinstance(self.traceparent, msgspec.UnsetType) else self.traceparent
 
 
 # -- events: what the coordinator tells the engine. Each carries `at`, the coordinator's clock.

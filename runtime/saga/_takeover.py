@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextvars
 import logging
 import time
 from collections.abc import Coroutine
@@ -91,8 +92,9 @@ class DriveTasks:
     def __init__(self) -> None:
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def start(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
+    def start(self, coro: Coroutine[Any, Any, None], context: contextvars.Context | None = None) -> None:
+        """Run ``coro`` in a task of its own, in ``context`` (None: a copy of the current one)."""
+        task = asyncio.get_running_loop().create_task(coro, context=context)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -151,7 +153,7 @@ class Ownership:
     _wake: anyio.Event
 
     def _own(self, engine: Engine, state: SagaState, revision: int, lease_until: float,
-             commands: list[Command], new: tuple[Transition, ...] | None = None) -> None:
+             commands: list[Command], new: tuple[Transition, ...] | None = None, resumed: bool = False) -> None:
         raise NotImplementedError  # Coordinator's
 
     # -- keeping what we own ----------------------------------------------------------------
@@ -286,7 +288,8 @@ class Ownership:
                 revision = await self.log.write(claim, revision)
             except (Stale, TooLarge):
                 return False
-        self._own(engine, state, revision, claim.lease_until, commands, state.history[len(record.state.history):])
+        self._own(engine, state, revision, claim.lease_until, commands, state.history[len(record.state.history):],
+                  resumed=True)
         recent(self.taken, saga_id).set()
         return True
 

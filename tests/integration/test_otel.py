@@ -42,14 +42,19 @@ class Ended(SpanProcessor):
             await event.wait()
 
 
-@pytest.fixture
-def tracing() -> tuple[TracerProvider, InMemorySpanExporter, Ended]:
+def in_memory_tracing() -> tuple[TracerProvider, InMemorySpanExporter, Ended]:
+    """A provider whose spans go to an in-memory exporter, and an ``Ended`` to wait on them."""
     provider = TracerProvider()
     exporter = InMemorySpanExporter()
     ended = Ended()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     provider.add_span_processor(ended)
     return provider, exporter, ended
+
+
+@pytest.fixture
+def tracing() -> tuple[TracerProvider, InMemorySpanExporter, Ended]:
+    return in_memory_tracing()
 
 
 def by_name(spans: tuple[ReadableSpan, ...], name: str) -> list[ReadableSpan]:
