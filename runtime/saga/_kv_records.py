@@ -93,7 +93,7 @@ class KvRecords:
         except StoreError as exc:
             raise _unavailable(key, exc) from exc
         # In the connection's pending buffer now: flushed with this loop iteration's writes, or,
-        # if the mailbox runs its next message at once, by the mailbox before it (ClassHost._drain).
+        # if the mailbox runs its next message at once, by the mailbox before it (Mailboxes._drain, core/_mailbox.py).
         return self._acked(key, sent)
 
     async def _acked(self, key: str, sent: asyncio.Future[Reply]) -> bool:
