@@ -1,5 +1,5 @@
-"""Hosting one actor class on one node: route to instances, run mailboxes, supervise (decoding
-is ``corps.core._intake``).
+"""Hosting one actor class on one node: spawn, route to instances, admit to their mailboxes
+(decoding is ``corps.core._intake``; running the mailboxes and supervising, ``corps.core._mailbox``).
 
 Entity actors: one wildcard subscription per class, routed in-process by id. An idle instance
 is a ``Cell`` in a dict, with no task and no queue of its own; a drain task exists only while
