@@ -29,7 +29,7 @@ from corps.bench.registry import register
 from corps.examples.shop.messages import ChargeCard, PaymentCaptured
 from corps.examples.shop.orchestrated import Payments
 from corps.saga import idempotent
-from corps.saga._participant import Effect
+from corps.saga._participant_spec import Effect
 
 
 def _payments(effect: Effect, name: str) -> type[Payments]:

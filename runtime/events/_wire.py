@@ -24,9 +24,9 @@ from nats.protocol import command as prot
 from corps.core._messages import Message
 from corps.wire import _headers
 from corps.wire._codec import MSGPACK_MAP, sniff
-from corps.wire._jetstream import PubAck as PubAck
-from corps.wire._jetstream import PubAckError as PubAckError
-from corps.wire._jetstream import parse_headers as parse_header_block
+from corps.wire._js_answers import PubAck as PubAck
+from corps.wire._js_answers import PubAckError as PubAckError
+from corps.wire._js_answers import parse_headers as parse_header_block
 
 MSG_ID: Final = "Nats-Msg-Id"
 CORR: Final = _headers.CORR

@@ -16,10 +16,10 @@ from corps.saga._definition import SagaDefinitionError as SagaDefinitionError
 from corps.saga._definition import Step as Step
 from corps.saga._engine import Engine as Engine
 from corps.saga._engine import advance as advance
+from corps.saga._idempotency import ForwardState as ForwardState
+from corps.saga._idempotency import forward_state as forward_state
 from corps.saga._info import SagaInfo as SagaInfo
-from corps.saga._participant import ForwardState as ForwardState
 from corps.saga._participant import compensation as compensation
-from corps.saga._participant import forward_state as forward_state
 from corps.saga._participant import idempotent as idempotent
 from corps.saga._retry import DEFAULT_RETRY as DEFAULT_RETRY
 from corps.saga._retry import DEFAULT_UNDO_RETRY as DEFAULT_UNDO_RETRY

@@ -35,9 +35,10 @@ from corps.saga._config import DEFAULT_SCAN_INTERVAL as DEFAULT_SCAN_INTERVAL
 from corps.saga._config import SagaConfig
 from corps.saga._definition import Saga
 from corps.saga._engine import Engine
+from corps.saga._execution import Execution
 from corps.saga._liveness import Liveness
 from corps.saga._log import SagaLog, SagaRecord, Stale, TooLarge, check_saga_id
-from corps.saga._outcome import ask_participant, report, report_finish
+from corps.saga._outcome import report
 from corps.saga._size import headroom, record_limit, too_large
 from corps.saga._state import (
     Command,
@@ -45,12 +46,8 @@ from corps.saga._state import (
     Finish,
     Kind,
     OperatorRetry,
-    RetryDue,
     SagaState,
     SagaStatus,
-    ScheduleRetry,
-    SendStep,
-    SendUndo,
     Started,
     StepFailed,
     StepSucceeded,
@@ -74,7 +71,7 @@ RELEASE_WITHIN: Final = 1.0
 CRASH_POINTS: Final = frozenset({"after_send", "after_reply", "after_write", "mid_compensation"})
 
 
-class Coordinator(Ownership):
+class Coordinator(Ownership, Execution):
     """Runs sagas for one Node. Several coordinators (systems) share a namespace's log.
 
     Args:
@@ -340,54 +337,6 @@ class Coordinator(Ownership):
             d.revision, d.state, d.lease_until, d.owner = revision, record.state, current.lease_until, current.owner
             return True
         return False
-
-    def _execute(self, saga_id: str, d: Drive, commands: list[Command]) -> SendStep | SendUndo | None:
-        """Carry out ``commands``; the one to ask inline, when it is a lone request and nothing
-        else of the saga is pending (``_drive`` asks it), else None (each runs in its own task)."""
-        if (len(commands) == 1 and not d.outstanding and isinstance(commands[0], SendStep | SendUndo)):
-            return commands[0]
-        assert self._tg is not None
-        for cmd in commands:
-            if isinstance(cmd, SendStep | SendUndo):
-                d.outstanding += 1
-                self._tg.start_soon(self._send, saga_id, d, cmd)
-            elif isinstance(cmd, ScheduleRetry):
-                d.outstanding += 1
-                self._tg.start_soon(self._retry_later, d, cmd)
-            elif isinstance(cmd, Finish):
-                report_finish(d.state, cmd)
-                if self.system.observer is not None:
-                    self.system.observer.saga_ended(d.engine.saga.__name__, saga_id, str(cmd.status))
-        return None
-
-    async def _ask(self, saga_id: str, d: Drive, cmd: SendStep | SendUndo) -> Event:
-        to = d.engine.saga.step_named(cmd.step).to  # the engine checked it: an Actor class
-        obs = self.system.observer
-        if obs is None:
-            return await ask_participant(self.system, saga_id, to, cmd, self._hook)
-        # The step's span is current while it asks: the request carries its traceparent.
-        token = obs.step_begin(d.engine.saga.__name__, saga_id, cmd.step, isinstance(cmd, SendUndo), to.actor_name)
-        try:
-            event = await ask_participant(self.system, saga_id, to, cmd, self._hook)
-        except BaseException as exc:
-            obs.step_end(token, type(exc).__name__)
-            raise
-        obs.step_end(token, type(event).__name__)
-        return event
-
-    async def _send(self, saga_id: str, d: Drive, cmd: SendStep | SendUndo) -> None:
-        try:
-            d.events.post(await self._ask(saga_id, d, cmd))
-        finally:
-            d.outstanding -= 1
-
-    async def _retry_later(self, d: Drive, cmd: ScheduleRetry) -> None:
-        try:
-            await anyio.sleep(max(0.0, cmd.due_at - time.time()))
-            d.events.post(RetryDue(step=cmd.step, attempt=cmd.attempt, compensation=cmd.compensation,
-                                   at=time.time()))
-        finally:
-            d.outstanding -= 1
 
     # -- operator retry -------------------------------------------------------------------
 

@@ -24,7 +24,9 @@ import anyio
 from corps.errors import SagaStoreUnavailable, StoreConflict, StoreError
 from corps.saga._config import open_idempotency_bucket
 from corps.saga._records import RECORD_TTL, Record, decode_record, encode
-from corps.wire._jetstream import Bucket, Lean, Reply, decode_ack
+from corps.wire._jetstream import Lean
+from corps.wire._js_answers import Reply, decode_ack
+from corps.wire._kv_bucket import Bucket
 
 if typing.TYPE_CHECKING:
     from corps.core._node import Node
@@ -91,7 +93,7 @@ class KvRecords:
         except StoreError as exc:
             raise _unavailable(key, exc) from exc
         # In the connection's pending buffer now: flushed with this loop iteration's writes, or,
-        # if the mailbox runs its next message at once, by the mailbox before it (ClassHost._drain).
+        # if the mailbox runs its next message at once, by the mailbox before it (Mailboxes._drain, core/_mailbox.py).
         return self._acked(key, sent)
 
     async def _acked(self, key: str, sent: asyncio.Future[Reply]) -> bool:

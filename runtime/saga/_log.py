@@ -31,7 +31,9 @@ from corps.errors import SagaNotFound, SagaStoreUnavailable, SagaUnreadable, Sto
 from corps.saga._config import SagaConfig, bucket_config, ensure_bucket
 from corps.saga._size import record_limit
 from corps.saga._state import SagaState
-from corps.wire._jetstream import PAYLOAD_TOO_LARGE, Bucket, Lean, Reply, decode_ack, decode_purged
+from corps.wire._jetstream import PAYLOAD_TOO_LARGE, Lean
+from corps.wire._js_answers import Reply, decode_ack, decode_purged
+from corps.wire._kv_bucket import Bucket
 from corps.wire._snapshot import live_keys
 from corps.wire._transport import max_payload
 

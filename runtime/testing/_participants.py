@@ -29,7 +29,8 @@ from corps.core._context import current_idempotency_key
 from corps.core._messages import Message
 from corps.errors import StepRejected
 from corps.saga import compensation, idempotent
-from corps.saga._participant import ForwardState, ParticipantSpec, class_effect, forward_state, participant_spec
+from corps.saga._idempotency import ForwardState, forward_state
+from corps.saga._participant_spec import ParticipantSpec, class_effect, participant_spec
 from corps.testing._history import History
 from corps.testing._plans import FaultPlan, StepFault
 

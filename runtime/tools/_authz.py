@@ -35,7 +35,7 @@ from corps.core._actor import Actor
 from corps.core._messages import Message
 from corps.events._classes import event_handlers_of
 from corps.events._wire import dlq_stream_name, event_tag, kv_bucket_name, stream_name
-from corps.saga import _participant
+from corps.saga import _idempotency
 from corps.saga._definition import Saga
 from corps.saga._log import saga_bucket
 from corps.tools._graph import build_graph, is_actor_class, is_saga_class
@@ -263,8 +263,8 @@ def _admin(name: str, ns: str) -> Identity:
 
 
 def _is_participant(cls: type) -> bool:
-    """A handler is wrapped by ``@idempotent`` or ``@compensation`` (their wrapper's code lives there)."""
-    where = _participant.__file__
+    """A handler is wrapped by ``@idempotent`` or ``@compensation`` (their wrappers' code lives in ``_idempotency``)."""
+    where = _idempotency.__file__
     for klass in cls.__mro__:
         for value in vars(klass).values():
             fn = getattr(value, "__func__", value)

@@ -31,7 +31,7 @@ from corps.events._provision import (
 from corps.events._wire import dlq_stream_name, events_subject, kv_bucket_name, stream_name
 from corps.saga._config import SagaConfig, bucket_config, ensure_bucket, idempotency_bucket
 from corps.saga._log import saga_bucket
-from corps.saga._participant import keeps_records_in_kv
+from corps.saga._participant_spec import keeps_records_in_kv
 from corps.saga._records import RECORD_TTL
 from corps.system._app import App
 from corps.tools._authz import _is_participant

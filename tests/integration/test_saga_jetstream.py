@@ -23,7 +23,9 @@ from corps.errors import (
 )
 from corps.saga._config import SagaConfig, bucket_config, ensure_bucket
 from corps.wire._embedded import EmbeddedServer
-from corps.wire._jetstream import PAYLOAD_TOO_LARGE, SWEEPS_PER_TIMEOUT, Bucket, Lean, decode_ack, decode_purged
+from corps.wire._jetstream import PAYLOAD_TOO_LARGE, SWEEPS_PER_TIMEOUT, Lean
+from corps.wire._js_answers import decode_ack, decode_purged
+from corps.wire._kv_bucket import Bucket
 from corps.wire._snapshot import live_keys
 from corps.wire._transport import connect
 

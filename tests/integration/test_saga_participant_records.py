@@ -26,8 +26,8 @@ from corps import (
     handler,
 )
 from corps.saga import Saga, Step, _kv_records, compensation, idempotent
+from corps.saga._idempotency import ForwardState, forward_state
 from corps.saga._kv_records import KvRecords
-from corps.saga._participant import ForwardState, forward_state
 from corps.saga._records import Record
 from tests.integration.test_saga_participants import Charge, Charged, Refund, Refunded, Wallet
 

@@ -1,10 +1,10 @@
-"""Which records a compensation reads (runtime/saga/_participant.py ``class_effect``)."""
+"""Which records a compensation reads (runtime/saga/_participant_spec.py ``class_effect``)."""
 
 from __future__ import annotations
 
 from corps import Actor, Message, Request, handler
 from corps.saga import compensation, idempotent
-from corps.saga._participant import class_effect
+from corps.saga._participant_spec import class_effect
 
 
 class Booked(Message):

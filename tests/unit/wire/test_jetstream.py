@@ -1,4 +1,4 @@
-"""The lean JetStream path's decoders (corps.wire._jetstream): any bytes, a typed outcome.
+"""The lean JetStream path's decoders (corps.wire._js_answers): any bytes, a typed outcome.
 
 They run inside nats-py's protocol parser (the reply route) or on an awaiting operation; a
 PubAck, a direct get's headers, a message-get answer may be anything a hostile publisher on the
@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from corps.errors import StoreConflict, StoreError, StoreNoResponders, StoreRefused, StoreUnreadable
-from corps.wire._jetstream import Entry, Reply, decode_ack, decode_api_get, decode_direct, decode_purged, header_block
+from corps.wire._js_answers import Entry, Reply, decode_ack, decode_api_get, decode_direct, decode_purged, header_block
 from tests.hostile import DEEP_JSON, DEEP_JSON_MAP, HUGE, payloads
 
 S = "$KV.b.k"
