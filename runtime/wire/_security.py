@@ -305,6 +305,15 @@ def explain(exc: BaseException, security: Security, servers: Sequence[str] = ())
             return (f"TLS handshake failed [{reason}]: is TLS-first (tls_handshake_first) set on one side "
                     f"only?")
         return f"TLS handshake failed: {reason}"
+    if isinstance(exc, BrokenPipeError | ConnectionResetError) and security.wants_tls(servers):
+        # TLS 1.3: the client's handshake ends before the server checks its certificate, so a
+        # refusal can reach us as a closed socket instead of the alert, depending on timing.
+        if security.cert is None:
+            return (f"TLS refused, or the connection closed during the TLS handshake: a server that requires a "
+                    f"client certificate (mutual TLS) closes it like this: give one (Security(cert=..., key=...) "
+                    f"or NATS_CERT and NATS_KEY) [{type(exc).__name__}]")
+        return (f"TLS refused, or the connection closed during the TLS handshake: the server may have rejected "
+                f"this client's certificate (expired, or signed by a CA it does not trust) [{type(exc).__name__}]")
     if "authentication expired" in text:
         return f"expired credential: the server says the credential expired ({sent})"
     if "authentication revoked" in text:

@@ -7,7 +7,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from corps import Security
-from corps.wire._security import connect_options, redact_url
+from corps.wire._security import connect_options, explain, redact_url
 
 secret = st.text("abcdefghijklmnopqrstuvwxyz0123456789-_~!$&'()*+,;=%", min_size=4, max_size=20)
 
@@ -78,3 +78,17 @@ def test_connect_options_name_nats_pys_arguments() -> None:
     assert opts == {"user": "svc", "password": "pw", "inbox_prefix": "_INBOX.svc"}
     assert connect_options(Security(token="t"), ["nats://h:4222"]) == {"token": "t"}
     assert "tls" in connect_options(Security(), ["tls://h:4222"])
+
+
+@pytest.mark.parametrize("exc", [BrokenPipeError(32, "Broken pipe"), ConnectionResetError(104, "reset")])
+def test_a_socket_closed_during_a_tls_handshake_is_explained_as_a_refusal_whatever_the_timing(exc: OSError) -> None:
+    # TLS 1.3: a mutual-TLS server's refusal may arrive as a closed socket instead of the alert.
+    no_cert = explain(exc, Security(ca="/ca.pem"), ["nats://127.0.0.1:4222"])
+    assert no_cert.startswith("TLS refused")
+    assert "client certificate" in no_cert
+    assert type(exc).__name__ in no_cert
+    bad_cert = explain(exc, Security(ca="/ca.pem", cert="/c.pem", key="/c.key"), ["nats://127.0.0.1:4222"])
+    assert bad_cert.startswith("TLS refused")
+    assert "rejected this client's certificate" in bad_cert
+    plain = explain(exc, Security(), ["nats://127.0.0.1:4222"])  # no TLS asked for: not a TLS refusal
+    assert not plain.startswith("TLS")
