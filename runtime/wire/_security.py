@@ -247,8 +247,9 @@ def _tls_context(where: str, security: Security) -> ssl.SSLContext:
 def _ssl_reason(exc: BaseException) -> str:
     if isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_message:
         return str(exc.verify_message)
-    if isinstance(exc, ssl.SSLError) and exc.reason:
-        return str(exc.reason).lower().replace("_", " ")
+    reason = getattr(exc, "reason", None)  # set by the ssl module; absent on one built by hand
+    if isinstance(exc, ssl.SSLError) and reason:
+        return str(reason).lower().replace("_", " ")
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return str(exc) or type(exc).__name__
@@ -285,6 +286,15 @@ def explain(exc: BaseException, security: Security, servers: Sequence[str] = ())
     if isinstance(exc, TlsRequired):
         return ("TLS was asked for (a tls:// URL, or a CA or certificate) but the server offers none: "
                 "refused before sending credentials")
+    if isinstance(exc, BrokenPipeError | ConnectionResetError | ssl.SSLEOFError) and security.wants_tls(servers):
+        # TLS 1.3: the client's handshake ends before the server checks its certificate, so a
+        # refusal can reach us as a closed socket instead of the alert, depending on timing.
+        if security.cert is None:
+            return (f"TLS refused, or the connection closed during the TLS handshake: a server that requires a "
+                    f"client certificate (mutual TLS) closes it like this: give one (Security(cert=..., key=...) "
+                    f"or NATS_CERT and NATS_KEY) [{type(exc).__name__}]")
+        return (f"TLS refused, or the connection closed during the TLS handshake: the server may have rejected "
+                f"this client's certificate (expired, or signed by a CA it does not trust) [{type(exc).__name__}]")
     if isinstance(exc, ssl.SSLCertVerificationError):
         reason = _ssl_reason(exc)
         hint = ("the server's certificate is not signed by a CA this client trusts: give the CA "
@@ -305,15 +315,6 @@ def explain(exc: BaseException, security: Security, servers: Sequence[str] = ())
             return (f"TLS handshake failed [{reason}]: is TLS-first (tls_handshake_first) set on one side "
                     f"only?")
         return f"TLS handshake failed: {reason}"
-    if isinstance(exc, BrokenPipeError | ConnectionResetError) and security.wants_tls(servers):
-        # TLS 1.3: the client's handshake ends before the server checks its certificate, so a
-        # refusal can reach us as a closed socket instead of the alert, depending on timing.
-        if security.cert is None:
-            return (f"TLS refused, or the connection closed during the TLS handshake: a server that requires a "
-                    f"client certificate (mutual TLS) closes it like this: give one (Security(cert=..., key=...) "
-                    f"or NATS_CERT and NATS_KEY) [{type(exc).__name__}]")
-        return (f"TLS refused, or the connection closed during the TLS handshake: the server may have rejected "
-                f"this client's certificate (expired, or signed by a CA it does not trust) [{type(exc).__name__}]")
     if "authentication expired" in text:
         return f"expired credential: the server says the credential expired ({sent})"
     if "authentication revoked" in text:
