@@ -40,6 +40,7 @@ from corps.events._classes import event_handlers_of
 from corps.events._delivery import EventDelivery
 from corps.events._dlq import write_dead_letter
 from corps.events._pulling import PENDING, PullPacing
+from corps.events._tasks import OwnTasks
 from corps.events._wire import (
     REDRIVE_FOR,
     STATUS,
@@ -64,7 +65,7 @@ STOP_QUIET = 0.1
 """Seconds without a delivery after which a stopping consumer stops waiting for its open pull."""
 
 
-class EventConsumer(PullPacing):
+class EventConsumer(PullPacing, OwnTasks):
     """Consumes the events one actor class handles, on this node (pulling: ``PullPacing``)."""
 
     events: Events
@@ -118,16 +119,6 @@ class EventConsumer(PullPacing):
         self._sub = await subscribe_route(nc, self._prefix + "*", Route(self._take, self._on_msg))
         self._spawn(self._pull_loop())
         self._spawn(self._keep_alive())
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("event consumer %s: task failed", self.name, exc_info=task.exception())
 
     async def stop(self) -> None:
         """Stop pulling, and hand back at once what this node will not handle.

@@ -45,6 +45,7 @@ from corps.events._classes import event_handlers_of
 from corps.events._delivery import EventDelivery
 from corps.events._dlq import write_dead_letter
 from corps.events._provision import consumer_config
+from corps.events._tasks import OwnTasks
 from corps.events._wire import REDRIVE_FOR, STATUS, EventDecoder, Inbound, events_subject, parse_ack_subject
 from corps.wire._client import Route, subscribe_route
 from corps.wire._codec import undecodable, union_of
@@ -119,7 +120,7 @@ class _Part:
 Route_ = Callable[[EventDelivery], "Cell | None"]
 
 
-class PartitionedConsumer:
+class PartitionedConsumer(OwnTasks):
     """Reads one virtual class's keyed events and handles those of the partitions owned here.
 
     ``route(d)`` puts a delivery into its key's instance (activating it), or returns None when it
@@ -296,16 +297,6 @@ class PartitionedConsumer:
                 await self._sub.unsubscribe()
             self._sub = None
         await self._drop_consumer()
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("event consumer %s: task failed", self.name, exc_info=task.exception())
 
     # -- reading ---------------------------------------------------------------------------
 
