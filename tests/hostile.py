@@ -13,7 +13,7 @@ from typing import Any, Final
 import msgspec
 from hypothesis import strategies as st
 
-from corps.wire._codec import encode_as, join_frame
+from corps.wire._codec import encode_as, join_frame, tells_frame
 
 DEPTH: Final = 2000
 DEEP: Final = b"\x91" * DEPTH + b"\xc0"
@@ -37,6 +37,11 @@ def filled(obj: Any, fill: bytes, is_json: bool = False) -> bytes:
 def frame(*messages: bytes, rid: int = 0, is_json: bool = False) -> bytes:
     """A corps frame of already-encoded messages, each as a corps sender writes it: (msg, rid, mid)."""
     return join_frame([encode_as((msgspec.Raw(m), rid, n), is_json) for n, m in enumerate(messages, 1)], is_json)
+
+
+def tells(*messages: bytes, base: int = 1, is_json: bool = False) -> bytes:
+    """A corps tells frame of already-encoded messages, as a corps sender writes root tells."""
+    return tells_frame(base, list(messages), is_json)
 
 
 def nested(depth: int, kind: str) -> bytes:

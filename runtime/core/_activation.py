@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from corps.core._cell import Cell
+from corps.core._cell import Cell, envelopes_of
 from corps.wire._codec import Envelope
 
 if TYPE_CHECKING:
@@ -62,7 +62,7 @@ class Activations:
             if cell.queue:
                 q, cell.queue, cell.depth = cell.queue, None, 0
                 for envs, reply, is_json in q:
-                    await self._stopped(cell, reply, envs, is_json)
+                    await self._stopped(cell, reply, envelopes_of(envs), is_json)
             return False
         self._release(cell)
         return True

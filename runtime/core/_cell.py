@@ -11,7 +11,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from corps.wire._codec import Envelope
+from corps.wire._codec import Envelope, Tells
 
 if TYPE_CHECKING:
     from nats.aio.subscription import Subscription
@@ -20,9 +20,35 @@ if TYPE_CHECKING:
 
 Item = tuple[Envelope[Any], str, bool]
 """One message: (envelope, reply subject, reply as JSON). rid 0 tell, > 0 ask, -1 bare ask."""
-Batch = tuple[list[Envelope[Any]], str, bool]
+Batch = tuple[list[Envelope[Any]] | Tells[Any], str, bool]
 """A mailbox entry: the envelopes of one NATS message that the mailbox admitted, as decoded
-(one list, no object per message), with the reply subject and format they share."""
+(one list, no object per message; a tells frame as its ``Tells``, no envelope at all), with the
+reply subject and format they share."""
+
+
+class TellItem:
+    """The envelope of the message being handled from a tells frame, as ``Current.item``: one
+    object per drain task, updated in place per message (``Envelope(msg, 0, base + i)`` in effect).
+    Anything that keeps an item past its handler (a held reply, a failure) gets a real Envelope."""
+
+    __slots__ = ("base", "cause", "corr", "i", "key", "msg", "rid", "tp")
+
+    def __init__(self) -> None:
+        self.msg: Any = None
+        self.base = 0
+        self.i = 0
+        self.rid = 0
+        self.corr = self.cause = self.key = self.tp = ""
+
+    @property
+    def mid(self) -> int:
+        """The message's id: worked out only when asked (a handler that sends)."""
+        return self.base + self.i
+
+
+def envelopes_of(envs: list[Envelope[Any]] | Tells[Any]) -> list[Envelope[Any]]:
+    """A mailbox entry's messages as envelopes (a tells frame's built now)."""
+    return envs if isinstance(envs, list) else envs.envelopes()
 
 
 def index_of(envs: list[Envelope[Any]], env: Envelope[Any]) -> int:

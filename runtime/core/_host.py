@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from corps.core._activation import Activations, Activator
 from corps.core._actor import Actor, new_instance, overrides
-from corps.core._cell import Cell
+from corps.core._cell import Cell, envelopes_of
 from corps.core._intake import Intake, decode, decode_fast, decode_fast_bare
 from corps.core._mailbox import Mailboxes
 from corps.core._metrics import ClassMetrics, EndpointStats
@@ -25,7 +25,7 @@ from corps.core._presence import Presence
 from corps.core._replies import Replies
 from corps.core._shed import Shedder
 from corps.wire._client import Route, subscribe_route
-from corps.wire._codec import MSGPACK_MAP, Envelope, ErrorReply
+from corps.wire._codec import MSGPACK_MAP, Envelope, ErrorReply, Tells
 from corps.wire._headers import NO_IDS, ids_from_block, ids_from_map
 from corps.wire._subjects import actor_class_wildcard, inbox_subject
 from corps.wire._transport import flush
@@ -188,12 +188,16 @@ class ClassHost(Activations, Replies, Mailboxes):
                                                          f"prefixes {self._reply_ok}: refused, not handled",
                                             payload=msg.data)
             return
-        envs = decode_fast(self.cls._decoders, self.options.max_message_bytes, msg.data)
+        fast = decode_fast(self.cls._decoders, self.options.max_message_bytes, msg.data)
         is_json = False
-        if envs is None:
+        if fast is None:
             envs, is_json = await self._decode(msg)
             if not envs:
                 return
+        elif cell is not None and self._admit(cell, msg.reply, fast, False):
+            return
+        else:
+            envs = envelopes_of(fast)
         if cell is None:
             await self._unknown(msg.subject, msg.reply, envs, is_json)
         elif not self._admit(cell, msg.reply, envs, is_json):
@@ -238,7 +242,7 @@ class ClassHost(Activations, Replies, Mailboxes):
             await self._reject(subject, reply, env.rid, is_json, "NoResponders",
                                "no instance with this id is running", type(env.msg).__name__)
 
-    def _admit(self, cell: Cell, reply: str, envs: list[Envelope[Any]], is_json: bool) -> bool:
+    def _admit(self, cell: Cell, reply: str, envs: list[Envelope[Any]] | Tells[Any], is_json: bool) -> bool:
         """Queue what the instance's mailbox admits and refuse the rest at once, without awaiting
         (so one busy instance never holds up its class's subscription). False: it has stopped.
 
@@ -252,17 +256,26 @@ class ClassHost(Activations, Replies, Mailboxes):
             q = cell.queue = deque()
         n, size = cell.depth, self.options.mailbox_size
         held = cell.over_since is not None and self._overloaded(cell)
-        taken = envs if not held and n + len(envs) <= size else [] if held else envs[: max(size - n, 0)]
+        entry: list[Envelope[Any]] | Tells[Any] = envs
+        if isinstance(envs, Tells):  # a tells frame: queued as decoded, unless only part of it is taken
+            k = len(envs.msgs)
+            if self.activator is not None:  # virtual: fencing and marks read envelopes
+                entry = envs = envs.envelopes()
+        else:
+            k = len(envs)
+        taken = 0 if held else k if n + k <= size else max(size - n, 0)
         if taken:
-            q.append((taken, reply, is_json))  # the decoded list itself: nothing built per message
-            cell.depth = n = n + len(taken)
+            if taken < k:
+                entry = envelopes_of(envs)[:taken]
+            q.append((entry, reply, is_json))  # the decoded list (or Tells) itself
+            cell.depth = n = n + taken
             if cell.over_since is None and n >= self._high:
                 cell.over_since = time.monotonic()  # crossed the mark: overload_wait starts now
             if not cell.busy:
                 self._schedule(cell)
-        if len(taken) < len(envs):
+        if taken < k:
             why = self._held_why if held else f"mailbox full ({size})"
-            self._shedder.refuse(cell.subject, reply, envs[len(taken):], is_json, why)
+            self._shedder.refuse(cell.subject, reply, envelopes_of(envs)[taken:], is_json, why)
         return True
 
     def _overloaded(self, cell: Cell) -> bool:

@@ -10,7 +10,20 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from corps.wire._codec import BAD, BARE, MSGPACK_ARRAY, MSGPACK_MAP, RAW_FRAME, Decoders, Envelope, sniff, undecodable
+from corps.wire._codec import (
+    BAD,
+    BARE,
+    MSGPACK_ARRAY,
+    MSGPACK_MAP,
+    RAW_FRAME,
+    RAW_TELLS,
+    Decoders,
+    Envelope,
+    Tells,
+    is_tells,
+    sniff,
+    undecodable,
+)
 
 
 class Problem(NamedTuple):
@@ -28,12 +41,16 @@ class Intake(NamedTuple):
     problems: list[Problem]
 
 
-def decode_fast(decoders: Decoders | None, limit: int, data: bytes) -> list[Envelope[Any]] | None:
+def decode_fast(decoders: Decoders | None, limit: int, data: bytes) -> list[Envelope[Any]] | Tells[Any] | None:
     """A msgpack frame within the size limit that decodes in one typed pass, or None: ``decode``
-    then says whatever is wrong with it. The hot path: no allocation beyond the envelopes."""
+    then says whatever is wrong with it. The hot path: no allocation beyond the envelopes (a
+    tells frame: the messages and one list of ids, ``Tells``)."""
     if not data or data[0] not in MSGPACK_ARRAY or decoders is None or len(data) > limit:
         return None
     try:
+        if data[1] == 0x01 and data[0] == 0x93:  # a tells frame, [1, base, [msg, ...]]
+            tells: Tells[Any] = decoders.tells(False).decode(data)
+            return tells
         envs: list[Envelope[Any]] = decoders.frame_and_bare(False)[0].decode(data)
     except Exception:  # noqa: BLE001 -- untrusted bytes: decode() says what is wrong
         return None
@@ -76,18 +93,29 @@ def decode(decoders: Decoders | None, limit: int, data: bytes, has_reply: bool, 
             return Intake([Envelope(bare.decode(data), rid, mid, corr, "", "", trace)], is_json, [])
         except Exception as exc:  # noqa: BLE001 -- untrusted bytes
             return Intake([], is_json, [Problem(rid, undecodable(exc), data)])
+    tells = is_tells(data, is_json)
     if len(data) <= limit:
-        try:
-            return Intake(frame.decode(data), is_json, [])  # one typed decode for the batch
+        try:  # one typed decode for the batch
+            if tells:
+                return Intake(decoders.tells(is_json).decode(data).envelopes(), is_json, [])
+            return Intake(frame.decode(data), is_json, [])
         except Exception:  # noqa: BLE001 -- untrusted bytes: _one_by_one says what is wrong
             pass
-    return _one_by_one(bare, limit, data, is_json)
+    return _one_by_one(bare, limit, data, is_json, tells)
 
 
-def _one_by_one(bare: Any, limit: int, data: bytes, is_json: bool) -> Intake:
+def _raw_envelopes(data: bytes, is_json: bool, tells: bool) -> list[Envelope[Any]]:
+    """The frame's envelopes with each message left undecoded (``msgspec.Raw``). Raises on a
+    malformed frame."""
+    raw: list[Envelope[Any]] = RAW_TELLS[is_json].decode(data).envelopes() if tells else \
+        RAW_FRAME[is_json].decode(data)
+    return raw
+
+
+def _one_by_one(bare: Any, limit: int, data: bytes, is_json: bool, tells: bool) -> Intake:
     """Message by message, so one bad or oversized message costs only itself."""
     try:
-        raw = RAW_FRAME[is_json].decode(data)
+        raw = _raw_envelopes(data, is_json, tells)
     except Exception as exc:  # noqa: BLE001 -- untrusted bytes
         return Intake([], is_json, [Problem(-1, f"malformed frame: {undecodable(exc)}", data)])
     good: list[Envelope[Any]] = []

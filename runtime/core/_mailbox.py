@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
-from corps.core._cell import Batch, Cell, Item, index_of
+from corps.core._cell import Batch, Cell, Item, TellItem, envelopes_of, index_of
 from corps.core._context import Current, current, current_correlation_id
 from corps.core._replies import _RAISED
 from corps.core._supervision import Restart, Resume, Stop, restart_delay
 from corps.errors import StepRejected
-from corps.wire._codec import Envelope, ErrorReply
+from corps.wire._codec import Envelope, ErrorReply, Tells
 
 if TYPE_CHECKING:
     from corps.core._metrics import ClassMetrics, EndpointStats
@@ -76,17 +76,51 @@ class Mailboxes:
         current.set(here)  # this task's own context: what handlers send inherits corr/cause
         dispatch = self.dispatch
         high = self._high
-        nc = self.system._nc
         obs = self.system.observer
         actor = cell.actor
         processed = 0
         slow = obs is not None
         guard, marks = cell.guard, cell.marks  # virtual activations only
         unhandled: list[Envelope[Any]] = []  # of the batch being run, if the instance stops
+        item: TellItem | None = None  # what here.item is while a tells frame runs
         try:
             while q:
                 envs, reply, is_json = q.popleft()
                 here.reply, here.is_json = reply, is_json
+                if isinstance(envs, Tells):  # a tells frame (Tells): the messages, no envelope each
+                    if guard is not None:  # (virtual activations are queued envelopes: kept total)
+                        envs = envs.envelopes()
+                    else:
+                        if item is None:
+                            item = TellItem()
+                        here.item = item  # the envelope as ids() and the rest read it, updated in place
+                        item.base = envs.base
+                        for i, msg in enumerate(envs.msgs):
+                            if cell.stopped:
+                                unhandled = envs.envelopes()[i:]
+                                break
+                            cell.depth -= 1
+                            item.msg, item.i = msg, i
+                            if slow:  # under an observer: as an envelope, through _one
+                                env = here.item = Envelope(msg, 0, item.mid)
+                                processed += await self._one(obs, cell, (env, reply, is_json), here)
+                                here.item = item
+                                actor = cell.actor
+                            else:  # as the hot path below
+                                try:
+                                    await dispatch[type(msg)](actor, msg)
+                                except Exception as exc:  # noqa: BLE001 -- user handler errors, as below
+                                    await self._tell_raised(cell, (Envelope(msg, 0, item.mid), reply, is_json), exc)
+                                    actor = cell.actor
+                                else:
+                                    processed += 1
+                                    if here.held is not None:
+                                        await self._tell_held(cell, (Envelope(msg, 0, item.mid), reply, is_json))
+                            if cell.over_since is not None and cell.depth < high:
+                                cell.over_since = None
+                        else:
+                            continue
+                        break
                 for env in envs:
                     if cell.stopped:
                         unhandled = envs[index_of(envs, env):]
@@ -107,16 +141,12 @@ class Mailboxes:
                         try:
                             await dispatch[type(env.msg)](actor, env.msg)
                         except Exception as exc:  # noqa: BLE001 -- the one place user handler errors are caught
-                            if here.held is not None:
-                                self._finish_held(here, (env, reply, is_json), _RAISED, 0)
-                            await self._failed(cell, (env, reply, is_json), exc, 0)
+                            await self._tell_raised(cell, (env, reply, is_json), exc)
                             actor = cell.actor
                         else:
                             processed += 1
                             if here.held is not None:  # held work of a tell: awaited off the mailbox
-                                self._finish_held(here, (env, reply, is_json), None, 0)
-                                if cell.depth and nc._pending_data_size:  # as in _one: the write leaves first
-                                    await nc._flush_pending(force_flush=True)
+                                await self._tell_held(cell, (env, reply, is_json))
                     if cell.over_since is not None and cell.depth < high:
                         cell.over_since = None  # drained below the high-water mark: admit again
                 else:
@@ -128,12 +158,29 @@ class Mailboxes:
             q.clear()
             cell.depth = 0
             for left, reply, is_json in rest:
-                await self._stopped(cell, reply, left, is_json)
+                await self._stopped(cell, reply, envelopes_of(left), is_json)
         finally:
             self.metrics.processed += processed
             cell.busy = False
             if not q:
                 cell.queue = None  # idle instances hold no queue
+
+    async def _tell_raised(self, cell: Cell, item: Item, exc: Exception) -> None:
+        """A tell's handler raised (``_drain``'s hot paths): what it held fails, then supervision."""
+        here = current.get()
+        if here is not None and here.held is not None:
+            self._finish_held(here, item, _RAISED, 0)
+        await self._failed(cell, item, exc, 0)
+
+    async def _tell_held(self, cell: Cell, item: Item) -> None:
+        """A tell's handler held work (``hold_reply``): it finishes off the mailbox, and what the
+        handler wrote leaves the process before the next message runs (as in ``_one``)."""
+        here = current.get()
+        assert here is not None
+        self._finish_held(here, item, None, 0)
+        nc = self.system._nc
+        if cell.depth and nc._pending_data_size:
+            await nc._flush_pending(force_flush=True)
 
     async def _one(self, obs: Observer | None, cell: Cell, item: Item, here: Current) -> int:
         """One ask, or one message under an observer, of ``_drain``: 1 if it was handled.

@@ -93,7 +93,7 @@ class Node:
         self.dead_letters.observer = self.observer
         self._embedded: EmbeddedServer | None = None
         self._hosts: dict[type[Actor], ClassHost] = {}
-        self._seq = 0
+        self._seq = 0  # ids of messages from clients that are not corps (ext-{node}-{n}); own sends: Outbox.seq
         self._busy = 0
         self._idle = anyio.Event()
         self._closing = False
@@ -307,16 +307,16 @@ class Node:
     # -- internals used by ActorRef and ClassHost ----------------------------------------
 
     def _encode(self, subject: str, msg: Message, rid: int, corr: str = "", key: str = "") -> bytes:
-        self._seq += 1
+        seq = self._outbox.next_id(subject)  # (after the root tells sent to subject before)
         cur = _current_get()  # inlined current_ids(): this runs once per tell and ask
         ids = cur.ids() if cur is not None and cur.item is not None else None
         env: tuple[Any, ...]
         if key or corr:
-            env = (msg, rid, self._seq, corr or (ids[0] if ids else ""), ids[1] if ids else "", key)
+            env = (msg, rid, seq, corr or (ids[0] if ids else ""), ids[1] if ids else "", key)
         elif ids is None:
-            env = (msg, rid, self._seq)
+            env = (msg, rid, seq)
         else:
-            env = (msg, rid, self._seq, ids[0], ids[1])
+            env = (msg, rid, seq, ids[0], ids[1])
         if self.observer is not None:
             tp = self.observer.traceparent()
             if tp:  # all seven fields (Envelope): the trace context rides in the payload, as the ids do

@@ -6,6 +6,14 @@ while the window is open, or while earlier batches are still queued, is appended
 batch, and the flusher task publishes each batch as one frame. Per subject the order is the send
 order: a message is published directly only when nothing at all is queued before it.
 
+Root tells (``tell=True``: no ask, no ids but a sequence number) go into a subject's *tells*
+batch, published as a tells frame (``corps.wire._codec.Tells``); everything else into its
+envelope batch. A subject has at most one of the two open: opening one seals the other, so the
+send order holds across the two. The outbox numbers what its node sends (``seq``): an envelope
+when it is encoded (``next_id``), a tells batch when it is sealed or published, and
+``next_id`` seals the subject's open tells batch first, so that ids rise in send order per
+subject (what a virtual actor's takeover marks rely on).
+
 Bounded: ``send`` grants each open (tracked) batch *room* within the frame limit and the memory
 bound, reserved at once; ``push`` and ``ActorRef.tell`` then append with one subtraction per
 part, and go to ``send`` when the room is used up (``_Batch``).
@@ -21,7 +29,7 @@ from collections.abc import Awaitable, Callable
 from typing import Final
 
 from corps.errors import InvalidMessage
-from corps.wire._codec import FRAME_OVERHEAD, join_frame
+from corps.wire._codec import FRAME_OVERHEAD, TELLS_OVERHEAD, join_frame, tells_frame
 
 HIGH_WATER: Final = 8 * 1024 * 1024
 """Queued bytes at which senders wait for the flusher: bounded memory under a tight tell loop."""
@@ -44,12 +52,14 @@ class _Batch:
     batch gets none. The frame's size is ``size + grant - room``.
     """
 
-    __slots__ = ("grant", "parts", "rids", "room", "size", "tracked")
+    __slots__ = ("base", "grant", "parts", "rids", "room", "size", "tells", "tracked")
 
-    def __init__(self, tracked: bool) -> None:
+    def __init__(self, tracked: bool, tells: bool = False) -> None:
         self.parts: list[bytes] = []
         self.rids: list[int] = []  # the asks among parts; the rest are tells
-        self.size = FRAME_OVERHEAD
+        self.tells = tells  # a tells batch: parts are messages, numbered from base once sealed
+        self.base = 0
+        self.size = TELLS_OVERHEAD if tells else FRAME_OVERHEAD
         self.tracked = tracked
         self.room = 0
         self.grant = 0
@@ -70,6 +80,7 @@ class Outbox:
         self._is_json = is_json
         self._tracker = tracker
         self._batches: dict[str, _Batch] = {}
+        self._tells: dict[str, _Batch] = {}  # root tells batches (tells frames); see the module doc
         self._sealed: list[tuple[str, _Batch | _RawBatch]] = []
         self._queued = 0
         self._window = False
@@ -79,6 +90,25 @@ class Outbox:
         self._idle.set()
         self._flush_done = asyncio.Event()
         self.nats_messages = 0
+        self.seq = 0
+        """The last id (mid) given to a message sent by this node: ``next_id``, ``_number``."""
+
+    def next_id(self, subject: str) -> int:
+        """The id of an envelope about to be encoded for ``subject``: after the ids of the root
+        tells sent to it before (its open tells batch is sealed and numbered first)."""
+        batch = self._tells.pop(subject, None)
+        if batch is not None:
+            self._sealed.append((subject, self._number(self._settle(batch))))
+        self.seq += 1
+        return self.seq
+
+    def _number(self, batch: _Batch) -> _Batch:
+        """Give a tells batch its ids, once: ``base`` to ``base + len(parts) - 1`` (an envelope
+        batch's parts carry theirs)."""
+        if batch.tells and not batch.base:
+            batch.base = self.seq + 1
+            self.seq += len(batch.parts)
+        return batch
 
     def push(self, subject: str, part: bytes, rid: int = 0) -> bool:
         """Queue ``part`` for ``subject`` without awaiting: the hot path of ask (``ActorRef.tell``
@@ -105,38 +135,45 @@ class Outbox:
             batch.rids.append(rid)
         return True
 
-    async def send(self, subject: str, part: bytes, rid: int = 0, *, track: bool = True) -> None:
-        """Queue (or publish now) one encoded envelope or reply for ``subject``.
+    async def send(self, subject: str, part: bytes, rid: int = 0, *, track: bool = True, tell: bool = False) -> None:
+        """Queue (or publish now) one encoded envelope or reply for ``subject``; with ``tell``,
+        ``part`` is the encoded message of a root tell, for a tells frame.
 
         Raises:
             InvalidMessage: the encoded part is larger than the payload limit.
         """
-        if len(part) + FRAME_OVERHEAD > self.limit:
+        cost = len(part) + 1  # what the part adds to its frame, at most (a comma in JSON)
+        if cost + (TELLS_OVERHEAD if tell else FRAME_OVERHEAD) > self.limit:
             raise InvalidMessage(subject, f"encoded message is {len(part)} bytes, over the {self.limit}-byte limit")
         if not (self._window or self._flushing or self._queued):
             if self._coalesce:
                 self._window = True
                 asyncio.get_running_loop().call_soon(self._close_window)
             # A lone message: a one-element frame, without a batch object (the uncoalesced hot path).
-            frame = (b"[" + part + b"]") if self._is_json else b"\x91" + part
+            if tell:
+                self.seq += 1
+                frame = tells_frame(self.seq, [part], self._is_json)
+            else:
+                frame = (b"[" + part + b"]") if self._is_json else b"\x91" + part
             await self._emit_frame(subject, frame, [rid] if rid else [], 0 if rid else 1, track)
             return
-        found = self._batches.get(subject)
+        batches, others = (self._tells, self._batches) if tell else (self._batches, self._tells)
+        if subject in others:  # the other kind of batch is open: it goes first, as it was sent first
+            self._sealed.append((subject, self._number(self._settle(others.pop(subject)))))
+        found = batches.get(subject)
         last = 0
         if found is not None:  # settle what the hot path took: its size, and the room it left
             last = found.grant
-            found.size += found.grant - found.room
-            self._queued -= found.room
-            found.room = found.grant = 0
+            self._settle(found)
         if found is None:
-            batch = self._batches[subject] = _Batch(track)
-        elif found.size + len(part) + 1 > self.limit:
-            self._sealed.append((subject, found))
-            batch = self._batches[subject] = _Batch(track)
+            batch = batches[subject] = _Batch(track, tell)
+        elif found.size + cost > self.limit:
+            self._sealed.append((subject, self._number(found)))
+            batch = batches[subject] = _Batch(track, tell)
         else:
             batch = found
         batch.parts.append(part)
-        batch.size += len(part) + 1
+        batch.size += cost
         if rid:
             batch.rids.append(rid)
         self._queued += len(part)
@@ -152,14 +189,24 @@ class Outbox:
             self._idle.clear()
             await self._idle.wait()
 
+    def _settle(self, batch: _Batch) -> _Batch:
+        """Count what the hot path took of the batch's room, and give the rest of it back."""
+        batch.size += batch.grant - batch.room
+        self._queued -= batch.room
+        batch.room = batch.grant = 0
+        return batch
+
     def _close_window(self) -> None:
         self._window = False
         if self._queued:
             self._wake.set()
 
     async def _emit(self, subject: str, batch: _Batch) -> None:
-        await self._emit_frame(subject, join_frame(batch.parts, self._is_json), batch.rids,
-                               len(batch.parts) - len(batch.rids), batch.tracked)
+        if batch.tells:
+            frame = tells_frame(self._number(batch).base, batch.parts, self._is_json)
+        else:
+            frame = join_frame(batch.parts, self._is_json)
+        await self._emit_frame(subject, frame, batch.rids, len(batch.parts) - len(batch.rids), batch.tracked)
 
     async def _emit_frame(self, subject: str, frame: bytes, rids: list[int], tells: int, tracked: bool) -> None:
         reply = self._tracker.track(subject, rids, tells) if tracked else ""
@@ -184,11 +231,14 @@ class Outbox:
         self._flushing = True
         self._flush_done = asyncio.Event()
         try:
-            while self._sealed or self._batches:
+            while self._sealed or self._batches or self._tells:
                 sealed: list[tuple[str, _Batch | _RawBatch]] = self._sealed
                 self._sealed = []
                 sealed.extend(self._batches.items())
+                for subject, tells in self._tells.items():  # (a subject has one of the two open at most)
+                    sealed.append((subject, self._number(tells)))  # now: next_id may run while we publish
                 self._batches = {}
+                self._tells = {}
                 self._queued = 0
                 for subject, batch in sealed:
                     if isinstance(batch, _RawBatch):

@@ -55,25 +55,28 @@ class ActorRef(Generic[A]):
             await self._observed(msg, False, None, "", "")
             return
         cur = _current_get()
-        if cur is None or cur.item is None:
-            # The hot path, inlined: a root tell's envelope is (msg, 0, seq) (ActorSystem._encode).
-            seq = system._seq = system._seq + 1
+        root = cur is None or cur.item is None
+        if root:
+            # The hot path: a root tell is the message alone, sent in a tells frame
+            # (corps.wire._codec.Tells) that gets its ids when it is published: no envelope,
+            # no id per message.
             try:
-                part = system._encode_env((msg, 0, seq))
+                part = system._encode_env(msg)
             except Exception as exc:
                 raise encode_error(self.subject, msg, exc) from exc
-        else:
+            batch = system._outbox._tells.get(self.subject)
+        else:  # inside a handler: an envelope with its ids
             part = system._encode(self.subject, msg, 0)
+            batch = system._outbox._batches.get(self.subject)
         # Outbox.push, inlined (the call cost ~55 ns of a ~600 ns coalesced tell): append to the
         # subject's open batch if the room it was granted (frame limit and memory bound) holds it.
-        batch = system._outbox._batches.get(self.subject)
         if batch is not None:
             room = batch.room - len(part) - 1
             if room >= 0:
                 batch.room = room
                 batch.parts.append(part)
                 return
-        await system._outbox.send(self.subject, part)
+        await system._outbox.send(self.subject, part, tell=root)
 
     async def ask(self, msg: Request[R], *, timeout: float | None = None, idempotency_key: str | None = None) -> R:
         """Send ``msg`` and wait for the handler's reply.

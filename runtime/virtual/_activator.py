@@ -19,6 +19,7 @@ import anyio
 import msgspec
 
 from corps.core import _extras
+from corps.core._cell import envelopes_of
 from corps.errors import StateFenced, StepRejected
 from corps.virtual._history import History
 from corps.wire._client import Throttled
@@ -357,7 +358,8 @@ def _skip_handled(cell: _Cell, through: dict[str, int]) -> int:
     assert cell.queue is not None
     kept: list[Any] = []
     skipped = 0
-    for envs, reply, is_json in cell.queue:
+    for entry, reply, is_json in cell.queue:
+        envs = envelopes_of(entry)  # (a virtual class's mailbox holds envelopes only: total all the same)
         mark = through.get(reply.rpartition(".")[0], 0)
         keep = [env for env in envs if not (env.mid and env.mid <= mark)]
         skipped += len(envs) - len(keep)
@@ -375,6 +377,6 @@ def _drop_first(cell: _Cell, batches: int) -> int:
     dropped = 0
     for _ in range(min(batches, len(cell.queue))):
         envs, _reply, _is_json = cell.queue.popleft()
-        dropped += len(envs)
+        dropped += len(envelopes_of(envs))
     cell.depth -= dropped
     return dropped

@@ -5,6 +5,10 @@ A NATS payload on an actor subject is one of:
 * a **frame**: an array of envelopes ``[msg, rid, mid, corr, cause, key, tp]`` (trailing
   defaults left out), written by corps senders; several messages sent to one subject in one
   loop iteration travel as one frame (coalescing);
+* a **tells frame**: ``[1, base, [msg, ...]]``, the root tells (sent outside any handler: no
+  ask, no ids but the sender's sequence number, ``base + i`` for the i-th) of one loop
+  iteration to one subject: the receiver decodes one list of messages, with no envelope per
+  message (``Tells``). A frame of envelopes never starts with the integer 1;
 * a **bare message**: the tagged map of one Message, as a client in another language (or the
   ``nats`` CLI) would send it; its reply, if any, goes to the NATS reply subject, bare too.
 
@@ -56,6 +60,23 @@ class Envelope(msgspec.Struct, Generic[T], array_like=True, frozen=True, gc=Fals
     (``corps.observe.Tracing``), so the hot path's envelopes stay three fields; set from the
     header of a bare message sent by a client that is not corps (validated,
     ``corps.wire._headers``)."""
+
+
+class Tells(msgspec.Struct, Generic[T], array_like=True, frozen=True, gc=False):
+    """A tells frame: root tells to one subject, ``msgs[i]`` with the id (mid) ``base + i``.
+
+    Each is the envelope ``Envelope(msgs[i], 0, base + i)``; the mailbox runs them without
+    building it (``envelopes()`` does, for the paths that need one: a refusal, a failure).
+    The sender gives a frame its ids when it publishes it (``corps.core._outbox``).
+    """
+
+    kind: Literal[1]
+    base: int
+    msgs: list[T]
+
+    def envelopes(self) -> list[Envelope[T]]:
+        base = self.base
+        return [Envelope(msg, 0, base + i) for i, msg in enumerate(self.msgs)]
 
 
 class Reply(msgspec.Struct, Generic[T], array_like=True, frozen=True, gc=False):
@@ -125,6 +146,27 @@ FRAME_OVERHEAD: Final = 5
 """The most bytes a frame adds around its parts (a msgpack array32 header)."""
 
 
+TELLS_OVERHEAD: Final = 27
+"""The most bytes a tells frame adds around its parts (one more per part, as in any frame): in
+JSON ``[1,`` + a 20-digit base + ``,[`` + ``]]``; msgpack's fixarray, 1, a uint64 and an array32
+header are 16."""
+
+
+def tells_frame(base: int, parts: list[bytes], is_json: bool) -> bytes:
+    """A tells frame ``[1, base, [part, ...]]`` around individually encoded messages."""
+    if is_json:
+        return b"[1,%d,[" % base + b",".join(parts) + b"]]"
+    return b"\x93\x01" + _msgpack_encode(base) + msgpack_array_header(len(parts)) + b"".join(parts)
+
+
+def is_tells(data: bytes, is_json: bool) -> bool:
+    """Is this frame (``sniff`` said FRAME) a tells frame? Total: any bytes, never raises."""
+    if not is_json:
+        return data[:2] == b"\x93\x01"
+    rest = data.lstrip()[1:].lstrip()  # after the "["
+    return rest[:1] == b"1" and rest[1:2] in (b",", b" ", b"\t", b"\r", b"\n")
+
+
 def join_frame(parts: list[bytes], is_json: bool) -> bytes:
     """Concatenate individually encoded parts into one array, without re-encoding them."""
     if is_json:
@@ -155,12 +197,13 @@ def encode_as(obj: Any, is_json: bool) -> bytes:
 class Decoders:
     """Decoders for one union of message types, built once (per actor class, or per reply type)."""
 
-    __slots__ = ("_json", "_msgpack", "type")
+    __slots__ = ("_json", "_msgpack", "_tells", "type")
 
     def __init__(self, tp: Any) -> None:
         self.type = tp
         self._msgpack: tuple[Any, Any] | None = None
         self._json: tuple[Any, Any] | None = None
+        self._tells: dict[bool, Any] = {}
 
     def _build(self, is_json: bool) -> tuple[Any, Any]:
         mod: Any = msgspec.json if is_json else msgspec.msgpack
@@ -176,12 +219,26 @@ class Decoders:
             self._msgpack = self._build(False)
         return self._msgpack
 
+    def tells(self, is_json: bool) -> Any:
+        """The decoder of a tells frame of this union, built on first use."""
+        d = self._tells.get(is_json)
+        if d is None:
+            mod: Any = msgspec.json if is_json else msgspec.msgpack
+            d = self._tells[is_json] = mod.Decoder(Tells[self.type])  # type: ignore[name-defined]
+        return d
+
 
 RAW_FRAME: dict[bool, Any] = {
     False: msgspec.msgpack.Decoder(list[Envelope[msgspec.Raw]]),
     True: msgspec.json.Decoder(list[Envelope[msgspec.Raw]]),
 }
 """Frame decoders that leave each message undecoded: the slow path, message by message."""
+
+RAW_TELLS: dict[bool, Any] = {
+    False: msgspec.msgpack.Decoder(Tells[msgspec.Raw]),
+    True: msgspec.json.Decoder(Tells[msgspec.Raw]),
+}
+"""Tells-frame decoders that leave each message undecoded: the slow path, message by message."""
 
 RAW_REPLIES: dict[bool, Any] = {
     False: msgspec.msgpack.Decoder(list[Reply[msgspec.Raw]]),

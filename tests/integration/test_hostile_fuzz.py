@@ -20,7 +20,7 @@ from corps.testing._profiles import examples
 from corps.wire._codec import Reply, encode_as
 from corps.wire._embedded import EmbeddedServer
 from corps.wire._subjects import inbox_subject
-from tests.hostile import DEEP, HUGE, frame, payloads
+from tests.hostile import DEEP, HUGE, frame, payloads, tells
 from tests.integration.domain import Balance, GetBalance
 from tests.integration.events_domain import Log, Noted, Recorder
 from tests.integration.test_hostile_input import Blob, Stash, Vault
@@ -33,6 +33,8 @@ VALID = [
     frame(encode_as(Stash({}), True), rid=3, is_json=True),
     encode_as([Reply(1, True, Balance("v", 1))], False),
     encode_as(Noted("n", 1), False),
+    tells(encode_as(Stash({"t": 1}), False), encode_as(Stash({}), False), base=9),
+    tells(encode_as(Stash({"j": 2}), True), base=4, is_json=True),
 ]
 
 

@@ -163,6 +163,6 @@ async def test_without_observers_nothing_is_traced_and_envelopes_stay_short(
     ref = await actor_system.spawn(Account, "a1")
     with provider.get_tracer("test").start_as_current_span("request"):
         assert actor_system._encode(ref.subject, GetBalance("a1"), 0) == actor_system.codec.encode((GetBalance("a1"), 0,
-                                                                                                actor_system._seq))
+                                                                                                actor_system._outbox.seq))
         await ref.ask(GetBalance("a1"))
     assert [s.name for s in exporter.get_finished_spans()] == ["request"]

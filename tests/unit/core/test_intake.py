@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from corps import Message, Request
+from corps.core._cell import envelopes_of
 from corps.core._intake import Problem, decode, decode_fast
-from corps.wire._codec import Decoders, Envelope, encode_as, join_frame, union_of
+from corps.wire._codec import Decoders, Envelope, Tells, encode_as, is_tells, join_frame, sniff, tells_frame, union_of
 
 
 class Done(Message):
@@ -101,3 +102,53 @@ def test_nesting_deeper_than_the_recursion_limit_is_a_problem_not_an_exception(i
     assert decode(DECODERS, BIG, bare, has_reply=True).problems == [
         Problem(-1, "nested too deeply to decode (RecursionError: maximum recursion depth exceeded while "
                     "deserializing an object)", bare)]
+
+
+# -- tells frames: [1, base, [msg, ...]], root tells without an envelope each ----------------
+
+
+def test_the_fast_path_takes_a_tells_frame_as_decoded_with_ids_from_its_base() -> None:
+    data = tells_frame(70_000, [encode_as(Note("a"), False), encode_as(Add(2), False)], False)
+    fast = decode_fast(DECODERS, LIMIT, data)
+    assert isinstance(fast, Tells)
+    assert fast.msgs == [Note("a"), Add(2)]
+    assert envelopes_of(fast) == [Envelope(Note("a"), 0, 70_000), Envelope(Add(2), 0, 70_001)]
+    assert decode(DECODERS, LIMIT, data, has_reply=True).envelopes == envelopes_of(fast)  # both paths agree
+
+
+@pytest.mark.parametrize("is_json", [False, True])
+def test_one_bad_message_in_a_tells_frame_costs_only_itself(is_json: bool) -> None:
+    data = tells_frame(5, [encode_as(Note("a"), is_json), encode_as({"$type": "Add", "n": "ten"}, is_json),
+                           encode_as(Note("b" * LIMIT), is_json), encode_as(Add(2), is_json)], is_json)
+    assert decode_fast(DECODERS, LIMIT, data) is None  # the whole frame is over the limit: the slow path
+    intake = decode(DECODERS, LIMIT, data, has_reply=True)
+    assert intake.is_json is is_json
+    assert intake.envelopes == [Envelope(Note("a"), 0, 5), Envelope(Add(2), 0, 8)]  # ids by position
+    assert [p.rid for p in intake.problems] == [0, 0]  # tells: recorded, not answered
+    assert "Expected `int`, got `str`" in intake.problems[0].why
+    assert "over the 64-byte limit" in intake.problems[1].why
+
+
+@pytest.mark.parametrize("is_json", [False, True])
+def test_a_malformed_tells_frame_is_one_problem(is_json: bool) -> None:
+    for data in (b"\x93\x01\xa1x\x90", b"\x93\x01\x05\x05", b"\x93\x01\x01") if not is_json else \
+            (b'[1,"x",[]]', b"[1,5,5]", b"[1,1]"):
+        assert decode_fast(DECODERS, LIMIT, data) is None
+        intake = decode(DECODERS, LIMIT, data, has_reply=False)
+        assert intake.envelopes == []
+        assert [p.rid for p in intake.problems] == [-1]
+        assert intake.problems[0].why.startswith("malformed frame")
+        assert intake.problems[0].payload == data
+
+
+def test_a_tells_frame_is_told_apart_from_a_frame_of_envelopes_by_its_second_byte() -> None:
+    envelope_frames = [join_frame([encode_as(Envelope(Note(str(i))), j) for i in range(n)], j)
+                       for n in (1, 3, 16) for j in (False, True)]
+    for data in envelope_frames:
+        assert not is_tells(data, data[:1] == b"[")
+    for j in (False, True):
+        data = tells_frame(1, [encode_as(Note("x"), j)] * 3, j)
+        assert sniff(data)[0] == sniff(envelope_frames[0])[0]  # a frame, as far as sniff goes
+        assert is_tells(data, j)
+    assert is_tells(b' [ 1 ,2,[]]', True)
+    assert not is_tells(b"[10,2,[]]", True)

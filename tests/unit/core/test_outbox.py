@@ -6,6 +6,7 @@ Barriers, never sleeps: ``await outbox.flush()`` publishes everything queued, an
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -13,8 +14,11 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import msgspec
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from corps.core._outbox import FIRST_GRANT, HIGH_WATER, Outbox, Tracker
 from corps.errors import InvalidMessage
@@ -369,3 +373,104 @@ async def test_an_untracked_batch_takes_no_part_without_send() -> None:
     await outbox.send("a", enc(0))  # published at once; opens the window
     await outbox.send(f"{INBOX}.9", enc(1), track=False)  # a reply batch
     assert not outbox.push(f"{INBOX}.9", enc(2))
+
+
+# -- tells frames: root tells numbered when their batch is sealed or published -------------
+
+
+async def root_tell(outbox: Outbox, subject: str, part: bytes) -> None:
+    """What ActorRef.tell does outside a handler: append to the open tells batch, else send."""
+    batch = outbox._tells.get(subject)
+    if batch is not None and batch.room - len(part) - 1 >= 0:
+        batch.room -= len(part) + 1
+        batch.parts.append(part)
+        return
+    await outbox.send(subject, part, tell=True)
+
+
+async def envelope(outbox: Outbox, subject: str, value: int, rid: int = 0) -> None:
+    """What an ask (or a tell inside a handler) does: an id from next_id, in an envelope."""
+    await tell(outbox, subject, enc((value, rid, outbox.next_id(subject))), rid)
+
+
+def received(sent: Sent, subject: str) -> list[tuple[int, int]]:
+    """(value, id) of every message on ``subject`` in arrival order, from both kinds of frame."""
+    out: list[tuple[int, int]] = []
+    for frame in frames(sent, subject):
+        if frame[:1] == [1] and len(frame) == 3 and isinstance(frame[2], list):  # [1, base, [msg, ...]]
+            out.extend((value, frame[1] + i) for i, value in enumerate(frame[2]))
+        else:
+            out.extend((value, mid) for value, _rid, mid in frame)
+    return out
+
+
+OPS = st.lists(st.tuples(st.sampled_from(["tell", "ask", "yield"]), st.sampled_from(["a", "b"])), max_size=60)
+
+
+@given(ops=OPS, limit=st.sampled_from([48, 1024]))
+@example(ops=[("tell", "a"), ("tell", "a"), ("ask", "a")], limit=1024)  # an ask seals the tells before it
+# an ask while a flush publishes the tells batch it took (another subject's frame goes first):
+@example(ops=[("tell", "a"), ("tell", "b"), ("tell", "a"), ("yield", "a"), ("yield", "a"), ("ask", "a")], limit=1024)
+@settings(max_examples=150, deadline=None)
+def test_ids_rise_in_send_order_per_subject_across_tells_and_envelopes(ops: list[tuple[str, str]], limit: int) -> None:
+    # A virtual actor's takeover skips what the old owner handled, per sender, by id: ids must
+    # rise in send order per subject, whichever kind of frame carried each message, also while a
+    # flush is publishing (the gate yields inside every publish) and when batches split at the limit.
+    async def main() -> None:
+        sent: Sent = []
+
+        async def gate(_subject: str) -> None:  # a flush yields inside each publish: sends run meanwhile
+            if outbox._flushing:
+                await anyio.lowlevel.checkpoint()
+
+        outbox = Outbox(recorder(sent, gate), limit=limit, is_json=False, tracker=Tracker(INBOX))
+        expected: dict[str, list[int]] = defaultdict(list)
+        async with flusher(outbox):
+            for n, (op, subject) in enumerate(ops):
+                if op == "yield":
+                    await anyio.lowlevel.checkpoint()
+                    continue
+                expected[subject].append(n)
+                if op == "tell":
+                    await root_tell(outbox, subject, enc(n))
+                else:
+                    await envelope(outbox, subject, n, rid=n + 1)
+            await outbox.flush()
+        ids: list[int] = []
+        for subject in ("a", "b"):
+            got = received(sent, subject)
+            assert [value for value, _ in got] == expected[subject]
+            mids = [mid for _, mid in got]
+            assert mids == sorted(mids), (subject, got)
+            ids.extend(mids)
+        assert sorted(ids) == list(range(1, len(ids) + 1))  # unique and dense: none given twice or wasted
+
+    anyio.run(main)
+
+
+async def test_a_tells_batch_is_one_tells_frame_and_a_lone_tell_one_of_its_own() -> None:
+    sent: Sent = []
+    outbox = Outbox(recorder(sent), limit=1024, is_json=False, tracker=Tracker(INBOX))
+    await root_tell(outbox, "a", enc("first"))  # idle: published at once, numbered 1
+    for word in ("x", "y", "z"):
+        await root_tell(outbox, "a", enc(word))
+    await outbox.flush()
+    assert frames(sent, "a") == [[1, 1, ["first"]], [1, 2, ["x", "y", "z"]]]
+    assert outbox.seq == 4
+    assert outbox.nats_messages == 2
+
+
+@pytest.mark.parametrize("is_json", [False, True])
+async def test_a_tells_batch_over_the_limit_is_split_within_it(is_json: bool) -> None:
+    sent: Sent = []
+    limit = 80
+    outbox = Outbox(recorder(sent), limit=limit, is_json=is_json, tracker=Tracker(INBOX))
+    parts = [msgspec.json.encode(f"m{i:03}") if is_json else enc(f"m{i:03}") for i in range(40)]
+    for part in parts:
+        await root_tell(outbox, "a", part)
+    await outbox.flush()
+    decode = msgspec.json.decode if is_json else msgspec.msgpack.decode
+    got = [decode(payload) for _, payload, _ in sent]
+    assert all(len(payload) <= limit for _, payload, _ in sent)
+    assert [m for frame in got for m in frame[2]] == [f"m{i:03}" for i in range(40)]
+    assert [frame[1] for frame in got] == list(itertools.accumulate([1] + [len(f[2]) for f in got[:-1]]))

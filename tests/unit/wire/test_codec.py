@@ -6,12 +6,14 @@ import msgspec
 import pytest
 
 from corps import ActorSystem, Message, Request
+from corps.core._outbox import Outbox, Tracker
 from corps.wire._codec import (
     BAD,
     BARE,
     FRAME,
     FRAME_OVERHEAD,
     RAW_FRAME,
+    TELLS_OVERHEAD,
     Decoders,
     Envelope,
     WireCodec,
@@ -19,6 +21,7 @@ from corps.wire._codec import (
     join_frame,
     msgpack_array_header,
     sniff,
+    tells_frame,
     union_of,
 )
 
@@ -86,11 +89,29 @@ def test_the_frame_overhead_bounds_every_array_header() -> None:
     assert max(len(msgpack_array_header(n)) for n in SIZES) == FRAME_OVERHEAD
 
 
-def test_a_root_tell_travels_as_three_fields() -> None:
+async def _nowhere(subject: str, payload: bytes, reply: str) -> None:
+    raise AssertionError("nothing is published here")
+
+
+def test_an_envelope_sent_outside_a_handler_travels_as_three_fields() -> None:
     # Senders encode (msg, rid, mid) outside a handler: no empty correlation fields on the wire.
     system = ActorSystem("nats://unused", codec="json")
+    system._outbox = Outbox(_nowhere, 1024, True, Tracker("inbox"))
     assert system._encode("s", Ping(1), 0) == b'[{"$type":"Ping","n":1},0,1]'
     assert system._encode("s", Ping(1), 7) == b'[{"$type":"Ping","n":1},7,2]'
+
+
+@pytest.mark.parametrize("is_json", [False, True])
+@pytest.mark.parametrize("n", [0, 1, 15, 16])
+def test_a_tells_frame_decodes_to_its_messages_numbered_from_its_base(is_json: bool, n: int) -> None:
+    codec = WireCodec("json" if is_json else "msgpack")
+    msgs = [Ping(i) for i in range(n)]
+    frame = tells_frame(2**40, [codec.encode(m) for m in msgs], is_json)
+    tells = Decoders(Ping).tells(is_json).decode(frame)
+    assert (tells.base, tells.msgs) == (2**40, msgs)
+    assert tells.envelopes() == [Envelope(m, 0, 2**40 + i) for i, m in enumerate(msgs)]
+    assert sniff(frame) == (FRAME, is_json)
+    assert len(frame) <= sum(len(codec.encode(m)) + 1 for m in msgs) + TELLS_OVERHEAD  # the bound the outbox uses
 
 
 def test_an_envelope_keeps_defaults_before_a_set_field() -> None:
