@@ -257,11 +257,13 @@ class ClassHost(Activations, Replies, Mailboxes):
         n, size = cell.depth, self.options.mailbox_size
         held = cell.over_since is not None and self._overloaded(cell)
         entry: list[Envelope[Any]] | Tells[Any] = envs
-        if isinstance(envs, Tells):  # a tells frame: queued as decoded, unless only part of it is taken
+        if type(envs) is Tells:  # a tells frame: queued as decoded, unless only part of it is taken
             k = len(envs.msgs)
             if self.activator is not None:  # virtual: fencing and marks read envelopes
                 entry = envs = envs.envelopes()
         else:
+            if TYPE_CHECKING:  # (type() is, not isinstance: ~0.1 us less per NATS message)
+                assert isinstance(envs, list)
             k = len(envs)
         taken = 0 if held else k if n + k <= size else max(size - n, 0)
         if taken:

@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable
 from typing import Final
 
 from corps.errors import InvalidMessage
-from corps.wire._codec import FRAME_OVERHEAD, TELLS_OVERHEAD, join_frame, tells_frame
+from corps.wire._codec import FRAME_OVERHEAD, TELLS_OVERHEAD, join_frame, lone_tell_frame, tells_frame
 
 HIGH_WATER: Final = 8 * 1024 * 1024
 """Queued bytes at which senders wait for the flusher: bounded memory under a tight tell loop."""
@@ -150,9 +150,9 @@ class Outbox:
                 self._window = True
                 asyncio.get_running_loop().call_soon(self._close_window)
             # A lone message: a one-element frame, without a batch object (the uncoalesced hot path).
-            if tell:
+            if tell:  # as one envelope: alone, the cheapest for the receiver
                 self.seq += 1
-                frame = tells_frame(self.seq, [part], self._is_json)
+                frame = lone_tell_frame(self.seq, part, self._is_json)
             else:
                 frame = (b"[" + part + b"]") if self._is_json else b"\x91" + part
             await self._emit_frame(subject, frame, [rid] if rid else [], 0 if rid else 1, track)

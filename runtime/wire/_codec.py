@@ -134,9 +134,12 @@ def undecodable(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"[:200]
 
 
+_FIXARRAY: Final = tuple(bytes((0x90 | n,)) for n in range(16))
+
+
 def msgpack_array_header(n: int) -> bytes:
     if n < 16:
-        return bytes((0x90 | n,))
+        return _FIXARRAY[n]
     if n < 0x10000:
         return b"\xdc" + n.to_bytes(2, "big")
     return b"\xdd" + n.to_bytes(4, "big")
@@ -157,6 +160,14 @@ def tells_frame(base: int, parts: list[bytes], is_json: bool) -> bytes:
     if is_json:
         return b"[1,%d,[" % base + b",".join(parts) + b"]]"
     return b"\x93\x01" + _msgpack_encode(base) + msgpack_array_header(len(parts)) + b"".join(parts)
+
+
+def lone_tell_frame(mid: int, part: bytes, is_json: bool) -> bytes:
+    """A frame of one root tell, ``[[msg, 0, mid]]``: alone, a plain frame of one envelope costs
+    its receiver less than a tells frame (no per-frame setup for one message)."""
+    if is_json:
+        return b"[[" + part + b",0,%d]]" % mid
+    return b"".join((b"\x91\x93", part, b"\x00", _msgpack_encode(mid)))  # (one join: 20 ns less than +)
 
 
 def is_tells(data: bytes, is_json: bool) -> bool:

@@ -448,14 +448,14 @@ def test_ids_rise_in_send_order_per_subject_across_tells_and_envelopes(ops: list
     anyio.run(main)
 
 
-async def test_a_tells_batch_is_one_tells_frame_and_a_lone_tell_one_of_its_own() -> None:
+async def test_a_tells_batch_is_one_tells_frame_and_a_lone_tell_an_envelope_frame() -> None:
     sent: Sent = []
     outbox = Outbox(recorder(sent), limit=1024, is_json=False, tracker=Tracker(INBOX))
-    await root_tell(outbox, "a", enc("first"))  # idle: published at once, numbered 1
+    await root_tell(outbox, "a", enc("first"))  # idle: published at once, numbered 1, as one envelope
     for word in ("x", "y", "z"):
         await root_tell(outbox, "a", enc(word))
     await outbox.flush()
-    assert frames(sent, "a") == [[1, 1, ["first"]], [1, 2, ["x", "y", "z"]]]
+    assert frames(sent, "a") == [[["first", 0, 1]], [1, 2, ["x", "y", "z"]]]
     assert outbox.seq == 4
     assert outbox.nats_messages == 2
 
