@@ -26,7 +26,7 @@ from corps import Actor, ActorOptions, ActorSystem, Message, Request, VirtualCon
 from corps.bench._model import Context, Row, Sample, Scenario, Variant
 from corps.bench.registry import register
 from corps.bench.virtual import Host, until_stopped
-from corps.virtual._partitions import read_partition_record
+from corps.virtual._partition_record import read_partition_record
 
 
 class Booked(Message):

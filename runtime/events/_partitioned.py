@@ -140,7 +140,7 @@ class PartitionedConsumer(PartitionedRead, SuspectRuns, OwnTasks):
 
     def acquire(self, p: int, after: int, guard: Callable[[], bool], suspect: Suspect | None = None) -> None:
         """Handle partition ``p`` from the event after sequence ``after`` on (its checkpoint);
-        ``suspect``: it was taken over from an owner that died (``corps.virtual._partition_record``)."""
+        ``suspect``: it was taken over from an owner that died (``corps.virtual._partition_reader``)."""
         part = self.parts[p] = Part(after, guard, suspect)
         if self.position > after:
             part.synced = False  # what the read passed since ``after`` is not taken: no checkpoint past it

@@ -12,7 +12,7 @@ from typing import Protocol
 
 
 class Suspect(Protocol):
-    """A partition taken over from an owner that died (``corps.virtual._partition_record.Suspect``)."""
+    """A partition taken over from an owner that died (``corps.virtual._partition_reader.Suspect``)."""
 
     @property
     def until(self) -> int: ...

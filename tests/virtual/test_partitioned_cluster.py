@@ -16,7 +16,7 @@ import pytest
 
 from corps import ActorSystem
 from corps.testing import NatsCluster
-from corps.virtual._partitions import read_partition_record
+from corps.virtual._partition_record import read_partition_record
 from tests.fault.procs import Nodes
 from tests.fault.world import wait_for
 from tests.virtual.domain import Entry
