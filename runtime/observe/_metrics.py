@@ -4,8 +4,9 @@ Counted as it happens (hooks): handled messages, handler errors and latency per 
 message type; dead letters per class and type; consumer redeliveries and pending counts (from
 each delivery's ``$JS.ACK`` subject); sagas started and ended per class; saga step latency and
 outcomes per class and step. Read at scrape: mailbox depth and overloads per class, sagas in
-flight per class, node totals (dead letters, events processed, stored traceparents refused). Labels are class, message type, saga, step and consumer names: finite sets,
-never ids, and bounded all the same (``_exposition.MAX_SERIES``).
+flight per class, node totals (dead letters, events processed, stored traceparents refused).
+Labels are class, message type, saga, step and consumer names: finite sets, never ids, and
+bounded all the same (``_exposition.MAX_SERIES``).
 """
 
 from __future__ import annotations
