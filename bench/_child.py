@@ -13,12 +13,16 @@ REPO_ROOT = str(Path(__file__).resolve().parent.parent)
 """Put on the child's PYTHONPATH, so ``-m bench.X`` works from any working directory."""
 
 
+def child_env() -> dict[str, str]:
+    """This process's environment, with the repository on PYTHONPATH (for ``-m corps.bench.X``)."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [REPO_ROOT, os.environ.get("PYTHONPATH")]))}
+
+
 async def run_child(module: str, args: list[str], timeout: float) -> dict[str, Any]:
     """Run ``python -m module *args``; return the JSON object on the last line of its stdout."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [REPO_ROOT, os.environ.get("PYTHONPATH")]))}
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", module, *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=child_env(),
     )
     try:
         out, err = await asyncio.wait_for(proc.communicate(), timeout)

@@ -13,28 +13,24 @@ process boundary.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import os
-import signal
-import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import anyio
 
-from corps import Actor, ActorOptions, ActorSystem, VirtualConfig, handler, run
-from corps.bench._child import REPO_ROOT
+from corps import Actor, ActorOptions, ActorSystem, handler, run
+from corps.bench._hosts import hosts, serve
 from corps.bench._model import Context, Row, Sample, Scenario, Variant
 from corps.bench._stats import latency_summary
 from corps.bench._work import Echo, Ping, Pong
 from corps.bench.registry import register
 
-READY_TIMEOUT = 60.0
+MODULE = "corps.bench.virtual"
 
 
-class VEntity(Actor, options=ActorOptions(virtual=True, idle_after=600.0, name="BenchV")):
+class Counting(Actor):
+    """What both sides' entities do: count the tells, answer an ask with the count."""
+
     def __init__(self) -> None:
         self.n = 0
 
@@ -47,60 +43,12 @@ class VEntity(Actor, options=ActorOptions(virtual=True, idle_after=600.0, name="
         return Pong(self.n)
 
 
-class SEntity(Actor, options=ActorOptions(name="BenchS")):
-    def __init__(self) -> None:
-        self.n = 0
-
-    @handler
-    async def ping(self, msg: Ping) -> None:
-        self.n += 1
-
-    @handler
-    async def echo(self, msg: Echo) -> Pong:
-        return Pong(self.n)
+class VEntity(Counting, options=ActorOptions(virtual=True, idle_after=600.0, name="BenchV")):
+    pass
 
 
-class Host:
-    """One child process: ``host`` (a virtual host) or ``spawn N`` (N entities spawned by hand)."""
-
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
-        self.proc = proc
-
-    @classmethod
-    async def start(cls, url: str, ns: str, *extra: str, module: str = "corps.bench.virtual") -> Host:
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [REPO_ROOT, os.environ.get("PYTHONPATH")]))}
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", module, "--url", url, "--ns", ns, *extra,
-            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
-            env=env, start_new_session=True)
-        assert proc.stdout is not None
-        line = await asyncio.wait_for(proc.stdout.readline(), READY_TIMEOUT)
-        if not line.startswith(b"ready"):
-            proc.kill()
-            raise RuntimeError(f"bench host did not start: {line!r}")
-        return cls(proc)
-
-    def kill(self) -> None:
-        if self.proc.returncode is None:
-            self.proc.kill()
-
-    async def stop(self) -> None:
-        if self.proc.returncode is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(self.proc.wait(), 30)
-            except TimeoutError:
-                self.proc.kill()
-        await self.proc.wait()
-
-
-@asynccontextmanager
-async def hosts(url: str, ns: str, n: int, *extra: str) -> AsyncIterator[list[Host]]:
-    started = await asyncio.gather(*(Host.start(url, ns, *extra) for _ in range(n)))
-    try:
-        yield list(started)
-    finally:
-        await asyncio.gather(*(h.stop() for h in started))
+class SEntity(Counting, options=ActorOptions(name="BenchS")):
+    pass
 
 
 async def _asks(system: ActorSystem, cls: type[Actor], ids: list[str], timeout: float = 30.0) -> list[float]:
@@ -133,7 +81,7 @@ async def spawned(ctx: Context) -> Sample:
     ns = f"bv{uuid.uuid4().hex[:8]}"
     n = ctx.params["entities"]
     ids = [f"e{i}" for i in range(n)]
-    async with hosts(ctx.url, ns, 1, "spawn", str(n)), ActorSystem(ctx.url, namespace=ns) as sender:
+    async with hosts(ctx.url, ns, 1, "spawn", str(n), module=MODULE), ActorSystem(ctx.url, namespace=ns) as sender:
         await _asks(sender, SEntity, ids)
         return await _tell_rate(sender, SEntity, ids, ctx.params["per_id"])
 
@@ -142,7 +90,7 @@ async def _virtual(ctx: Context, n_hosts: int) -> Sample:
     ns = f"bv{uuid.uuid4().hex[:8]}"
     n = ctx.params["entities"]
     ids = [f"e{i}" for i in range(n)]
-    async with hosts(ctx.url, ns, n_hosts, "host"), ActorSystem(ctx.url, namespace=ns) as sender:
+    async with hosts(ctx.url, ns, n_hosts, "host", module=MODULE), ActorSystem(ctx.url, namespace=ns) as sender:
         # Activation latency: one id at a time, first message (claim in KV, on_start, reply).
         fresh = [await _asks(sender, VEntity, [f"first{i}"]) for i in range(ctx.params["activations"])]
         act = latency_summary([x[0] for x in fresh])
@@ -167,7 +115,7 @@ async def virtual3(ctx: Context) -> Sample:
     ns = f"bv{uuid.uuid4().hex[:8]}"
     n = ctx.params["entities"]
     ids = [f"e{i}" for i in range(n)]
-    async with hosts(ctx.url, ns, 3, "host") as hs, ActorSystem(ctx.url, namespace=ns) as sender:
+    async with hosts(ctx.url, ns, 3, "host", module=MODULE) as hs, ActorSystem(ctx.url, namespace=ns) as sender:
         await _asks(sender, VEntity, ids)
         tells = await _tell_rate(sender, VEntity, ids, ctx.params["per_id"])
         hs[0].kill()
@@ -211,38 +159,12 @@ def virtual(quick: bool) -> Scenario:
     )
 
 
-async def _orphaned(parent: int) -> None:
-    """Return once the parent is gone (the benchmark was killed): no host outlives it."""
-    while os.getppid() == parent:  # noqa: ASYNC110 -- nothing signals a parent's death: polled
-        await anyio.sleep(1.0)
-
-
-async def serve(url: str, ns: str, role: str, n: int) -> None:
-    parent = os.getppid()
-    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async with ActorSystem(url, namespace=ns, virtual=VirtualConfig()) as system:
-            if role == "host":
-                await system.host(VEntity)
-            else:
-                for i in range(n):
-                    await system.spawn(SEntity, f"e{i}")
-            print("ready", flush=True)
-            await until_stopped(signals, parent)
-
-
-async def until_stopped(signals: AsyncIterator[int], parent: int) -> None:
-    """Return on SIGTERM/SIGINT, or once the parent is gone."""
-    async with anyio.create_task_group() as tg:
-        async def until_signal() -> None:
-            async for _ in signals:
-                break
-            tg.cancel_scope.cancel()
-
-        async def until_orphaned() -> None:
-            await _orphaned(parent)
-            tg.cancel_scope.cancel()
-        tg.start_soon(until_signal)
-        tg.start_soon(until_orphaned)
+async def _setup(system: ActorSystem, role: str, n: int) -> None:
+    if role == "host":
+        await system.host(VEntity)
+    else:
+        for i in range(n):
+            await system.spawn(SEntity, f"e{i}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -253,7 +175,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("role", choices=("host", "spawn"))
     p.add_argument("n", type=int, nargs="?", default=0)
     a = p.parse_args(argv)
-    run(serve, a.url, a.ns, a.role, a.n)
+    run(serve, a.url, a.ns, lambda system: _setup(system, a.role, a.n))
 
 
 if __name__ == "__main__":

@@ -13,9 +13,6 @@ partitions' share: more hosts spread the handling, not the reading.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import os
-import signal
 import time
 import uuid
 
@@ -23,10 +20,13 @@ import anyio
 import msgspec
 
 from corps import Actor, ActorOptions, ActorSystem, Message, Request, VirtualConfig, handler, on_event, run
+from corps.bench._hosts import hosts, serve
 from corps.bench._model import Context, Row, Sample, Scenario, Variant
 from corps.bench.registry import register
-from corps.bench.virtual import Host, until_stopped
-from corps.virtual._partitions import read_partition_record
+from corps.virtual._partition_record import read_partition_record
+
+MODULE = "corps.bench._events_host"
+"""The hosts' module (the classes under their importable names, not as copies in ``__main__``)."""
 
 
 class Booked(Message):
@@ -112,37 +112,28 @@ async def _run(ctx: Context, role: str, n_hosts: int) -> Sample:
     per_key = ctx.params["per_key"]
     total = len(keys) * per_key
     cls: type[Actor] = PEntity if role == "host" else DEntity
-    async with ActorSystem(ctx.url, namespace=ns) as sender:
-        started = list(await asyncio.gather(*(_start(ctx.url, ns, role) for _ in range(n_hosts))))
-        try:
-            delay = 0.02
-            while role == "host" and not await _settled(sender, n_hosts, VirtualConfig().partitions):
-                await anyio.sleep(delay)  # polled: the records say when the hosts agree
-                delay = min(delay * 2, 0.2)
-            await _counted(sender, cls, keys)  # activates the keys of the partitioned class
-            t0 = time.perf_counter()
+    async with ActorSystem(ctx.url, namespace=ns) as sender, hosts(ctx.url, ns, n_hosts, role, module=MODULE):
+        delay = 0.02
+        while role == "host" and not await _settled(sender, n_hosts, VirtualConfig().partitions):
+            await anyio.sleep(delay)  # polled: the records say when the hosts agree
+            delay = min(delay * 2, 0.2)
+        await _counted(sender, cls, keys)  # activates the keys of the partitioned class
+        t0 = time.perf_counter()
 
-            async def publish(k: str) -> None:
-                for n in range(per_key):
-                    await sender.publish(Booked(k, n))
+        async def publish(k: str) -> None:
+            for n in range(per_key):
+                await sender.publish(Booked(k, n))
 
-            async with anyio.create_task_group() as tg:
-                for k in keys:
-                    tg.start_soon(publish, k)
-            published = time.perf_counter() - t0
-            delay = 0.02
-            while await _counted(sender, cls, keys) < total:
-                await anyio.sleep(delay)  # polling the handled count: nothing signals "all handled"
-                delay = min(delay * 2, 0.2)
-            seconds = time.perf_counter() - t0
-        finally:
-            for h in started:
-                await h.stop()
+        async with anyio.create_task_group() as tg:
+            for k in keys:
+                tg.start_soon(publish, k)
+        published = time.perf_counter() - t0
+        delay = 0.02
+        while await _counted(sender, cls, keys) < total:
+            await anyio.sleep(delay)  # polling the handled count: nothing signals "all handled"
+            delay = min(delay * 2, 0.2)
+        seconds = time.perf_counter() - t0
     return {"rate": total / seconds, "seconds": seconds, "publish_rate": total / published}
-
-
-async def _start(url: str, ns: str, role: str) -> Host:
-    return await Host.start(url, ns, role, module="corps.bench._events_host")
 
 
 async def partitioned1(ctx: Context) -> Sample:
@@ -173,16 +164,11 @@ def virtual_events(quick: bool) -> Scenario:
     )
 
 
-async def serve(url: str, ns: str, role: str) -> None:
-    parent = os.getppid()
-    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async with ActorSystem(url, namespace=ns, virtual=VirtualConfig()) as system:
-            if role == "host":
-                await system.host(PEntity)
-            else:
-                await system.serve_events(DEntity)
-            print("ready", flush=True)
-            await until_stopped(signals, parent)
+async def _setup(system: ActorSystem, role: str) -> None:
+    if role == "host":
+        await system.host(PEntity)
+    else:
+        await system.serve_events(DEntity)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -192,4 +178,4 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--ns", required=True)
     p.add_argument("role", choices=("host", "durable"))
     a = p.parse_args(argv)
-    run(serve, a.url, a.ns, a.role)
+    run(serve, a.url, a.ns, lambda system: _setup(system, a.role))

@@ -21,8 +21,10 @@ handled since its last checkpoint (at least once). Within a partition, events go
 instance one at a time, in stream order (a failed one is retried in place after its backoff, and
 dead-lettered after ``max_deliver`` attempts, as for any keyed handler).
 
-A delivery the consumer numbers out of turn (a gap: a message lost between server and client)
-restarts the read from the last sequence taken, as nats-py's ordered consumer does.
+The parts: ``_partitioned_part.py`` (one owned partition's state), ``_partitioned_read.py`` (the
+read: the consumer, pull requests, taking a delivery; a gap restarts it), ``_partitioned_suspects.py``
+(poison events after a takeover: suspects begun one at a time, each charged first); this module
+holds what corps.virtual calls and the outcomes of deliveries.
 """
 
 from __future__ import annotations
@@ -30,30 +32,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import heapq
-import json
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Final, Protocol, cast
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import anyio
-import msgspec
-from nats.js.api import DeliverPolicy
 
 from corps.errors import EventError
 from corps.events._classes import event_handlers_of
 from corps.events._delivery import EventDelivery
 from corps.events._dlq import write_dead_letter
-from corps.events._provision import consumer_config
+from corps.events._partitioned_part import Part, Suspect
+from corps.events._partitioned_read import PartitionedRead
+from corps.events._partitioned_suspects import SuspectRuns
 from corps.events._tasks import OwnTasks
-from corps.events._wire import REDRIVE_FOR, STATUS, EventDecoder, Inbound, events_subject, parse_ack_subject
+from corps.events._wire import EventDecoder, events_subject
 from corps.wire._client import Route, subscribe_route
-from corps.wire._codec import undecodable, union_of
+from corps.wire._codec import union_of
 from corps.wire._partition import partition_of
 
 if TYPE_CHECKING:
-    from nats.aio.msg import Msg
-
     from corps.core._cell import Cell
     from corps.core._host import ClassHost
     from corps.events._component import Events
@@ -68,64 +67,16 @@ RETRY_ROUTE: Final = 0.1
 """Seconds before an event that could not be routed now (activations at their bound) is tried again."""
 
 
-def _dseq(reply: str) -> int:
-    """The consumer sequence of a delivery (``$JS.ACK...``; 0 if unreadable): gaps show there."""
-    t = reply.split(".")
-    if len(t) >= 12:
-        t = t[2:]
-    try:
-        return int(t[6])
-    except (IndexError, ValueError):
-        return 0
-
-
-class Suspect(Protocol):
-    """A partition taken over from an owner that died (``corps.virtual._partitions.Suspect``)."""
-
-    @property
-    def until(self) -> int: ...
-    @property
-    def begun(self) -> int: ...
-    @property
-    def tries(self) -> int: ...
-    @property
-    def begin(self) -> Callable[[int, int], Awaitable[bool]]: ...
-
-
-class _Part:
-    """One partition this node owns."""
-
-    __slots__ = ("after", "dispatched", "done", "guard", "inflight", "open", "suspect", "synced", "undone")
-
-    def __init__(self, after: int, guard: Callable[[], bool], suspect: Suspect | None = None) -> None:
-        self.after = after
-        """Its record's position when claimed: every event at or below it was handled."""
-        self.dispatched = after
-        """The last sequence of this partition taken from the stream."""
-        self.done = after
-        """``through``, as last computed (it never goes back)."""
-        self.guard = guard
-        self.inflight: set[int] = set()
-        self.undone: set[int] = set()
-        """Taken and given up on (the partition is leaving): its next owner handles them."""
-        self.open = True
-        self.suspect = suspect
-        """Taken over from an owner that died: its events up to ``suspect.until`` are begun one at a
-        time on this node, each recorded first (and dead-lettered once begun ``max_deliver`` times)."""
-        self.synced = True
-        """The read has passed no event of this partition that it did not take (False while a
-        read that was already past ``after`` when it was acquired goes on: until it restarts)."""
-
-
 Route_ = Callable[[EventDelivery], "Cell | None"]
 
 
-class PartitionedConsumer(OwnTasks):
+class PartitionedConsumer(PartitionedRead, SuspectRuns, OwnTasks):
     """Reads one virtual class's keyed events and handles those of the partitions owned here.
 
     ``route(d)`` puts a delivery into its key's instance (activating it), or returns None when it
     cannot now (this node is not the id's owner, or activations are at their bound): retried.
-    Duck-types ``EventConsumer`` for ``run_delivery`` and the dead-letter writer.
+    Duck-types ``EventConsumer`` for ``run_delivery`` and the dead-letter writer. The read is
+    ``PartitionedRead``, the suspects after a takeover ``SuspectRuns``.
     """
 
     def __init__(self, events: Events, host: ClassHost, partitions: int, route: Route_) -> None:
@@ -145,7 +96,7 @@ class PartitionedConsumer(OwnTasks):
                              f"(@on_event(key=...)): {', '.join(unkeyed)}")
         self.decoder = EventDecoder(union_of(list(self.handlers)))
         self.filters = sorted({events_subject(events.namespace, tp) for tp in self.handlers})
-        self.parts: dict[int, _Part] = {}
+        self.parts: dict[int, Part] = {}
         self.outstanding: dict[int, EventDelivery] = {}
         self.keys: dict[str, deque[EventDelivery]] = {}
         self._part_of: dict[int, int] = {}
@@ -189,8 +140,8 @@ class PartitionedConsumer(OwnTasks):
 
     def acquire(self, p: int, after: int, guard: Callable[[], bool], suspect: Suspect | None = None) -> None:
         """Handle partition ``p`` from the event after sequence ``after`` on (its checkpoint);
-        ``suspect``: it was taken over from an owner that died (``corps.virtual._partitions``)."""
-        part = self.parts[p] = _Part(after, guard, suspect)
+        ``suspect``: it was taken over from an owner that died (``corps.virtual._partition_reader``)."""
+        part = self.parts[p] = Part(after, guard, suspect)
         if self.position > after:
             part.synced = False  # what the read passed since ``after`` is not taken: no checkpoint past it
             self._restart = True  # the read is past the checkpoint: read again from there
@@ -298,140 +249,6 @@ class PartitionedConsumer(OwnTasks):
             self._sub = None
         await self._drop_consumer()
 
-    # -- reading ---------------------------------------------------------------------------
-
-    async def _read_loop(self) -> None:
-        while not self._stopping:
-            if not self.parts:
-                self._wake.clear()
-                await self._drop_consumer()
-                await self._wake.wait()
-                continue
-            start = min(max(part.after, part.dispatched) for part in self.parts.values()) + 1
-            try:
-                await self._read_from(start)
-            except Exception as exc:  # noqa: BLE001 -- JetStream unreachable for now: read again shortly
-                log.warning("event consumer %s: read failed: %r", self.name, exc)
-                await anyio.sleep(self.cfg.heartbeat)
-
-    async def _read_from(self, start: int) -> None:
-        await self._drop_consumer()
-        self._restart = False
-        self._gen += 1
-        self.restarts += 1
-        cfg = consumer_config(None, self.filters, self.cfg, 0, deliver=DeliverPolicy.BY_START_SEQUENCE,
-                              start_seq=start, ack=False)
-        info = await self.events.js.add_consumer(self.events.stream, cfg)
-        self._cname, self._dseq = info.name, 0
-        self.position = start - 1
-        for part in self.parts.values():  # (one acquired while the consumer was being created may be behind it)
-            part.synced = max(part.after, part.dispatched) + 1 >= start
-            if not part.synced:
-                self._restart = True
-        nxt = f"$JS.API.CONSUMER.MSG.NEXT.{self.events.stream}.{info.name}"
-        token = 0
-        while not (self._stopping or self._restart or not self.parts):
-            room = self.cfg.max_ack_pending - len(self.outstanding)
-            if room <= 0:
-                self._room.clear()
-                with anyio.move_on_after(self.cfg.heartbeat):
-                    await self._room.wait()
-                continue
-            token += 1
-            want = min(self.cfg.batch, room)
-            self._asked = want
-            self._ended.clear()
-            body = json.dumps({"batch": want, "expires": int(self.cfg.fetch_expires * 1e9)}).encode()
-            await self.events.nc.publish(nxt, body, reply=f"{self._inbox}{self._gen}")
-            with anyio.move_on_after(self.cfg.fetch_expires + 2 * self.cfg.heartbeat) as scope:
-                await self._ended.wait()
-            if scope.cancelled_caught:
-                self._restart = True  # the request went unanswered (a server restart forgets it)
-
-    async def _drop_consumer(self) -> None:
-        name, self._cname = self._cname, ""
-        if name:
-            try:
-                await self.events.js.delete_consumer(self.events.stream, name)
-            except Exception:  # noqa: BLE001 -- ephemeral: the server removes it after 30 s anyway
-                log.debug("event consumer %s: read consumer %s not deleted", self.name, name)
-
-    def _take(self, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> bool:
-        if not reply:
-            return False  # a status: _on_status
-        self._delivered(Inbound(subject, reply.decode(), data, headers))
-        return True
-
-    async def _on_status(self, msg: Msg) -> None:
-        if msg.reply:
-            self._delivered(Inbound(msg.subject, msg.reply, msg.data, headers=msg.headers or {}))
-            return
-        status = (msg.headers or {}).get(STATUS, "")
-        if msg.subject == f"{self._inbox}{self._gen}" and status in ("404", "408", "409"):
-            self._ended.set()  # the request is over
-
-    def _delivered(self, msg: Inbound) -> None:
-        meta = parse_ack_subject(msg.reply)
-        if meta is None or meta.consumer != self._cname or self._restart:
-            return  # an earlier read's, or one being replaced
-        dseq = _dseq(msg.reply)
-        if dseq != self._dseq + 1:
-            self.gaps += 1
-            self._restart = True  # a delivery lost on the way: read again from the last one taken
-            self._ended.set()
-            return
-        self._dseq = dseq
-        self._asked -= 1
-        if self._asked <= 0:
-            self._ended.set()
-        seq = meta.stream_seq
-        self.position = seq
-        meta.consumer = self.name  # dead letters name the class, so redrive finds this consumer
-        target = msg.header(REDRIVE_FOR)
-        if target is not None and target != self.name:
-            return  # redriven for another consumer
-        try:
-            event = self.decoder.decode(msg.data)
-        except Exception as exc:  # noqa: BLE001 -- untrusted bytes: dead-lettered by partition 0's owner
-            why = f"{type(exc).__name__}: {exc}" if isinstance(exc, msgspec.MsgspecError) else undecodable(exc)
-            d = self._take_delivery(0, seq, EventDelivery(self._as_consumer, msg, meta, None, None, None))
-            if d is not None:
-                self.host.metrics.undecodable += 1
-                self._spawn(self._dead_letter(d, "undecodable", why))
-            return
-        spec = self.handlers[type(event)]
-        try:
-            key = spec.key_of(event)
-        except AttributeError as exc:  # a dotted key through an optional part that is None
-            d = self._take_delivery(0, seq, EventDelivery(self._as_consumer, msg, meta, event, spec, None))
-            if d is not None:
-                self._spawn(self._dead_letter(d, "no-key", f"{spec.key}: {exc}"))
-            return
-        assert key is not None
-        d = self._take_delivery(partition_of(key, self.n), seq,
-                                EventDelivery(self._as_consumer, msg, meta, event, spec, key))
-        if d is None:
-            return
-        if key in self.keys:
-            self.keys[key].append(d)  # one event at a time per key, in stream order
-        else:
-            self.keys[key] = deque()
-            self._route(d)
-
-    def _take_delivery(self, p: int, seq: int, d: EventDelivery) -> EventDelivery | None:
-        part = self.parts.get(p)
-        if part is None or not part.open or seq <= part.dispatched:
-            self.skipped += part is None
-            return None  # owned elsewhere, leaving, or taken before this read restarted
-        if not part.guard():
-            part.open = False  # this node's lease ran out (drop_all follows): no checkpoint past this
-            return None
-        part.dispatched = seq
-        part.inflight.add(seq)
-        self.outstanding[seq] = d
-        self._part_of[seq] = p
-        return d
-
     def _route(self, d: EventDelivery) -> None:
         seq = d.meta.stream_seq
         part = self.parts.get(self._part_of.get(seq, -1))
@@ -456,45 +273,6 @@ class PartitionedConsumer(OwnTasks):
         self._timers.pop(seq, None)
         if not self._stopping and seq in self.outstanding:
             self._route(d)
-
-    def _next_suspect(self) -> None:
-        """Begin the first waiting suspect event if none is begun on this node."""
-        if self._suspect in self.outstanding:
-            return
-        self._suspect = 0
-        while self._suspects:
-            seq, d = heapq.heappop(self._suspects)
-            if self.outstanding.get(seq) is d:
-                self._suspect = seq
-                self._spawn(self._begin_suspect(d))
-                return
-
-    async def _begin_suspect(self, d: EventDelivery) -> None:
-        """Charge the suspect event an attempt in its partition's record, then run it; dead-letter
-        it instead if owners that died have begun it ``max_deliver`` times already."""
-        seq = d.meta.stream_seq
-        part = self.parts.get(self._part_of.get(seq, -1))
-        suspect = part.suspect if part is not None else None
-        if part is None or not part.open or suspect is None or d.spec is None:
-            self._give_up(d)
-            return
-        tries = suspect.tries if seq == suspect.begun else 0
-        if tries >= d.spec.max_deliver:
-            d.meta.delivered = tries
-            self.crashed_owners += 1
-            await self._dead_letter(d, "crashed-owners", f"begun {tries} times by owners that died before it finished")
-            return
-        if not await suspect.begin(seq, tries + 1):
-            if self.outstanding.get(seq) is d:
-                self._suspect = 0
-                if self._stopping or not part.open:
-                    self._give_up(d)
-                else:  # the KV is unusable for now: tried again
-                    self._later(d, self.cfg.heartbeat)
-            return
-        d.meta.delivered = tries + 1  # the attempts of the owners that died count towards max_deliver
-        self._charged.add(seq)
-        self._route(d)
 
     async def _rescue_loop(self) -> None:
         """Deliveries whose instance was dropped before running them (an activation fenced off,

@@ -4,8 +4,9 @@ Counted as it happens (hooks): handled messages, handler errors and latency per 
 message type; dead letters per class and type; consumer redeliveries and pending counts (from
 each delivery's ``$JS.ACK`` subject); sagas started and ended per class; saga step latency and
 outcomes per class and step. Read at scrape: mailbox depth and overloads per class, sagas in
-flight per class. Labels are class, message type, saga, step and consumer names: finite sets,
-never ids, and bounded all the same (``_exposition.MAX_SERIES``).
+flight per class, node totals (dead letters, events processed, stored traceparents refused).
+Labels are class, message type, saga, step and consumer names: finite sets, never ids, and
+bounded all the same (``_exposition.MAX_SERIES``).
 """
 
 from __future__ import annotations
@@ -130,7 +131,7 @@ class Metrics(Observer):
         return CONTENT_TYPE, render([*self._counted, *self._read()])
 
     def _read(self) -> list[Family]:
-        """What the node holds now: mailbox depths, overloads, sagas in flight, totals."""
+        """What the node holds now: mailbox depths, overloads, sagas in flight, totals, refused traceparents."""
         depth = Family("corps_mailbox_depth", "messages waiting in the mailboxes of a class's instances", "gauge",
                        ("class",))
         overloads = Family("corps_overloads_total", "messages refused by a full or overloaded mailbox", "counter",
@@ -141,6 +142,8 @@ class Metrics(Observer):
                             "counter", ())
         event_done = Family("corps_events_processed_total", "events a consumer handled and acknowledged", "counter",
                             ("consumer",))
+        bad_traceparents = Family("corps_bad_traceparents_total", "sagas taken over whose stored traceparent was "
+                                  "malformed: refused, they went on in a new trace", "counter", ())
         node = self._node
         if node is not None:
             for host in list(node._hosts.values()):
@@ -158,4 +161,5 @@ class Metrics(Observer):
                 if name.startswith("events."):
                     event_done.set((name.removeprefix("events."),), c["processed"])
             dead_total.set((), node.dead_letters.count + counts["system"].get("event_dead_letters", 0))
-        return [depth, overloads, in_flight, dead_total, event_done]
+            bad_traceparents.set((), counts["system"].get("bad_traceparents", 0))
+        return [depth, overloads, in_flight, dead_total, event_done, bad_traceparents]

@@ -58,10 +58,14 @@ def forward_state() -> ForwardState | None:
     return _forward_state.get()
 
 
-# -- the forward step ----------------------------------------------------------------------
+# -- the wrapper both share ----------------------------------------------------------------
 
 
-def _forward(fn: Handler[M, R], spec: ParticipantSpec) -> Handler[M, R]:
+def _participant(fn: Handler[M, R], spec: ParticipantSpec,
+                 run: Callable[[Actor, M, str, Callable[[bytes], R]], Awaitable[R]]) -> Handler[M, R]:
+    """The wrapper of ``@idempotent`` and ``@compensation``: with no idempotency key the handler
+    runs as is; a reply this instance remembers answers a repeat; otherwise ``run(self, msg, key,
+    decode)`` follows the record protocol (``decode`` reads a recorded reply)."""
     decode = _reply_decoder(fn)
 
     @functools.wraps(fn)
@@ -73,12 +77,22 @@ def _forward(fn: Handler[M, R], spec: ParticipantSpec) -> Handler[M, R]:
         if remembered is not None:
             result: R = decode(remembered)
             return result
+        return await run(self, msg, key, decode)
+
+    setattr(wrapper, _SPEC, spec)
+    return wrapper
+
+
+# -- the forward step ----------------------------------------------------------------------
+
+
+def _forward(fn: Handler[M, R], spec: ParticipantSpec) -> Handler[M, R]:
+    async def run(self: Actor, msg: M, key: str, decode: Callable[[bytes], R]) -> R:
         records = await records_for(self, spec.effect or "external")
         revision, found = await _begin(records, key)  # create first: read only on a conflict
         if found is not None:
             if found.done:
-                result = decode(found.reply)
-                return result
+                return decode(found.reply)
             if found.refusal:
                 raise StepRejected(found.refusal)  # refused before: a late copy is refused the same way
             if not found.intent:
@@ -107,8 +121,7 @@ def _forward(fn: Handler[M, R], spec: ParticipantSpec) -> Handler[M, R]:
         await finish(self, records, key, revision, encode(reply))
         return reply
 
-    setattr(wrapper, _SPEC, spec)
-    return wrapper
+    return _participant(fn, spec, run)
 
 
 async def _begin(records: Records, key: str, *, undo: bool = False) -> tuple[int, Record | None]:
@@ -128,18 +141,9 @@ async def _begin(records: Records, key: str, *, undo: bool = False) -> tuple[int
 
 
 def _compensation(fn: Handler[M, R], spec: ParticipantSpec) -> Handler[M, R]:
-    decode = _reply_decoder(fn)
     noop = spec.noop
 
-    @functools.wraps(fn)
-    async def wrapper(self: Actor, msg: M) -> R:
-        key = current_idempotency_key()
-        if key is None:
-            return await fn(self, msg)
-        remembered = await answered_from_memory(self, key)
-        if remembered is not None:
-            result: R = decode(remembered)
-            return result
+    async def run(self: Actor, msg: M, key: str, decode: Callable[[bytes], R]) -> R:
         records = await records_for(self, spec.effect or class_effect(type(self)))
         forward = key.removesuffix(UNDO_SUFFIX)
         await settled(self, forward)  # the step's outcome, still being written here, lands first
@@ -156,8 +160,7 @@ def _compensation(fn: Handler[M, R], spec: ParticipantSpec) -> Handler[M, R]:
             # The handler runs: an intent first, so a retry after a crash in it runs it again.
             revision, found = await _begin(records, key, undo=True)
             if found is not None and found.done:
-                result = decode(found.reply)
-                return result
+                return decode(found.reply)
             if found is not None:
                 log.warning("%s: an earlier compensation began and recorded no outcome (its process died?); "
                             "running the handler again", key)
@@ -172,8 +175,7 @@ def _compensation(fn: Handler[M, R], spec: ParticipantSpec) -> Handler[M, R]:
         finally:
             _forward_state.reset(token)
 
-    setattr(wrapper, _SPEC, spec)
-    return wrapper
+    return _participant(fn, spec, run)
 
 
 async def _first_reply(records: Records, key: str, decode: Callable[[bytes], R]) -> R:
@@ -209,7 +211,6 @@ async def _fence(records: Records, forward: str) -> ForwardState:
         if await records.update(forward, Record(False, refusal=refusal, intent=True), revision):
             return ForwardState.MAYBE
     raise SagaStoreUnavailable(f"idempotency record {forward!r} keeps changing")
-
 
 
 # -- replies -------------------------------------------------------------------------------

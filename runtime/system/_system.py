@@ -138,8 +138,11 @@ class ActorSystem(Node, SagaAPI):
     def metrics(self) -> dict[str, dict[str, int]]:
         """``Node.metrics``, plus ``events.{Class}`` per event consumer (processed, dead_lettered,
         stalls, unfinished, outstanding; ``system.event_dead_letters`` sums them) and
-        ``virtual.{Class}`` (see ``Virtual.stats``) per virtual class."""
+        ``virtual.{Class}`` (see ``Virtual.stats``) per virtual class; ``system.bad_traceparents``:
+        sagas its coordinator took over whose stored traceparent was malformed (ignored, counted)."""
         out = super().metrics()
+        coordinator = self._coordinator
+        out["system"]["bad_traceparents"] = coordinator.bad_traceparents if coordinator is not None else 0
         consumers = self._events_ext.consumers()
         for name, c in consumers.items():
             out[f"events.{name}"] = {"processed": c.processed, "dead_lettered": c.dead_lettered,

@@ -15,7 +15,8 @@ from corps.virtual._config import VirtualConfig
 from corps.virtual._history import Activation, History
 from corps.virtual._membership import Membership
 from corps.virtual._ownership import Owners
-from corps.virtual._partitions import ClassPartitions, Reader
+from corps.virtual._partition_reader import Reader
+from corps.virtual._partitions import ClassPartitions
 from corps.virtual._state import StateStore
 from corps.wire._security import Security
 from corps.wire._transport import connect, flush

@@ -20,21 +20,23 @@ partitions (``corps.wire._partition``). Each partition is owned by one hosting n
   followed the last checkpoint (at least once).
 
 The reading itself is ``corps.events._partitioned.PartitionedConsumer`` (``Reader`` here: this
-package does not import events).
+package does not import events; ``_partition_reader.py``). The record and its codec are
+``_partition_record.py``; checkpoints and the charging of suspects, ``_partition_checkpoints.py``.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.lowlevel
-import msgspec
 import nats.js.errors
 
+from corps.virtual._partition_checkpoints import Checkpoints
+from corps.virtual._partition_reader import Reader, Suspect
+from corps.virtual._partition_record import PartitionRecord, encode_record, placement_key, read_partition_record
 from corps.virtual._rendezvous import owner
 from corps.wire._client import Throttled
 from corps.wire._partition import partition_of
@@ -52,73 +54,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("corps.virtual")
 
-CHECKPOINT: Final = 1.0
-"""Seconds between checkpoints of an owned partition (a node that dies redelivers at most what
-it handled since, plus what it had in flight)."""
 _POLL = 0.01
 _POLL_MAX = 0.2
 
 
-class Reader(Protocol):
-    """What the partitions tell the events side (``PartitionedConsumer``)."""
-
-    def acquire(self, p: int, after: int, guard: Callable[[], bool], suspect: Suspect | None = None) -> None: ...
-    async def horizon(self) -> int: ...
-    async def release(self, p: int, wait: float) -> int: ...
-    def through(self, p: int) -> int: ...
-    def drop_all(self) -> None: ...
-    async def start(self) -> None: ...
-    async def stop(self) -> None: ...
-    def stats(self) -> dict[str, int]: ...
-
-
-class PartitionRecord(msgspec.Struct, frozen=True, omit_defaults=True):
-    node: str
-    seq: int = 0
-    until: int = 0
-    """Events of the partition at or below it may have been begun by an owner that died: they are
-    begun one at a time, each recorded in ``begun`` first (0 once ``seq`` passes it)."""
-    begun: int = 0
-    """The stream sequence of the suspect event last begun (unfinished while above ``seq``)..."""
-    tries: int = 0
-    """...and how many owners have begun it so far (the charged attempts)."""
-
-
-class Suspect(msgspec.Struct, frozen=True):
-    """What a partition's new owner learns from a record taken over from an owner that died."""
-
-    until: int
-    """Events of the partition at or below it are suspects: begun one at a time, each recorded first."""
-    begun: int
-    """The suspect event an owner began and did not finish (0: none)..."""
-    tries: int
-    """...and the owners that began it (each died before it finished)."""
-    begin: Callable[[int, int], Awaitable[bool]]
-    """``begin(seq, tries)``: record that this owner begins ``seq`` for the ``tries``-th time (False:
-    not recorded, the partition was lost or the KV is unusable)."""
-
-
-_encode = msgspec.json.Encoder().encode
-_decode = msgspec.json.Decoder(PartitionRecord).decode
-
-
-def read_partition_record(data: bytes) -> PartitionRecord | str:
-    """Decode a partition record (untrusted bytes); a string says why it is unreadable."""
-    try:
-        record = _decode(data)
-    except Exception as exc:  # noqa: BLE001 -- untrusted bytes: any failure is the writer's problem
-        return f"{type(exc).__name__}: {exc}"[:200]
-    if min(record.seq, record.until, record.begun, record.tries) < 0:
-        return f"negative field in {record}"[:200]
-    return record
-
-
-def placement_key(p: int) -> str:
-    return f"~p{p}"
-
-
-class ClassPartitions:
-    """The partitions of one virtual class on this node."""
+class ClassPartitions(Checkpoints):
+    """The partitions of one virtual class on this node (its record writes: ``Checkpoints``)."""
 
     def __init__(self, activator: ClassActivator, membership: Membership, kv: KeyValue, cfg: VirtualConfig,
                  tg: TaskGroup, history: History, drain: float) -> None:
@@ -246,7 +187,7 @@ class ClassPartitions:
         key, me = self._key(p), self.m.me
         mine = PartitionRecord(f"{me}:{epoch}")
         try:
-            return await self.kv.create(key, _encode(mine), validate_keys=False), mine
+            return await self.kv.create(key, encode_record(mine), validate_keys=False), mine
         except nats.js.errors.KeyWrongLastSequenceError:
             pass
         try:
@@ -266,7 +207,7 @@ class ClassPartitions:
             until = max(until, await self.reader.horizon()) if self.reader is not None else until
         begun, tries = (held.begun, held.tries) if held.begun > held.seq else (0, 0)
         taken = PartitionRecord(f"{me}:{epoch}", held.seq, until if until > held.seq else 0, begun, tries)
-        token = await self.kv.update(key, _encode(taken), last=entry.revision, validate_keys=False)
+        token = await self.kv.update(key, encode_record(taken), last=entry.revision, validate_keys=False)
         return token, taken
 
     async def _hand_over(self, p: int, *, moved: bool = True) -> None:
@@ -286,86 +227,12 @@ class ClassPartitions:
                 self.moves_out += 1
                 self.history.record(self.name, placement_key(p), self.m.me, token, "move")
                 try:
-                    await self.kv.update(self._key(p), _encode(PartitionRecord("", seq, until if until > seq else 0)),
-                                         last=revision, validate_keys=False)
+                    released = PartitionRecord("", seq, until if until > seq else 0)
+                    await self.kv.update(self._key(p), encode_record(released), last=revision, validate_keys=False)
                 except Exception as exc:  # noqa: BLE001 -- the record stays ours: the next owner waits for our lease
                     self._quiet.warning("partition", "hand-over of %s failed: %r", self._key(p), exc)
         finally:
             self._leaving.discard(p)
-
-    async def checkpoint_forever(self) -> None:
-        while self.reader is not None:
-            await anyio.sleep(CHECKPOINT)
-            await self.checkpoint()
-
-    async def checkpoint(self) -> None:
-        async with self._writes:
-            await self._checkpoint()
-
-    async def _checkpoint(self) -> None:
-        reader = self.reader
-        if reader is None or not self.m.valid():
-            return
-        for p, revision in list(self._revisions.items()):
-            if p in self._leaving:
-                continue
-            seq = reader.through(p)
-            if seq <= self._written.get(p, 0) or not self.m.valid():
-                continue
-            if await self._write(p, revision, seq):
-                self.checkpoints += 1
-
-    async def _write(self, p: int, revision: int, seq: int) -> bool | None:
-        """Write ``p``'s record at checkpoint ``seq`` (CAS on ``revision``, under ``_writes``):
-        True if written, False if taken over (this node was fenced off), None if the KV failed."""
-        try:
-            new = await self.kv.update(self._key(p), _encode(self._record(p, seq)), last=revision,
-                                       validate_keys=False)
-        except nats.js.errors.KeyWrongLastSequenceError:
-            self.lost += 1  # taken over: this node was fenced off (its lapse drops it too)
-            log.warning("partition %s was taken over: this node's claim on it had lapsed", self._key(p))
-            return False
-        except Exception as exc:  # noqa: BLE001 -- KV unusable for now: tried again later
-            self._quiet.warning("checkpoint", "write of %s failed: %r", self._key(p), exc)
-            return None
-        if self._revisions.get(p) != revision:
-            return False
-        self._revisions[p] = new
-        self._written[p] = seq
-        return True
-
-    def _record(self, p: int, seq: int) -> PartitionRecord:
-        """Partition ``p``'s record as this node holds it, checkpointed at ``seq``: the suspects
-        and the one begun last are kept until the checkpoint passes them."""
-        until = self._until.get(p, 0)
-        begun, tries = self._begun.get(p, (0, 0))
-        if begun <= seq:
-            begun = tries = 0
-        return PartitionRecord(f"{self.m.me}:{self._epochs[p]}", seq, until if until > seq else 0, begun, tries)
-
-    async def begin(self, p: int, seq: int, tries: int) -> bool:
-        """Record that this node begins suspect event ``seq`` of ``p`` for the ``tries``-th time (with
-        the checkpoint, in one compare-and-set); False if not recorded (the event must not run)."""
-        reader = self.reader
-        async with self._writes:
-            if reader is None or p in self._leaving or not self.m.valid():
-                return False
-            for q, (begun, _) in list(self._begun.items()):
-                # the suspect before, in another partition, finished: its record must say so before
-                # this one begins, or a death now would charge it
-                revision = self._revisions.get(q)
-                if q != p and revision is not None and begun > self._written.get(q, 0):
-                    through = reader.through(q)
-                    if through >= begun and await self._write(q, revision, through) is None:
-                        return False
-            revision = self._revisions.get(p)
-            if revision is None:
-                return False
-            self._begun[p] = (seq, tries)
-            if await self._write(p, revision, max(reader.through(p), self._written.get(p, 0))):
-                self.suspects_begun += 1
-                return True
-            return False
 
     def lapse(self) -> None:
         """This node's lease ran out: every partition is dropped at once, without a hand-over."""
@@ -407,4 +274,4 @@ class ClassPartitions:
         return out
 
 
-__all__ = ["ClassPartitions", "PartitionRecord", "Reader", "Suspect", "read_partition_record"]
+__all__ = ["ClassPartitions"]

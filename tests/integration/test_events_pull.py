@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
 import nats
+from nats.aio.msg import Msg
 
 from corps import ActorSystem, EventsConfig
 from tests.integration.events_domain import Log, Recorder
@@ -52,6 +54,38 @@ async def test_pull_requests_never_ask_beyond_max_ack_pending(nats_server: Any, 
         await system.spawn(Recorder, "r")
         seen = await _waiting(nats_server, system, "Recorder")
     assert max(seen) == 1, seen
+
+
+async def test_two_pull_requests_are_open_again_after_the_first_two_expire(
+    nats_server: Any, corps_namespace: str
+) -> None:
+    """Each expired request is closed by its own end status, so the two that replace them are both
+    open: the node remembers the tokens of every request it has open (``OPEN_TOKENS``), not only
+    the last one (with one remembered, the first 408 is not recognised, its batch stays counted
+    as asked for, and from then on a single request is open at a time)."""
+    Recorder.log = Log()
+    cfg = EventsConfig(batch=100, max_ack_pending=1000, fetch_expires=0.6, heartbeat=0.2)  # empty stream: expiries
+    expired: set[str] = set()
+    both = anyio.Event()
+
+    async def status(msg: Msg) -> None:
+        if (msg.headers or {}).get("Status") == "408":
+            expired.add(msg.subject.rsplit(".", 1)[-1])
+            if {"1", "2"} <= expired:
+                both.set()
+
+    watcher = await nats.connect(nats_server.url)
+    try:
+        await watcher.subscribe(f"{corps_namespace}.evin.>", cb=status)  # the node's pull inboxes, heard too
+        await watcher.flush()
+        async with ActorSystem(nats_server.url, namespace=corps_namespace, events=cfg) as system:
+            await system.spawn(Recorder, "r")
+            with anyio.fail_after(10):
+                await both.wait()  # requests 1 and 2 are over: their replacements were asked for
+            seen = await _waiting(nats_server, system, "Recorder")
+    finally:
+        await watcher.close()
+    assert max(seen) == 2, seen
 
 
 async def test_every_event_arrives_once_through_pipelined_pulls(nats_server: Any, corps_namespace: str) -> None:

@@ -12,10 +12,10 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from corps import ActorSystem
+from corps import ActorSystem, Observer
 from corps.cli._trace import format_trace
 from corps.examples.shop.orchestrated import COURIER, PAYMENTS, WAREHOUSE, Inventory, Payments, PlaceOrder, Shipping
-from corps.observe import Tracing
+from corps.observe import Metrics, Tracing
 from corps.saga import Coordinator, SagaStatus
 from corps.tools._trace import trace
 from corps.wire._embedded import EmbeddedServer
@@ -49,10 +49,10 @@ async def coordinators(nats_server: EmbeddedServer, corps_namespace: str,
     provider = traced[0]
     async with contextlib.AsyncExitStack() as stack:
 
-        async def make() -> ActorSystem:
+        async def make(*observers: Observer) -> ActorSystem:
             return await stack.enter_async_context(ActorSystem(
                 nats_server.url, namespace=corps_namespace, saga_lease=0.6, saga_scan_interval=0.1,
-                sagas=(PlaceOrder,), observers=[Tracing(provider)]))
+                sagas=(PlaceOrder,), observers=[Tracing(provider), *observers]))
 
         yield make
 
@@ -96,6 +96,7 @@ async def test_a_saga_taken_over_after_a_crash_keeps_the_trace_it_was_started_in
     # What the participants' handlers did after the takeover is in the trace too.
     assert {s.context.trace_id for s in spans if s.name == "process Shipping"} == {trace_id}
     assert c2.bad_traceparents == 0
+    assert second.metrics()["system"]["bad_traceparents"] == 0
     # The saga's record names that trace: saga_status, and `corps trace` (its saga is whole by its id).
     assert (await second.saga_status(sid)).trace_id == f"{trace_id:032x}"
     t = await trace(second, sid)
@@ -116,11 +117,16 @@ async def test_a_hostile_traceparent_in_a_stored_record_is_ignored_and_counted(
     state = msgspec.structs.replace(record.state, traceparent=hostile)
     await saga_log.write(msgspec.structs.replace(record, state=state), revision)
 
-    second: ActorSystem = await coordinators()
+    metrics = Metrics()
+    second: ActorSystem = await coordinators(metrics)
     c2 = await second.coordinator()
     assert (await second.wait_saga(sid, timeout=10)).status is SagaStatus.COMPLETED
     await ended.wait(STEPS[-1])
     assert c2.bad_traceparents == 1
+    # Exposed as its siblings are: in metrics() and in the Prometheus exporter.
+    assert second.metrics()["system"]["bad_traceparents"] == 1
+    _, body = metrics.scrape()
+    assert "\ncorps_bad_traceparents_total 1\n" in body.decode()
     assert (await second.saga_status(sid)).trace_id == ""
     after = [s for s in exporter.get_finished_spans() if s.name in STEPS[1:]]
     assert after

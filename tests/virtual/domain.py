@@ -46,24 +46,23 @@ class Hold(Message):
     release: str
 
 
-class Counter(Actor, options=ActorOptions(virtual=True, idle_after=0.3)):
-    lifecycle: ClassVar[list[tuple[str, str]]] = []
+class Seeing(Actor):
+    """Counts what it handles and answers which activation handled it (``Seen``); the virtual
+    entities of the tests (``Counter`` here, ``vnode.Tally`` in node processes) are these."""
 
     def __init__(self) -> None:
         self.count = 0
         self.last: dict[str, int] = {}
 
-    async def on_start(self) -> None:
-        Counter.lifecycle.append(("start", self.id))
-
-    async def on_stop(self) -> None:
-        Counter.lifecycle.append(("stop", self.id))
+    def saw(self, token: int, sender: str, n: int) -> None:
+        """Each message handled, as it is (a node process writes it down)."""
 
     def _see(self, sender: str, n: int) -> Seen:
         self.count += 1
         last = self.last.get(sender, -1)
         self.last[sender] = n
         token = self.system.virtual.token(type(self), self.id) or 0  # type: ignore[attr-defined]
+        self.saw(token, sender, n)
         return Seen(self.id, self.system.node, token, self.count, last)
 
     @handler
@@ -73,6 +72,16 @@ class Counter(Actor, options=ActorOptions(virtual=True, idle_after=0.3)):
     @handler
     async def poke(self, msg: Poke) -> None:
         self._see(msg.sender, msg.n)
+
+
+class Counter(Seeing, options=ActorOptions(virtual=True, idle_after=0.3)):
+    lifecycle: ClassVar[list[tuple[str, str]]] = []
+
+    async def on_start(self) -> None:
+        Counter.lifecycle.append(("start", self.id))
+
+    async def on_stop(self) -> None:
+        Counter.lifecycle.append(("stop", self.id))
 
 
 class Plain(Actor):

@@ -5,7 +5,6 @@ handled by two nodes at once (checked from the nodes' own records with fencing t
 from __future__ import annotations
 
 import time
-import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,44 +15,21 @@ import pytest
 
 from corps import ActorSystem
 from corps.testing import NatsCluster
-from corps.virtual._partitions import read_partition_record
-from tests.fault.procs import Nodes
+from corps.virtual._partition_record import read_partition_record
 from tests.fault.world import wait_for
 from tests.virtual.domain import Entry
-from tests.virtual.load import overlap_problems, read_history, single_activation_problems
-from tests.virtual.test_virtual_cluster import TTL, VNode
+from tests.virtual.hosts import VHosts, started
+from tests.virtual.load import overlap_problems, single_activation_problems
+from tests.virtual.test_virtual_cluster import TTL
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 
-class EventCluster:
-    def __init__(self, nodes: Nodes, cluster: NatsCluster, workdir: Path) -> None:
-        self.nodes = nodes
-        self.cluster = cluster
-        self.workdir = workdir
-        self.procs: list[VNode] = []
-
-    def add(self, i: int) -> VNode:
-        url = ",".join(self.cluster.urls[i % 3:] + self.cluster.urls[: i % 3])
-        n = VNode(f"e{i}", "host", ["--url", url, "--ns", self.nodes.ns, "--out", str(self.out(i)), "--ttl", str(TTL),
-                                     "--replicas", "3", "--ledger"], self.workdir, None)
-        self.nodes.nodes.append(n)
-        self.procs.append(n)
-        return n
-
-    def out(self, i: int) -> Path:
-        return self.workdir / f"e{i}.jsonl"
-
-    def history(self) -> tuple[list[list[object]], list[dict[str, object]]]:
-        return read_history([self.out(i) for i in range(len(self.procs))])
-
-
 @pytest.fixture
-async def ecluster(nats_cluster: NatsCluster, tmp_path: Path) -> AsyncIterator[EventCluster]:
-    async with Nodes(nats_cluster.urls[0], f"e{uuid.uuid4().hex[:8]}", tmp_path) as nodes:
-        c = EventCluster(nodes, nats_cluster, tmp_path)
-        await nodes.start(*(c.add(i) for i in range(3)))
-        yield c
+async def ecluster(nats_cluster: NatsCluster, tmp_path: Path) -> AsyncIterator[VHosts]:
+    async with started(VHosts, nats_cluster.urls, tmp_path, "e", 3, "--ttl", str(TTL), "--replicas", "3",
+                       "--ledger") as hosts:
+        yield hosts
 
 
 def order_problems(handled: list[list[object]], published: dict[str, int]) -> list[str]:
@@ -100,7 +76,7 @@ async def _publish(system: ActorSystem, keys: list[str], ns: range) -> None:
 
 
 async def test_keyed_events_keep_per_key_order_across_a_kill_a_join_and_a_graceful_leave(
-        ecluster: EventCluster, soak: bool) -> None:
+        ecluster: VHosts, soak: bool) -> None:
     keys = [f"e{i}" for i in range(1_000)]
     per_phase = 4 if soak else 2
     phases = [range(i * per_phase, (i + 1) * per_phase) for i in range(3)]
@@ -111,7 +87,7 @@ async def test_keyed_events_keep_per_key_order_across_a_kill_a_join_and_a_gracef
         done = {(str(h[0]), int(h[3])) for h in handled}  # type: ignore[call-overload]
         return all((k, n) in done for k in keys for n in range(upto))
 
-    async with ActorSystem(ecluster.cluster.urls, namespace=ecluster.nodes.ns) as client:
+    async with ActorSystem(ecluster.urls, namespace=ecluster.nodes.ns) as client:
         async def settled() -> bool:  # every partition claimed, by the three nodes
             owners = await partition_owners(client)
             return all(owners) and len(set(owners)) == 3

@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from corps import Actor, ActorOptions, ActorSystem, EventError, VirtualConfig, on_event
-from corps.virtual._partitions import PartitionRecord, read_partition_record
+from corps.virtual._partition_record import PartitionRecord, read_partition_record
 from corps.wire._partition import MAX_PARTITIONS, fnv1a32, partition_of
 from tests.fault.world import wait_for
 from tests.virtual.domain import Entry, Handled, Hit, Keeper, Ledger

@@ -7,7 +7,6 @@ real server."""
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,12 +15,10 @@ import pytest
 
 from corps import ActorSystem, EmbeddedServer
 from corps.wire._partition import partition_of
-from tests.fault.procs import Nodes
 from tests.fault.world import wait_for
 from tests.virtual.domain import Entry
-from tests.virtual.load import read_history
+from tests.virtual.hosts import VHosts, started
 from tests.virtual.test_partitioned_cluster import _publish, order_problems, partition_owners
-from tests.virtual.test_virtual_cluster import VNode
 
 pytestmark = [pytest.mark.slow]
 
@@ -29,46 +26,25 @@ MAX_DELIVER = 3  # Ledger.entry's
 TTL = 1.0  # a death is noticed within a second: four of them fit the test's time
 
 
-class Hosts:
-    def __init__(self, nodes: Nodes, url: str, workdir: Path) -> None:
-        self.nodes = nodes
-        self.url = url
-        self.workdir = workdir
-        self.procs: list[VNode] = []
-
-    def add(self, i: int) -> VNode:
-        n = VNode(f"p{i}", "host", ["--url", self.url, "--ns", self.nodes.ns, "--out", str(self.out(i)),
-                                     "--ttl", str(TTL), "--ledger"], self.workdir, None)
-        self.nodes.nodes.append(n)
-        self.procs.append(n)
-        return n
-
-    def out(self, i: int) -> Path:
-        return self.workdir / f"p{i}.jsonl"
-
-    def handled(self) -> list[list[object]]:
-        return read_history([self.out(i) for i in range(len(self.procs))])[0]
-
-
 @pytest.fixture
-async def hosts(nats_server: EmbeddedServer, tmp_path: Path) -> AsyncIterator[Hosts]:
-    async with Nodes(nats_server.url, f"x{uuid.uuid4().hex[:8]}", tmp_path) as nodes:
-        h = Hosts(nodes, nats_server.url, tmp_path)
-        await nodes.start(*(h.add(i) for i in range(MAX_DELIVER + 2)))  # one survives the deaths it takes
+async def hosts(nats_server: EmbeddedServer, tmp_path: Path) -> AsyncIterator[VHosts]:
+    # one survives the deaths it takes
+    async with started(VHosts, [nats_server.url], tmp_path, "p", MAX_DELIVER + 2, "--ttl", str(TTL),
+                       "--ledger") as h:
         yield h
 
 
-async def test_a_poison_event_is_dead_lettered_after_max_deliver_owners_died_of_it(hosts: Hosts) -> None:
+async def test_a_poison_event_is_dead_lettered_after_max_deliver_owners_died_of_it(hosts: VHosts) -> None:
     poison = "poison"
     p = partition_of(poison, 32)
     innocent = next(k for k in (f"i{i}" for i in range(1000)) if partition_of(k, 32) == p)  # same partition
     keys = [f"k{i}" for i in range(20)]
 
     def handled_all(want: dict[str, set[int]]) -> bool:
-        done = {(str(h[0]), int(h[3])) for h in hosts.handled()}  # type: ignore[call-overload]
+        done = {(str(h[0]), int(h[3])) for h in hosts.history()[0]}  # type: ignore[call-overload]
         return all((k, n) in done for k, ns in want.items() for n in ns)
 
-    async with ActorSystem([hosts.url], namespace=hosts.nodes.ns) as client:
+    async with ActorSystem(hosts.urls, namespace=hosts.nodes.ns) as client:
         async def settled() -> bool:
             owners = await partition_owners(client)
             return all(owners) and len(set(owners)) == len(hosts.procs)
@@ -99,7 +75,7 @@ async def test_a_poison_event_is_dead_lettered_after_max_deliver_owners_died_of_
         (msgspec.to_builtins(Entry(poison, 1, hold=0.3, crash=True)), "Ledger", "crashed-owners", MAX_DELIVER)], \
         "only the poison, charged each time"
     assert 1 <= deaths <= MAX_DELIVER + 1, f"{deaths} nodes died of it"
-    handled = hosts.handled()
+    handled = hosts.history()[0]
     assert not any(str(h[0]) == poison and int(h[3]) == 1 for h in handled)  # type: ignore[call-overload]
     assert not next(n for n in hosts.procs if n.node_id == first).alive, "the first owner died of it"
     by = {str(h[5]) for h in handled if str(h[0]) == innocent and int(h[3]) == 1}  # type: ignore[call-overload]

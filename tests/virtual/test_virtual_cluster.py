@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import signal
 import time
-import uuid
 from collections import Counter as Tally_
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,13 +14,12 @@ import pytest
 
 from corps import ActorSystem
 from corps.testing import NatsCluster
-from tests.fault.procs import Node, Nodes
 from tests.fault.world import wait_for
+from tests.virtual.hosts import VHosts, started
 from tests.virtual.load import (
     Load,
     double_handling_problems,
     overlap_problems,
-    read_history,
     single_activation_problems,
 )
 
@@ -30,45 +28,22 @@ pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 TTL = 3.0  # VirtualConfig's default member_ttl: detection must stay under 5 s with it
 
 
-class VNode(Node):
-    module = "tests.virtual.vnode"
-
-
-class Cluster:
-    def __init__(self, nodes: Nodes, cluster: NatsCluster, workdir: Path) -> None:
-        self.nodes = nodes
-        self.cluster = cluster
-        self.workdir = workdir
-        self.procs: list[VNode] = []
-
-    def add(self, i: int) -> VNode:
-        url = ",".join(self.cluster.urls[i % 3:] + self.cluster.urls[: i % 3])  # each on its own server first
-        n = VNode(f"v{i}", "host", ["--url", url, "--ns", self.nodes.ns, "--out", str(self.out(i)),
-                                     "--ttl", str(TTL), "--replicas", "3"], self.workdir, None)
-        self.nodes.nodes.append(n)
-        self.procs.append(n)
-        return n
-
-    def out(self, i: int) -> Path:
-        return self.workdir / f"v{i}.jsonl"
-
+class Cluster(VHosts):
     def history_problems(self, killed: frozenset[str] = frozenset()) -> list[str]:
-        handled, changes = read_history([self.out(i) for i in range(len(self.procs))])
+        handled, changes = self.history()
         return (single_activation_problems(handled, changes) + overlap_problems(changes, killed)
                 + double_handling_problems(handled))
 
 
 @pytest.fixture
 async def vcluster(nats_cluster: NatsCluster, tmp_path: Path) -> AsyncIterator[Cluster]:
-    async with Nodes(nats_cluster.urls[0], f"v{uuid.uuid4().hex[:8]}", tmp_path) as nodes:
-        c = Cluster(nodes, nats_cluster, tmp_path)
-        await nodes.start(*(c.add(i) for i in range(3)))
+    async with started(Cluster, nats_cluster.urls, tmp_path, "v", 3, "--ttl", str(TTL), "--replicas", "3") as c:
         yield c
 
 
 @pytest.fixture
 async def client(vcluster: Cluster) -> AsyncIterator[ActorSystem]:
-    async with ActorSystem(vcluster.cluster.urls, namespace=vcluster.nodes.ns) as system:
+    async with ActorSystem(vcluster.urls, namespace=vcluster.nodes.ns) as system:
         yield system
 
 
@@ -92,7 +67,7 @@ async def test_ids_spread_over_three_nodes_with_one_activation_each(vcluster: Cl
     spread = Tally_(owners.values())
     assert len(spread) == 3
     assert min(spread.values()) > n / 6, spread  # rendezvous hashing spreads ids about evenly
-    handled, changes = read_history([vcluster.out(i) for i in range(3)])
+    handled, changes = vcluster.history()
     assert {str(a["actor_id"]) for a in changes if a["kind"] == "activate"} == set(owners)
     assert overlap_problems(changes) == [], "one activation per id at any time (moves while nodes joined)"
     assert single_activation_problems(handled, changes) == []
@@ -142,7 +117,7 @@ async def test_a_paused_node_handles_nothing_for_ids_it_no_longer_owns(vcluster:
     for _ in range(2):
         await load.round()
     assert load.problems() == []
-    handled, changes = read_history([vcluster.out(i) for i in range(3)])
+    handled, changes = vcluster.history()
     stale = [h for h in handled if h[5] == victim.node_id and float(h[4]) > resumed_at  # type: ignore[arg-type]
              and any(a["kind"] == "fenced" and a["token"] == h[1] for a in changes)]
     assert stale == [], "a fenced-off activation handled messages after SIGCONT"
@@ -176,7 +151,7 @@ async def test_graceful_leave_and_join_hand_ids_over_in_order_with_no_failed_ask
     errors = [e for e in load.errors if e[1] >= first]
     assert failed == [], f"an ask to an id in transit waits for its new activation: {errors[:3]}"
     assert load.problems() == []
-    handled, changes = read_history([vcluster.out(i) for i in range(4)])
+    handled, changes = vcluster.history()
     assert any(a["kind"] == "move" for a in changes)
     assert single_activation_problems(handled, changes) == []
     assert double_handling_problems(handled) == []

@@ -24,6 +24,7 @@ from corps import ActorSystem, EmbeddedServer
 from corps.virtual._membership import members_bucket
 from tests.fault.procs import Nodes
 from tests.fault.world import wait_for
+from tests.virtual.hosts import VNode, vnode
 from tests.virtual.load import (
     Load,
     double_handling_problems,
@@ -31,7 +32,6 @@ from tests.virtual.load import (
     read_history,
     single_activation_problems,
 )
-from tests.virtual.test_virtual_cluster import VNode
 
 pytestmark = [pytest.mark.slow]
 
@@ -63,10 +63,7 @@ class VirtualMachine(RuleBasedStateMachine):
     def _node(self) -> VNode:
         i = self.count
         self.count += 1
-        n = VNode(f"v{i}", "host", ["--url", self.server.url, "--ns", self.ns, "--out", str(self.dir / f"v{i}.jsonl"),
-                                     "--ttl", "1.5", "--grace", "0.2"], self.dir, None)
-        self.nodes.nodes.append(n)
-        return n
+        return vnode(self.nodes, f"v{i}", "--ttl", "1.5", "--grace", "0.2")
 
     async def _start(self) -> None:
         first = self._node()

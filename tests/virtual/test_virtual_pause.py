@@ -31,6 +31,7 @@ from corps.virtual._rendezvous import owner
 from tests.fault.procs import Nodes
 from tests.fault.world import wait_for
 from tests.virtual.domain import Hold, Stall
+from tests.virtual.hosts import VNode, vnode
 from tests.virtual.load import (
     Load,
     double_handling_problems,
@@ -38,7 +39,6 @@ from tests.virtual.load import (
     read_history,
     single_activation_problems,
 )
-from tests.virtual.test_virtual_cluster import VNode
 from tests.virtual.vnode import Tally
 
 pytestmark = [pytest.mark.slow]
@@ -47,10 +47,7 @@ TTL = 1.5
 
 
 def _vnode(nodes: Nodes, i: int, grace: float) -> VNode:
-    n = VNode(f"v{i}", "host", ["--url", nodes.url, "--ns", nodes.ns, "--out", str(nodes.workdir / f"v{i}.jsonl"),
-                                "--ttl", str(TTL), "--grace", str(grace)], nodes.workdir, None)
-    nodes.nodes.append(n)
-    return n
+    return vnode(nodes, f"v{i}", "--ttl", str(TTL), "--grace", str(grace))
 
 
 @pytest.fixture

@@ -24,10 +24,7 @@ from corps.wire._embedded import EmbeddedServer
 from tests.fault.procs import Node
 from tests.fault.world import wait_for
 from tests.virtual.domain import Add, Balance, DurableTill, TillState, Wallet, WalletState
-
-
-class VNode(Node):
-    module = "tests.virtual.vnode"
+from tests.virtual.hosts import VNode
 
 
 def _vnode(label: str, server: EmbeddedServer, ns: str, workdir: Path) -> VNode:

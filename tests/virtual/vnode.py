@@ -23,33 +23,16 @@ from typing import IO, ClassVar
 import anyio
 import msgspec
 
-from corps import Activation, Actor, ActorOptions, ActorSystem, VirtualConfig, handler, run
+from corps import Activation, ActorOptions, ActorSystem, VirtualConfig, handler, run
 from tests.fault.node import child_setup
-from tests.virtual.domain import DurableTill, Handled, Hit, Hold, Ledger, Poke, Seen, Stall
+from tests.virtual.domain import DurableTill, Handled, Hold, Ledger, Seeing, Stall
 
 
-class Tally(Actor, options=ActorOptions(virtual=True, idle_after=300.0)):
+class Tally(Seeing, options=ActorOptions(virtual=True, idle_after=300.0)):
     out: ClassVar[IO[str] | None] = None
 
-    def __init__(self) -> None:
-        self.count = 0
-        self.last: dict[str, int] = {}
-
-    def _see(self, sender: str, n: int) -> Seen:
-        self.count += 1
-        last = self.last.get(sender, -1)
-        self.last[sender] = n
-        token = self.system.virtual.token(Tally, self.id) or 0  # type: ignore[attr-defined]
+    def saw(self, token: int, sender: str, n: int) -> None:
         write({"h": [self.id, token, sender, n, time.time(), self.system.node]})
-        return Seen(self.id, self.system.node, token, self.count, last)
-
-    @handler
-    async def hit(self, msg: Hit) -> Seen:
-        return self._see(msg.sender, msg.n)
-
-    @handler
-    async def poke(self, msg: Poke) -> None:
-        self._see(msg.sender, msg.n)
 
     @handler
     async def hold(self, msg: Hold) -> None:
