@@ -285,8 +285,7 @@ async def test_reload_restarts_the_app_when_its_source_changes(
         await running.wait_for("ready: versioned")
         assert json.loads((await acorps(*ask, cwd=tmp_path)).stdout)["value"] == "one"
         source.write_text(APP_SOURCE.format(version="two"))
-        later = source.stat().st_mtime + 2
-        os.utime(source, (later, later))  # a distinct mtime even on a coarse clock
+        touch_later(source)
         await running.wait_for("versioned.py changed; restarting")
         await wait_count(running, "ready: versioned", 2)
         assert "drained:" in running.text.split("restarting")[0] + running.text.split("restarting")[1]
@@ -298,6 +297,31 @@ async def test_reload_restarts_the_app_when_its_source_changes(
     asked = [line for line in logged if line["message"] == "asked for the version"]
     assert len(asked) == 2
     assert all(line["correlation_id"] for line in asked)  # the ask's correlation id, as a field
+
+
+def touch_later(path: Path) -> None:
+    later = path.stat().st_mtime + 2
+    os.utime(path, (later, later))  # a distinct mtime even on a coarse clock
+
+
+async def test_reload_waits_for_a_fix_when_the_app_fails_to_start_then_stops_on_sigterm(
+        nats_server: EmbeddedServer, corps_namespace: str, tmp_path: Path, stderr_log: IO[bytes]) -> None:
+    source = tmp_path / "versioned.py"
+    source.write_text(APP_SOURCE.format(version="one"))
+    where = ["--nats", nats_server.url, "--namespace", corps_namespace]
+    async with process("run", "versioned:app", "--reload", *where, stderr=stderr_log, cwd=tmp_path) as running:
+        await running.wait_for("ready: versioned")
+        source.write_text("raise RuntimeError('broken on purpose')\n")
+        touch_later(source)
+        await running.wait_for("reload: the application exited with 2; waiting for a change")
+        source.write_text(APP_SOURCE.format(version="two"))
+        touch_later(source)
+        await wait_count(running, "ready: versioned", 2)
+        ask = ["ask", "versioned:Versioned", "v", "GetVersion", "{}", *where]
+        assert json.loads((await acorps(*ask, cwd=tmp_path)).stdout)["value"] == "two"
+        running.process.send_signal(signal.SIGTERM)
+        assert await running.finish() == 0
+    assert running.text.count("drained:") == 2  # each child drained: the first on the change, the last on SIGTERM
 
 
 # -- probes -------------------------------------------------------------------------------------

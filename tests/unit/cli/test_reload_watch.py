@@ -1,17 +1,21 @@
 """``corps run --reload``'s watcher (runtime/cli/_reload.py), on real files: which files it
-watches, the bound on them, which changes it sees, and which folder an application is."""
+watches, the bound on them, which changes it sees, and which folder an application is; the supervisor with a real child process and real signals."""
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
+import sys
 from pathlib import Path
 
 import pytest
 
 import corps
+from corps import App
 from corps.cli import _reload
-from corps.cli._reload import _changed, snapshot, watched_root
+from corps.cli._reload import _changed, snapshot, supervise, watched_root
+from corps.examples.demo import Account
 
 
 def tree(root: Path, *files: str) -> None:
@@ -56,3 +60,37 @@ def test_the_watched_root_is_the_top_level_package_or_the_current_folder(
     assert watched_root("corps.examples.shop.app:app") == Path(corps.__file__).parent
     monkeypatch.chdir(tmp_path)
     assert watched_root("no_such_module_anywhere:app") == tmp_path
+
+
+# -- the supervisor, with a real child process and real signals ----------------------------------
+
+
+def fake_python(tmp_path: Path, body: str) -> str:
+    """An executable standing in for ``python -m corps.cli._main ...``: a shell running ``body``."""
+    path = tmp_path / "fake-python"
+    path.write_text(f"#!/bin/sh\n{body}\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+APP = App(name="x", actors={Account: "a"}, drain_timeout=0.1)
+
+
+def test_sigterm_stops_the_child_and_a_child_ended_by_that_signal_is_a_clean_exit(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The child signals its supervisor (this process) itself: no timing is involved.
+    monkeypatch.setattr(sys, "executable", fake_python(tmp_path, "kill -TERM $PPID\nexec sleep 60"))
+    monkeypatch.chdir(tmp_path)
+    before = signal.getsignal(signal.SIGTERM)
+    assert supervise("no_such_module_anywhere:app", APP, []) == 0
+    assert signal.getsignal(signal.SIGTERM) == before  # the supervisor's handlers are gone again
+
+
+def test_a_child_that_ignores_sigterm_is_killed_after_its_grace(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr(sys, "executable", fake_python(tmp_path, "trap '' TERM\nkill -TERM $PPID\nsleep 60"))
+    monkeypatch.setattr(_reload, "STOP_GRACE", 0.2)
+    monkeypatch.chdir(tmp_path)
+    with caplog.at_level(logging.WARNING, "corps.reload"):
+        assert supervise("no_such_module_anywhere:app", APP, []) == -signal.SIGKILL
+    assert "did not stop within 0s; killed" in caplog.text
