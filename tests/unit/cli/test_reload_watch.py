@@ -1,5 +1,6 @@
-"""``corps run --reload``'s watcher (runtime/cli/_reload.py), on real files: which files it
-watches, the bound on them, which changes it sees, and which folder an application is; the supervisor with a real child process and real signals."""
+"""``corps run --reload`` (runtime/cli/_reload.py): the watcher on real files (which files it
+watches, the bound on them, which changes it sees, which folder an application is), and the
+supervisor with a real child process and real signals."""
 
 from __future__ import annotations
 
