@@ -32,6 +32,8 @@ def test_exactly_the_bound_is_accepted_one_more_is_refused() -> None:
 def test_records_of_another_version_are_refused() -> None:
     with pytest.raises(SagaStoreUnavailable, match="unknown version 2"):
         decode_records(msgspec.msgpack.encode([2, RECORDS]), 10)
+    with pytest.raises(SagaStoreUnavailable, match="unreadable"):
+        decode_records(msgspec.msgpack.encode([1]), 10)  # truncated: no records is not "none"
 
 
 def test_deep_nesting_in_a_record_is_refused_typed() -> None:

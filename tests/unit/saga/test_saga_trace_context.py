@@ -100,8 +100,16 @@ class ContextSetter(Recorder):
         RESUMED.set(traceparent)
 
 
+OUTER: contextvars.ContextVar[str] = contextvars.ContextVar("outer", default="")
+
+
 def test_the_resumed_trace_is_current_in_the_saga_context_only_never_in_the_callers() -> None:
-    context = resumed_context(Counts(), ContextSetter(), "PlaceOrder", state(VALID), "n2")
+    token = OUTER.set("the coordinator's")
+    try:
+        context = resumed_context(Counts(), ContextSetter(), "PlaceOrder", state(VALID), "n2")
+    finally:
+        OUTER.reset(token)
     assert context is not None
     assert context.run(RESUMED.get) == VALID  # the saga's drive task runs in it
+    assert context.run(OUTER.get) == "the coordinator's"  # a copy of the caller's: what else was set stays
     assert RESUMED.get() == ""  # the coordinator's own context (its other sagas) is untouched
