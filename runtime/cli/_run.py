@@ -144,32 +144,35 @@ async def host(app: App, url: str | None, namespace: str, security: Security | N
         metrics = Metrics() if metrics_at is not None else None
         system = app.system(url, namespace=namespace, security=security, name=app.name, observers=metrics)
         probes = Probes(system)
-        async with system, contextlib.AsyncExitStack() as stack, anyio.create_task_group() as tg:
-            if system.embedded:
-                say(f"embedded nats-server at {system.url}  (other processes: export NATS_URL={system.url})")
-            if http_port is not None:
-                port = await tg.start(serve_http, probes.routes(), PROBE_HOST, http_port)
-                say(f"probes on http://127.0.0.1:{port}{HEALTHZ} and {READYZ}")
-            if metrics is not None and metrics_at is not None:
-                port = await stack.enter_async_context(serve_metrics(metrics.scrape, metrics_at[1], metrics_at[0]))
-                say(f"metrics at http://{metrics_at[0]}:{port}/metrics")
+        # The probe server's task group encloses the system: the probes answer (readyz 503)
+        # until the drain is over, not only until the signal.
+        async with anyio.create_task_group() as tg:
+            async with system, contextlib.AsyncExitStack() as stack:
+                if system.embedded:
+                    say(f"embedded nats-server at {system.url}  (other processes: export NATS_URL={system.url})")
+                if http_port is not None:
+                    port = await tg.start(serve_http, probes.routes(), PROBE_HOST, http_port)
+                    say(f"probes on http://127.0.0.1:{port}{HEALTHZ} and {READYZ}")
+                if metrics is not None and metrics_at is not None:
+                    port = await stack.enter_async_context(serve_metrics(metrics.scrape, metrics_at[1], metrics_at[0]))
+                    say(f"metrics at http://{metrics_at[0]}:{port}/metrics")
 
-            def spawned(ref: ActorRef[Any], n: int, of: int) -> None:
-                which = f" #{n}/{of}" if of > 1 else ""
-                say(f"spawned {ref.actor_cls.actor_name} {ref.actor_id!r}{which} on {ref.subject}")
+                def spawned(ref: ActorRef[Any], n: int, of: int) -> None:
+                    which = f" #{n}/{of}" if of > 1 else ""
+                    say(f"spawned {ref.actor_cls.actor_name} {ref.actor_id!r}{which} on {ref.subject}")
 
-            probes.ready = await app.start(system, spawned)
-            r = probes.ready
-            extra = "".join([f", {len(r.consumers)} event consumer(s)" if r.consumers else "",
-                             ", coordinating " + ", ".join(s.saga_name for s in app.sagas) if app.sagas else ""])
-            say(f"ready: {app.name}: {r.spawned} actor(s){extra} on {system.url}, namespace {namespace!r}; "
-                f"Ctrl-C to drain and stop")
-            log.info("ready: %s on %s, namespace %r, node %s", app.name, system.url, namespace, system.node)
-            async for signum in signals:
-                say(f"{signal.Signals(signum).name}: draining (finishing in-flight messages)")
-                log.info("%s: draining", signal.Signals(signum).name)
-                break
-            probes.draining = True
+                probes.ready = await app.start(system, spawned)
+                r = probes.ready
+                extra = "".join([f", {len(r.consumers)} event consumer(s)" if r.consumers else "",
+                                 ", coordinating " + ", ".join(s.saga_name for s in app.sagas) if app.sagas else ""])
+                say(f"ready: {app.name}: {r.spawned} actor(s){extra} on {system.url}, namespace {namespace!r}; "
+                    f"Ctrl-C to drain and stop")
+                log.info("ready: %s on %s, namespace %r, node %s", app.name, system.url, namespace, system.node)
+                async for signum in signals:
+                    say(f"{signal.Signals(signum).name}: draining (finishing in-flight messages)")
+                    log.info("%s: draining", signal.Signals(signum).name)
+                    break
+                probes.draining = True
             tg.cancel_scope.cancel()
         counts = system.metrics()
     processed = sum(v.get("processed", 0) for k, v in counts.items() if k != "system")

@@ -285,8 +285,7 @@ async def test_reload_restarts_the_app_when_its_source_changes(
         await running.wait_for("ready: versioned")
         assert json.loads((await acorps(*ask, cwd=tmp_path)).stdout)["value"] == "one"
         source.write_text(APP_SOURCE.format(version="two"))
-        later = source.stat().st_mtime + 2
-        os.utime(source, (later, later))  # a distinct mtime even on a coarse clock
+        touch_later(source)
         await running.wait_for("versioned.py changed; restarting")
         await wait_count(running, "ready: versioned", 2)
         assert "drained:" in running.text.split("restarting")[0] + running.text.split("restarting")[1]
@@ -298,6 +297,74 @@ async def test_reload_restarts_the_app_when_its_source_changes(
     asked = [line for line in logged if line["message"] == "asked for the version"]
     assert len(asked) == 2
     assert all(line["correlation_id"] for line in asked)  # the ask's correlation id, as a field
+
+
+def touch_later(path: Path) -> None:
+    later = path.stat().st_mtime + 2
+    os.utime(path, (later, later))  # a distinct mtime even on a coarse clock
+
+
+async def test_reload_waits_for_a_fix_when_the_app_fails_to_start_then_stops_on_sigterm(
+        nats_server: EmbeddedServer, corps_namespace: str, tmp_path: Path, stderr_log: IO[bytes]) -> None:
+    source = tmp_path / "versioned.py"
+    source.write_text(APP_SOURCE.format(version="one"))
+    where = ["--nats", nats_server.url, "--namespace", corps_namespace]
+    async with process("run", "versioned:app", "--reload", *where, stderr=stderr_log, cwd=tmp_path) as running:
+        await running.wait_for("ready: versioned")
+        source.write_text("raise RuntimeError('broken on purpose')\n")
+        touch_later(source)
+        await running.wait_for("reload: the application exited with 2; waiting for a change")
+        source.write_text(APP_SOURCE.format(version="two"))
+        touch_later(source)
+        await wait_count(running, "ready: versioned", 2)
+        ask = ["ask", "versioned:Versioned", "v", "GetVersion", "{}", *where]
+        assert json.loads((await acorps(*ask, cwd=tmp_path)).stdout)["value"] == "two"
+        running.process.send_signal(signal.SIGTERM)
+        assert await running.finish() == 0
+    assert running.text.count("drained:") == 2  # each child drained: the first on the change, the last on SIGTERM
+
+
+HOLDER_SOURCE = '''
+import pathlib
+import anyio
+from corps import Actor, App, Message, handler
+
+class Hold(Message):
+    path: str
+
+class Holder(Actor):
+    @handler
+    async def hold(self, msg: Hold) -> None:
+        print("holding", flush=True)
+        with anyio.fail_after(20):
+            while not pathlib.Path(msg.path).exists():
+                await anyio.sleep(0.02)  # polling a file, bounded above
+
+app = App(name="holder", actors={Holder: "h"})
+'''
+
+
+async def test_readyz_answers_503_while_the_app_drains_an_in_flight_message(
+        nats_server: EmbeddedServer, corps_namespace: str, tmp_path: Path, stderr_log: IO[bytes]) -> None:
+    (tmp_path / "holder.py").write_text(HOLDER_SOURCE)
+    release = tmp_path / "release"
+    where = ["--nats", nats_server.url, "--namespace", corps_namespace]
+    async with process("run", "holder:app", "--http-port", "0", *where, stderr=stderr_log, cwd=tmp_path) as running:
+        out = await running.wait_for("ready: holder")
+        port = int(out.split("probes on http://127.0.0.1:")[1].split("/")[0])
+        assert (await http_get(port, "/readyz"))[0] == 200
+        told = await acorps("tell", "holder:Holder", "h", "Hold", json.dumps({"path": str(release)}), *where,
+                            cwd=tmp_path)
+        assert told.returncode == 0, told.stderr
+        await running.wait_for("holding")
+        running.process.send_signal(signal.SIGTERM)
+        await running.wait_for("SIGTERM: draining")
+        status, body = await http_get(port, "/readyz")  # the message is still in flight
+        assert (status, body["ready"], body["draining"]) == (503, False, True)
+        assert (await http_get(port, "/healthz"))[0] == 200
+        release.touch()
+        assert await running.finish() == 0
+    assert "drained: 1 message(s) processed" in running.text
 
 
 # -- probes -------------------------------------------------------------------------------------

@@ -203,6 +203,21 @@ async def test_mutual_tls_takes_a_client_certificate_and_refuses_a_missing_expir
     assert "TLS refused" in str(error)
 
 
+async def test_a_certificate_for_another_host_and_a_refused_client_certificate_are_named(
+        server: Server, pki: Pki) -> None:
+    srv = server(tls_block(pki))
+    error = await refused(srv.url, Security(ca=pki("ca.pem"), tls_hostname="elsewhere.example"))
+    assert "Hostname mismatch" in str(error)
+    assert "the server's certificate does not name this host (Security(tls_hostname=...))" in str(error)
+    mutual = server(tls_block(pki, f'ca_file: "{pki("ca.pem")}"\n verify: true'))
+    # The alert, or a socket closed during the handshake (TLS 1.3 timing): the same advice either way.
+    error = await refused(mutual.url, Security(ca=pki("ca.pem")))
+    assert "client certificate (mutual TLS)" in str(error)
+    assert "Security(cert=..., key=...) or NATS_CERT and NATS_KEY" in str(error)
+    error = await refused(mutual.url, Security(ca=pki("ca.pem"), cert=pki("stranger.pem"), key=pki("stranger.key")))
+    assert "rejected this client's certificate" in str(error)
+
+
 async def test_tls_handshake_first_connects_when_both_sides_do_it(server: Server, pki: Pki) -> None:
     srv = server(tls_block(pki, "handshake_first: true"))
     await works(srv.url, Security(ca=pki("ca.pem"), tls_handshake_first=True), srv)

@@ -146,16 +146,6 @@ def test_any_stored_value_decodes_or_is_refused_typed(data: bytes) -> None:
         assert isinstance(extras, dict)
 
 
-@given(st.binary(max_size=300))
-def test_any_saved_records_decode_or_are_refused_typed(data: bytes) -> None:
-    try:
-        records = decode_records(data, 10)
-    except SagaStoreUnavailable:
-        return
-    assert len(records) <= 10
-    assert all(isinstance(r, Record) for _, r in records)
-
-
 @given(st.lists(st.tuples(st.text(max_size=20), st.builds(Record, st.booleans(), st.binary(max_size=20))),
                 max_size=5), st.integers(0, 10**6))
 def test_state_and_records_round_trip(records: list[tuple[str, Record]], balance: int) -> None:

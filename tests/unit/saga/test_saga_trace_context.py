@@ -88,3 +88,28 @@ def test_any_stored_traceparent_is_resumed_or_ignored_and_counted_never_raised(v
         assert context is not None
         assert counts.bad_traceparents == 0
         assert observer.resumed == [("PlaceOrder", "s1", value, "n2")]
+
+
+RESUMED: contextvars.ContextVar[str] = contextvars.ContextVar("resumed", default="")
+
+
+class ContextSetter(Recorder):
+    """As the OpenTelemetry observer does: saga_resumed makes the stored trace current."""
+
+    def saga_resumed(self, saga: str, saga_id: str, traceparent: str, node: str) -> None:
+        RESUMED.set(traceparent)
+
+
+OUTER: contextvars.ContextVar[str] = contextvars.ContextVar("outer", default="")
+
+
+def test_the_resumed_trace_is_current_in_the_saga_context_only_never_in_the_callers() -> None:
+    token = OUTER.set("the coordinator's")
+    try:
+        context = resumed_context(Counts(), ContextSetter(), "PlaceOrder", state(VALID), "n2")
+    finally:
+        OUTER.reset(token)
+    assert context is not None
+    assert context.run(RESUMED.get) == VALID  # the saga's drive task runs in it
+    assert context.run(OUTER.get) == "the coordinator's"  # a copy of the caller's: what else was set stays
+    assert RESUMED.get() == ""  # the coordinator's own context (its other sagas) is untouched

@@ -44,3 +44,28 @@ def test_the_shop_app_hosts_both_styles_and_coordinates_place_order() -> None:
     assert shop.app.sagas == [PlaceOrder]
     assert Order in shop.app.actor_classes
     assert len(shop.app.actor_classes) == 7
+
+
+def test_instances_are_bounded_1_to_1024_both_ends_included() -> None:
+    assert App(name="x", services={Pricing: {"p": 1024}}).services == {Pricing: {"p": 1024}}
+    assert App(name="x", services={Pricing: {"p": 1}}).services == {Pricing: {"p": 1}}
+    for n in (0, 1025):
+        with pytest.raises(AppDefinitionError, match=r"instances must be 1\.\.1024"):
+            App(name="x", services={Pricing: {"p": n}})
+
+
+def test_an_app_needs_a_name() -> None:
+    with pytest.raises(AppDefinitionError, match="name must be a non-empty str"):
+        App(name="", actors={Account: "a"})
+
+
+def test_a_class_listed_twice_is_one_actor_class() -> None:
+    app = App(name="x", actors={Order: "o1"}, serve_events=[Order, Order])
+    assert app.actor_classes == [Order]
+
+
+def test_the_system_of_an_app_takes_its_settings() -> None:
+    app = App(name="x", actors={Account: "a"}, namespace="ns1", ask_timeout=2.5, drain_timeout=1.5)
+    system = app.system("nats://127.0.0.1:4222")  # not started: nothing connects
+    assert (system.namespace, system.ask_timeout, system.drain_timeout) == ("ns1", 2.5, 1.5)
+    assert app.system("nats://127.0.0.1:4222", namespace="ns2").namespace == "ns2"
