@@ -1,0 +1,95 @@
+"""What the consumer's hot path builds per delivery: the numbers of the ack subject, the one
+``EventDelivery`` object (its message views and lazy parts), and the PUB of an answer."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from corps.events._delivery import EventDelivery
+from corps.events._wire import _ANSWERS, Inbound, ack_numbers, parse_ack_subject
+
+V1 = "$JS.ACK.s_events.Billing.3.42.40.1700000000000000000.7"
+V2 = "$JS.ACK.dom.ACCHASH.s_events.Billing.3.42.40.1700000000000000000.7.tok"
+HEADERS = b"NATS/1.0\r\nNats-Msg-Id: abc\r\nCorps-Corr: c1\r\n\r\n"
+
+_token = st.one_of(st.sampled_from(["$JS", "ACK", "3", "42", "-1", "0", "+5", "1_0", " 7", "x", ""]),
+                   st.text(max_size=4), st.integers().map(str))
+_subjects = st.one_of(
+    st.text(),
+    st.lists(_token, min_size=7, max_size=14).map(".".join),
+    st.lists(_token, min_size=5, max_size=12).map(lambda t: ".".join(["$JS", "ACK", *t])),
+)
+
+
+@given(_subjects.filter(str.isascii))
+@example(V1)
+@example(V2)
+@example("$JS.ACK.s.c.1.2.3.notanumber.5")  # the timestamp is read by both, so both refuse it
+@example("$JS.ACK.a.b.c.d.1.2.3.4.5")  # 11 tokens: read as v1, by both
+def test_ack_numbers_takes_exactly_the_ascii_subjects_parse_ack_subject_takes(reply: str) -> None:
+    meta = parse_ack_subject(reply)
+    want = None if meta is None else (meta.stream_seq, meta.delivered)
+    assert ack_numbers(reply.encode()) == want
+
+
+@given(st.one_of(st.binary(), _subjects.map(str.encode), st.binary().map(lambda b: V1.encode() + b)))
+@example("$JS.ACK.s.Caf\u00e9.1.2.3.4.5".encode())  # a class name may be UTF-8
+@example(b"$JS.ACK.s.\xff.1.2.3.4.5")  # not UTF-8: no subject at all
+def test_what_ack_numbers_takes_has_a_meta_with_the_same_numbers(reply: bytes) -> None:
+    numbers = ack_numbers(reply)
+    if numbers is None:
+        return
+    meta = parse_ack_subject(reply.decode())
+    assert meta is not None
+    assert numbers == (meta.stream_seq, meta.delivered)
+
+
+def test_a_utf8_consumer_name_is_taken_and_bytes_that_are_not_utf8_are_not() -> None:
+    assert ack_numbers("$JS.ACK.s.Caf\u00e9.1.2.3.4.5".encode()) == (2, 1)
+    assert ack_numbers(b"$JS.ACK.s.\xff.1.2.3.4.5") is None
+
+
+def _received(reply: str = V1, raw: bytes | None = HEADERS) -> EventDelivery:
+    return EventDelivery.received(cast(Any, None), b"ns.events.Placed", reply.encode(), b"\x80", raw, None,
+                                  42, 1.5, "event", None, None)
+
+
+def test_a_received_delivery_is_its_own_message_and_parses_its_meta_once_when_read() -> None:
+    d = _received()
+    assert d.msg is d
+    assert (d.subject, d.reply, d.data, d.seq, d.touched) == ("ns.events.Placed", V1, b"\x80", 42, 1.5)
+    assert d._meta is None  # nothing parsed on the hot path
+    assert d._headers is None
+    assert d.header("Corps-Corr") == "c1"
+    assert d.header("Corps-Redrive-For") is None
+    assert d.headers == {"Nats-Msg-Id": "abc", "Corps-Corr": "c1"}
+    assert d.meta == parse_ack_subject(V1)
+    d.meta.delivered = 5  # the partitioned consumer counts the attempts of owners that died this way
+    assert d.attempt == 4  # the meta is kept: the change holds
+    assert (d.event_id, d.correlation_id) == ("abc", "c1")
+    assert [next(d.publishes), next(d.publishes)] == [0, 1]  # one counter per delivery
+
+
+def test_a_delivery_built_from_an_inbound_message_reads_as_a_received_one() -> None:
+    meta = parse_ack_subject(V2)
+    assert meta is not None
+    msg = Inbound(b"ns.events.Placed", V2, b"\x80", HEADERS)
+    d = EventDelivery(cast(Any, None), msg, meta, "event", None, None)
+    assert d.meta is meta
+    assert (d.subject, d.reply, d.ack_to, d.data, d.seq) == ("ns.events.Placed", V2, V2.encode(), b"\x80", 42)
+    assert d.headers == _received(V2).headers
+    assert d.event_id == "abc"
+
+
+def test_an_event_id_without_headers_is_the_stream_and_sequence() -> None:
+    assert _received(raw=None).event_id == "s_events-42"
+
+
+def test_each_fixed_answer_is_the_pub_the_generic_form_writes() -> None:
+    reply = V1.encode()
+    for what, fmt in _ANSWERS.items():
+        assert fmt % reply == b"PUB %b %d\r\n%b\r\n" % (reply, len(what), what)
+    assert set(_ANSWERS) == {b"+ACK", b"-NAK", b"+TERM", b"+WPI"}
