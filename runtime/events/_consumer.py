@@ -48,6 +48,7 @@ from corps.events._wire import (
     AckBuffer,
     EventDecoder,
     ack_numbers,
+    ack_prefix,
     events_subject,
 )
 from corps.wire._client import Route, subscribe_route
@@ -110,6 +111,7 @@ class EventConsumer(PullPacing, OwnTasks):
         self._sub: Any = None
         self._acks = AckBuffer(events.nc)
         self._decode = self.decoder.msgpack.decode
+        self._ack_prefix = ack_prefix(events.stream, self.name)
         self._room_wanted = False
         self._stopping = False
 
@@ -180,7 +182,7 @@ class EventConsumer(PullPacing, OwnTasks):
         if self._stopping:
             self._acks.add(reply, b"-NAK")  # pulled while stopping: straight back to the stream
             return True
-        numbers = ack_numbers(reply)
+        numbers = ack_numbers(reply, self._ack_prefix)
         if numbers is None:
             log.warning("event consumer %s: delivery with an unexpected reply subject %r", self.name, reply)
             return True

@@ -211,26 +211,39 @@ def parse_ack_subject(reply: str) -> Delivery | None:
         return None
 
 
-def ack_numbers(reply: bytes) -> tuple[int, int] | None:
+def ack_prefix(stream: str, consumer: str) -> bytes:
+    """How the v1 ``$JS.ACK`` subjects of one consumer's deliveries begin (``ack_numbers``)."""
+    return f"$JS.ACK.{stream}.{consumer}".encode()
+
+
+def ack_numbers(reply: bytes, prefix: bytes) -> tuple[int, int] | None:
     """(stream sequence, times delivered) of a ``$JS.ACK`` subject; None for anything else.
 
-    The consumer's hot path: the reply subject as it came off the wire, and no ``Delivery``
-    built (``EventDelivery.meta`` parses the rest if it is ever read). What this takes,
-    ``parse_ack_subject`` takes too, with the same numbers (and an ASCII subject that it takes,
-    this takes): so a delivery's ``meta`` can always be read."""
+    The consumer's hot path: the reply subject as it came off the wire, no ``Delivery`` built
+    (``EventDelivery.meta`` parses the rest if it is ever read), and for a v1 subject that
+    begins with ``prefix`` (``ack_prefix``: this consumer's own) one split of the last five
+    tokens. What this takes, ``parse_ack_subject`` takes, with the same numbers, so a delivery's
+    ``meta`` can always be read; and it takes every ASCII subject that ``parse_ack_subject``
+    takes, but for a timestamp that is not plain digits (no server sends one)."""
     if not reply.isascii():
         try:
             reply.decode()  # a consumer name may be UTF-8; anything else is not a subject
         except UnicodeDecodeError:
             return None
-    t = reply.split(b".")
-    n = len(t)
-    if n < 9 or t[0] != b"$JS" or t[1] != b"ACK":
+    t = reply.rsplit(b".", 5)
+    if len(t) == 6 and t[0] == prefix:  # $JS.ACK.<stream>.<consumer> . delivered.sseq.dseq.ts.pending
+        i = 1
+    else:
+        t = reply.split(b".")
+        n = len(t)
+        if n < 9 or t[0] != b"$JS" or t[1] != b"ACK":
+            return None
+        i = 6 if n >= 12 else 4  # v2: domain and account hash first
+    if not t[i + 3].isdigit():  # the timestamp, which parse_ack_subject reads too
         return None
-    i = 6 if n >= 12 else 4  # v2: domain and account hash first
+    delivered = t[i]
     try:
-        int(t[i + 3])  # the timestamp, which parse_ack_subject reads too
-        return int(t[i + 1]), int(t[i])
+        return int(t[i + 1]), 1 if delivered == b"1" else int(delivered)
     except ValueError:
         return None
 

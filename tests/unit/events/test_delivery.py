@@ -9,7 +9,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from corps.events._delivery import EventDelivery
-from corps.events._wire import _ANSWERS, Inbound, ack_numbers, parse_ack_subject
+from corps.events._wire import _ANSWERS, Inbound, ack_numbers, ack_prefix, parse_ack_subject
 
 V1 = "$JS.ACK.s_events.Billing.3.42.40.1700000000000000000.7"
 V2 = "$JS.ACK.dom.ACCHASH.s_events.Billing.3.42.40.1700000000000000000.7.tok"
@@ -24,22 +24,38 @@ _subjects = st.one_of(
 )
 
 
-@given(_subjects.filter(str.isascii))
-@example(V1)
-@example(V2)
-@example("$JS.ACK.s.c.1.2.3.notanumber.5")  # the timestamp is read by both, so both refuse it
-@example("$JS.ACK.a.b.c.d.1.2.3.4.5")  # 11 tokens: read as v1, by both
-def test_ack_numbers_takes_exactly_the_ascii_subjects_parse_ack_subject_takes(reply: str) -> None:
+PREFIXES = (ack_prefix("s_events", "Billing"), ack_prefix("other", "Billing"), b"")
+"""This consumer's own (the fast way for V1), another consumer's, none."""
+
+
+def _timestamp(reply: str) -> str:
+    t = reply.split(".")
+    return t[9 if len(t) >= 12 else 7]
+
+
+@given(_subjects.filter(str.isascii), st.sampled_from(PREFIXES))
+@example(V1, PREFIXES[0])
+@example(V1, PREFIXES[1])
+@example(V2, PREFIXES[0])
+@example("$JS.ACK.s_events.Billing.1.2.3.4.5.6", PREFIXES[0])  # 10 tokens: read as v1 (not the fast way)
+@example("$JS.ACK.s_events.Billing.1.2.3.notanumber.5", PREFIXES[0])  # both refuse it
+@example("$JS.ACK.s_events.Billing.2.3.4.5.6", PREFIXES[0])  # delivered twice: not the "1" shortcut
+def test_ack_numbers_takes_the_ascii_subjects_parse_ack_subject_takes(reply: str, prefix: bytes) -> None:
     meta = parse_ack_subject(reply)
-    want = None if meta is None else (meta.stream_seq, meta.delivered)
-    assert ack_numbers(reply.encode()) == want
+    numbers = ack_numbers(reply.encode(), prefix)
+    if meta is not None and _timestamp(reply).isdigit():  # (no server sends "+5" or " 5" there)
+        assert numbers == (meta.stream_seq, meta.delivered)
+    elif meta is None:
+        assert numbers is None
 
 
-@given(st.one_of(st.binary(), _subjects.map(str.encode), st.binary().map(lambda b: V1.encode() + b)))
-@example("$JS.ACK.s.Caf\u00e9.1.2.3.4.5".encode())  # a class name may be UTF-8
-@example(b"$JS.ACK.s.\xff.1.2.3.4.5")  # not UTF-8: no subject at all
-def test_what_ack_numbers_takes_has_a_meta_with_the_same_numbers(reply: bytes) -> None:
-    numbers = ack_numbers(reply)
+@given(st.one_of(st.binary(), _subjects.map(str.encode), st.binary().map(lambda b: V1.encode() + b),
+                 st.binary().map(lambda b: PREFIXES[0] + b)), st.sampled_from(PREFIXES))
+@example("$JS.ACK.s.Caf\u00e9.1.2.3.4.5".encode(), "$JS.ACK.s.Caf\u00e9".encode())  # a class name may be UTF-8
+@example(b"$JS.ACK.s.\xff.1.2.3.4.5", b"$JS.ACK.s.\xff")  # not UTF-8: no subject at all
+@example(b"$JS.ACK.s_events.Billing.1.2.3.\xd9\xa3.5", PREFIXES[0])  # a non-ASCII digit
+def test_what_ack_numbers_takes_has_a_meta_with_the_same_numbers(reply: bytes, prefix: bytes) -> None:
+    numbers = ack_numbers(reply, prefix)
     if numbers is None:
         return
     meta = parse_ack_subject(reply.decode())
@@ -48,8 +64,8 @@ def test_what_ack_numbers_takes_has_a_meta_with_the_same_numbers(reply: bytes) -
 
 
 def test_a_utf8_consumer_name_is_taken_and_bytes_that_are_not_utf8_are_not() -> None:
-    assert ack_numbers("$JS.ACK.s.Caf\u00e9.1.2.3.4.5".encode()) == (2, 1)
-    assert ack_numbers(b"$JS.ACK.s.\xff.1.2.3.4.5") is None
+    assert ack_numbers("$JS.ACK.s.Caf\u00e9.1.2.3.4.5".encode(), b"") == (2, 1)
+    assert ack_numbers(b"$JS.ACK.s.\xff.1.2.3.4.5", b"$JS.ACK.s.\xff") is None
 
 
 def _received(reply: str = V1, raw: bytes | None = HEADERS) -> EventDelivery:
