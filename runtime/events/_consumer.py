@@ -298,9 +298,6 @@ class EventConsumer(PullPacing, OwnTasks):
         """Answer the server (ack, nak, term) and let the next event of the same key go.
         The answer is written with the others of this loop iteration (``AckBuffer``)."""
         self._acks.add(d.ack_to, how)
-        self._release(d)
-
-    def _release(self, d: EventDelivery) -> None:
         if self.outstanding.pop(d.seq, None) is None:
             return
         if d.key is not None:
