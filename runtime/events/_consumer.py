@@ -43,21 +43,24 @@ from corps.events._pulling import PENDING, PullPacing
 from corps.events._tasks import OwnTasks
 from corps.events._wire import (
     REDRIVE_FOR,
+    REDRIVE_FOR_B,
     STATUS,
     AckBuffer,
     EventDecoder,
-    Inbound,
+    ack_numbers,
+    ack_prefix,
     events_subject,
-    parse_ack_subject,
 )
 from corps.wire._client import Route, subscribe_route
-from corps.wire._codec import undecodable, union_of
+from corps.wire._codec import MSGPACK_MAP, undecodable, union_of
+from corps.wire._js_answers import parse_headers
 
 if TYPE_CHECKING:
     from nats.aio.msg import Msg
 
     from corps.core._host import ClassHost
     from corps.events._component import Events
+    from corps.events._spec import EventHandlerSpec
 
 log = logging.getLogger("corps.events")
 
@@ -107,6 +110,9 @@ class EventConsumer(PullPacing, OwnTasks):
         self._refused = False
         self._sub: Any = None
         self._acks = AckBuffer(events.nc)
+        self._decode = self.decoder.msgpack.decode
+        self._ack_prefix = ack_prefix(events.stream, self.name)
+        self._room_wanted = False
         self._stopping = False
 
     # -- life cycle ------------------------------------------------------------------------
@@ -152,39 +158,19 @@ class EventConsumer(PullPacing, OwnTasks):
         """Nak ``d`` and, for a key, every delivery held back behind it: none may overtake it here."""
         waiting = self.keys.pop(d.key, None) if d.key is not None else None
         for x in [d, *(waiting or ())]:
-            self._acks.add(x.msg.reply, b"-NAK")
-            self.outstanding.pop(x.meta.stream_seq, None)
+            self._acks.add(x.ack_to, b"-NAK")
+            self.outstanding.pop(x.seq, None)
 
     # -- receiving -------------------------------------------------------------------------
 
-    def _take(self, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> bool:
-        """Deliveries, straight from nats-py's parser (see ``Route``); status messages: _on_msg."""
+    def _take(self, subject: bytes | str, reply: bytes, data: bytes, raw: bytes | None,
+              headers: dict[str, str] | None = None) -> bool:
+        """A delivery, straight from nats-py's parser (see ``Route``): the hot path, one call and
+        one object (``EventDelivery``) per event. Declined: a status message (no reply), for
+        ``_on_msg``, which passes deliveries back here with their headers parsed."""
         if not reply:
             return False
-        self._delivered(Inbound(subject, reply.decode(), data, headers))
-        return True
-
-    async def _on_msg(self, msg: Msg) -> None:
-        if not msg.reply:  # a status message: 100 heartbeat, 404/408 request over, 409 refused
-            # Status messages come on the request's own inbox subject; deliveries keep the
-            # subject the event was published on, so they cannot tell which request they answer.
-            token = msg.subject[len(self._prefix):]
-            current = token.isdecimal() and len(token) < 19 and int(token) in self._open
-            if current:
-                self._heard = time.monotonic()
-            headers = msg.headers or {}
-            status = headers.get(STATUS, "")
-            if current and status in ("404", "408", "409"):
-                if status == "409":
-                    log.info("event consumer %s: pull refused: %s", self.name, headers.get("Description"))
-                    self._refused = True  # e.g. max_ack_pending reached by other nodes: no spinning
-                left = headers.get(PENDING, "")
-                self._close(int(token), int(left) if left.isdecimal() and len(left) < 19 else None)
-            return
-        self._delivered(Inbound(msg.subject, msg.reply, msg.data, headers=msg.headers or {}))
-
-    def _delivered(self, msg: Inbound) -> None:
-        self._heard = time.monotonic()
+        self._heard = now = time.monotonic()
         self._seen += 1
         if self._asked:  # (a late delivery of a forgotten, stalled request counts against the new ones)
             self._asked -= 1
@@ -194,47 +180,73 @@ class EventConsumer(PullPacing, OwnTasks):
                 self._ended.set()
                 self._turn.set()
         if self._stopping:
-            self._acks.add(msg.reply, b"-NAK")  # pulled while stopping: straight back to the stream
-            return
-        meta = parse_ack_subject(msg.reply)
-        if meta is None:
-            log.warning("event consumer %s: delivery with an unexpected reply subject %r", self.name, msg.reply)
-            return
-        if meta.stream_seq in self.outstanding:
-            return  # redelivered while we still hold it (a late keep-alive): ours will answer
-        target = msg.header(REDRIVE_FOR)
-        if target is not None and target != self.name:
-            self._acks.add(msg.reply, b"+ACK")  # redriven for another consumer
-            return
+            self._acks.add(reply, b"-NAK")  # pulled while stopping: straight back to the stream
+            return True
+        numbers = ack_numbers(reply, self._ack_prefix)
+        if numbers is None:
+            log.warning("event consumer %s: delivery with an unexpected reply subject %r", self.name, reply)
+            return True
+        seq, delivered = numbers
+        if seq in self.outstanding:
+            return True  # redelivered while we still hold it (a late keep-alive): ours will answer
+        if headers is None and raw is not None and raw.find(REDRIVE_FOR_B) >= 0:
+            headers = parse_headers(raw)
+        if headers:
+            target = headers.get(REDRIVE_FOR)
+            if target is not None and target != self.name:
+                self._acks.add(reply, b"+ACK")  # redriven for another consumer
+                return True
+        event: Any = None
+        spec: EventHandlerSpec | None = None
+        key: str | None = None
+        why = ""
         try:
-            event = self.decoder.decode(msg.data)
+            event = self._decode(data) if data and data[0] in MSGPACK_MAP else self.decoder.decode(data)
         except Exception as exc:  # noqa: BLE001 -- untrusted bytes: dead-lettered now, not on every redelivery
             self.host.metrics.undecodable += 1
-            d = EventDelivery(self, msg, meta, None, None, None)
-            self.outstanding[meta.stream_seq] = d
             why = f"{type(exc).__name__}: {exc}" if isinstance(exc, msgspec.MsgspecError) else undecodable(exc)
-            self._spawn(self._dead_letter(d, "undecodable", why))
-            return
-        spec = self.handlers[type(event)]
-        try:
-            key = spec.key_of(event)
-        except AttributeError as exc:  # a dotted key through an optional part that is None
-            d = EventDelivery(self, msg, meta, event, spec, None)
-            self.outstanding[meta.stream_seq] = d
-            self._spawn(self._dead_letter(d, "no-key", f"{spec.key}: {exc}"))
-            return
-        d = EventDelivery(self, msg, meta, event, spec, key)
-        self.outstanding[meta.stream_seq] = d
-        if meta.delivered > spec.max_deliver:  # the last attempt's process died before answering
-            self._spawn(self._dead_letter(d, "max-deliver", f"delivered {meta.delivered} times"))
-            return
-        if key is None:
+        else:
+            spec = self.handlers[type(event)]
+            if spec.key is not None:
+                try:
+                    key = spec.key_of(event)
+                except AttributeError as exc:  # a dotted key through an optional part that is None
+                    why = f"{spec.key}: {exc}"
+        d = EventDelivery.received(self, subject, reply, data, raw, headers, seq, now, event, spec, key)
+        self.outstanding[seq] = d
+        if why:
+            self._spawn(self._dead_letter(d, "no-key" if spec is not None else "undecodable", why))
+        elif spec is not None and delivered > spec.max_deliver:  # the last attempt's process died before answering
+            self._spawn(self._dead_letter(d, "max-deliver", f"delivered {delivered} times"))
+        elif key is None:
             self._enqueue(d)
         elif key in self.keys:
             self.keys[key].append(d)  # held back: one event at a time per key, in stream order
         else:
             self.keys[key] = deque()
             self._enqueue(d)
+        return True
+
+    async def _on_msg(self, msg: Msg) -> None:
+        """What ``_take`` declined, and what follows it on the subscription until it is caught up."""
+        if msg.reply:
+            self._take(msg.subject, msg.reply.encode(), msg.data, None, msg.headers or {})
+            return
+        # A status message: 100 heartbeat, 404/408 request over, 409 refused. Status messages come
+        # on the request's own inbox subject; deliveries keep the subject the event was published
+        # on, so they cannot tell which request they answer.
+        token = msg.subject[len(self._prefix):]
+        current = token.isdecimal() and len(token) < 19 and int(token) in self._open
+        if current:
+            self._heard = time.monotonic()
+        headers = msg.headers or {}
+        status = headers.get(STATUS, "")
+        if current and status in ("404", "408", "409"):
+            if status == "409":
+                log.info("event consumer %s: pull refused: %s", self.name, headers.get("Description"))
+                self._refused = True  # e.g. max_ack_pending reached by other nodes: no spinning
+            left = headers.get(PENDING, "")
+            self._close(int(token), int(left) if left.isdecimal() and len(left) < 19 else None)
 
     def _enqueue(self, d: EventDelivery) -> None:
         host = self.host
@@ -285,11 +297,8 @@ class EventConsumer(PullPacing, OwnTasks):
     def complete(self, d: EventDelivery, how: bytes) -> None:
         """Answer the server (ack, nak, term) and let the next event of the same key go.
         The answer is written with the others of this loop iteration (``AckBuffer``)."""
-        self._acks.add(d.msg.reply, how)
-        self._release(d)
-
-    def _release(self, d: EventDelivery) -> None:
-        if self.outstanding.pop(d.meta.stream_seq, None) is None:
+        self._acks.add(d.ack_to, how)
+        if self.outstanding.pop(d.seq, None) is None:
             return
         if d.key is not None:
             waiting = self.keys.get(d.key)
@@ -297,8 +306,10 @@ class EventConsumer(PullPacing, OwnTasks):
                 self._enqueue(waiting.popleft())
             elif waiting is not None:
                 del self.keys[d.key]
-        self._room.set()
-        self._pull_now()
+        if self._room_wanted:  # the pull loop waits for room
+            self._room.set()
+        if self._asked <= self._pace:
+            self._pull_now()
 
     def _nak(self, d: EventDelivery, delay: float) -> None:
         self.complete(d, b'-NAK {"delay": %d}' % int(delay * 1e9))
@@ -320,24 +331,24 @@ class EventConsumer(PullPacing, OwnTasks):
             return
         # Keyed: retry in place so no later event of this key overtakes it. Keep the delivery
         # alive meanwhile (the keep-alive task sends +WPI), and count the attempt here.
-        self._timers[d.meta.stream_seq] = asyncio.get_running_loop().call_later(delay, self._retry, d)
+        self._timers[d.seq] = asyncio.get_running_loop().call_later(delay, self._retry, d)
 
     def _retry(self, d: EventDelivery) -> None:
-        self._timers.pop(d.meta.stream_seq, None)
-        if not self._stopping and d.meta.stream_seq in self.outstanding:
+        self._timers.pop(d.seq, None)
+        if not self._stopping and d.seq in self.outstanding:
             self._enqueue(d)
 
     async def _dead_letter(self, d: EventDelivery, reason: str, error: str) -> None:
         try:
             await write_dead_letter(self.events, d, reason, error)
         except Exception as exc:  # noqa: BLE001 -- not lost: nak'ed, it comes back and tries again
-            log.error("event consumer %s: dead-letter write failed for seq %d: %r", self.name, d.meta.stream_seq, exc)
+            log.error("event consumer %s: dead-letter write failed for seq %d: %r", self.name, d.seq, exc)
             self._nak(d, self.cfg.heartbeat)
             return
         self.dead_lettered += 1
         if self.events.observer is not None:  # the event type from its subject: it may be undecodable
             self.events.observer.event_dead_lettered(self.name, d.msg.subject.rpartition(".")[2], reason)
-        log.warning("event consumer %s: seq %d dead-lettered (%s): %s", self.name, d.meta.stream_seq, reason, error)
+        log.warning("event consumer %s: seq %d dead-lettered (%s): %s", self.name, d.seq, reason, error)
         self.complete(d, b"+TERM")
 
     async def _keep_alive(self) -> None:
@@ -349,7 +360,7 @@ class EventConsumer(PullPacing, OwnTasks):
             for d in list(self.outstanding.values()):
                 if now - d.touched >= period:
                     d.touched = now
-                    self._acks.add(d.msg.reply, b"+WPI")
+                    self._acks.add(d.ack_to, b"+WPI")
 
     # -- idempotency -----------------------------------------------------------------------
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Final
 import nats.errors
 
 from corps.core._context import Carrier
-from corps.events._wire import CAUSE, Delivery, Inbound, event_id_of
+from corps.events._wire import CAUSE, Delivery, Inbound, Received, event_id_of, parse_ack_subject
 from corps.wire._headers import ids_from_map
 
 if TYPE_CHECKING:
@@ -41,31 +41,101 @@ MARK_INTENT: Final = b"intent"
 _STORE_ERRORS: Final = (nats.errors.Error, TimeoutError)
 
 
-class EventDelivery(Carrier):
-    """A delivered, decoded event held by this node until it is acked, nak'ed or terminated."""
+_new = object.__new__
 
-    __slots__ = ("attempts", "consumer", "event", "key", "meta", "msg", "publishes", "spec", "touched")
 
-    def __init__(self, consumer: EventConsumer, msg: Inbound, meta: Delivery, event: Any,
-                 spec: EventHandlerSpec | None, key: str | None) -> None:
-        self.consumer = consumer
-        self.msg = msg
-        self.meta = meta
-        self.event = event
-        self.spec = spec
-        self.key = key
-        self.attempts = 0
-        """Handler runs on this node for this delivery (keyed handlers retry in place)."""
-        self.touched = time.monotonic()
-        self.publishes = itertools.count()
+class EventDelivery(Received, Carrier):
+    """A delivered, decoded event held by this node until it is acked, nak'ed or terminated.
+
+    It is its own message (``msg`` is the delivery: subject, reply, data, headers): one object
+    per delivery, built by ``received`` on the consumer's hot path. What only failures, dead
+    letters, observers and publishing handlers read is worked out when first read: ``meta``
+    (the ``$JS.ACK`` subject parsed), ``headers``, ``subject``, ``reply`` and ``publishes``.
+    """
+
+    __slots__ = ("_headers", "_meta", "_publishes", "_raw", "_subject", "ack_to", "attempts", "consumer", "data",
+                 "event", "key", "seq", "spec", "touched")
+    consumer: EventConsumer
+    _subject: bytes | str
+    ack_to: bytes
+    """The reply subject as the server sent it: what acks and naks are published to."""
+    data: bytes
+    _raw: bytes | None
+    _headers: dict[str, str] | None
+    seq: int
+    """The stream sequence: what the consumer keys the deliveries it holds by."""
+    event: Any
+    spec: EventHandlerSpec | None
+    key: str | None
+    attempts: int
+    """Handler runs on this node for this delivery (keyed handlers retry in place)."""
+    touched: float
+    """When this node last told the server it still works on it (received, or +WPI)."""
+    _meta: Delivery | None
+    _publishes: itertools.count[int] | None
+
+    def __new__(cls, consumer: EventConsumer, msg: Inbound, meta: Delivery, event: Any,
+                spec: EventHandlerSpec | None, key: str | None) -> EventDelivery:
+        """A delivery of ``msg``, whose reply subject ``meta`` was parsed from (the partitioned
+        consumer's way; ``EventConsumer`` calls ``received``)."""
+        d = cls.received(consumer, msg._subject, msg.reply.encode(), msg.data, msg._raw, msg._headers,
+                         meta.stream_seq, time.monotonic(), event, spec, key)
+        d._meta = meta
+        return d
+
+    @classmethod
+    def received(cls, consumer: EventConsumer, subject: bytes | str, reply: bytes, data: bytes,
+                 raw_headers: bytes | None, headers: dict[str, str] | None, seq: int, now: float, event: Any,
+                 spec: EventHandlerSpec | None, key: str | None) -> EventDelivery:
+        """A delivery as it came off the wire: ``reply`` a ``$JS.ACK`` subject whose stream
+        sequence is ``seq`` (``ack_numbers`` took it), headers raw or parsed, received at ``now``."""
+        d: EventDelivery = _new(cls)
+        d.consumer = consumer
+        d._subject = subject
+        d.ack_to = reply
+        d.data = data
+        d._raw = raw_headers
+        d._headers = headers
+        d.seq = seq
+        d.event = event
+        d.spec = spec
+        d.key = key
+        d.attempts = 0
+        d.touched = now
+        d._meta = None
+        d._publishes = None
+        return d
 
     @property
-    def headers(self) -> dict[str, str]:
-        return self.msg.headers
+    def msg(self) -> EventDelivery:
+        """The delivered message: the delivery itself (subject, reply, data, headers)."""
+        return self
+
+    @property
+    def reply(self) -> str:
+        return self.ack_to.decode()
+
+    @property
+    def meta(self) -> Delivery:
+        """Where the delivery came from, parsed from its reply subject on first use."""
+        meta = self._meta
+        if meta is None:
+            meta = self._meta = parse_ack_subject(self.reply)
+            if meta is None:  # received() takes only what ack_numbers took, and so does this parse
+                raise ValueError(f"not a JetStream ack subject: {self.reply!r}")
+        return meta
+
+    @property
+    def publishes(self) -> itertools.count[int]:
+        """Numbers the events the handler publishes (their ids stay the same on a retry)."""
+        if self._publishes is None:
+            self._publishes = itertools.count()
+        return self._publishes
 
     @property
     def event_id(self) -> str:
-        return event_id_of(self.headers, self.meta.stream, self.meta.stream_seq)
+        meta = self.meta
+        return event_id_of(self.headers, meta.stream, meta.stream_seq)
 
     @property
     def correlation_id(self) -> str:

@@ -63,6 +63,7 @@ class PullPacing:
     _ended: asyncio.Event
     _turn: asyncio.Event
     _room: asyncio.Event
+    _room_wanted: bool
     _refused: bool
     _acks: AckBuffer
     _stopping: bool
@@ -76,7 +77,9 @@ class PullPacing:
                 self._refused = False
             room = limit - len(self.outstanding) - self._asked
             if room < self._pace // 2 + 1:
+                self._room_wanted = True  # (only then does a released delivery set _room)
                 await self._wait(self._room)  # handlers must finish (and ack) first
+                self._room_wanted = False
                 continue
             if self._asked > self._pace:
                 await self._wait(self._turn)  # more than a batch still asked for

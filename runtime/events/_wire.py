@@ -37,6 +37,7 @@ EVENT_ID: Final = "Corps-Event-Id"
 """Set when an event is published again under a new Nats-Msg-Id (redrive): its original id."""
 REDRIVE_FOR: Final = "Corps-Redrive-For"
 """A redriven event is for one consumer only; the others ack it and skip it."""
+REDRIVE_FOR_B: Final = REDRIVE_FOR.encode()
 STATUS: Final = "Status"
 
 DLQ_PREFIX: Final = "Corps-Dlq-"
@@ -127,11 +128,15 @@ class AckBuffer:
         self._buf: list[bytes] = []
         self.written = 0
 
-    def add(self, reply: str, what: bytes) -> None:
+    def add(self, reply: str | bytes, what: bytes) -> None:
+        """Answer ``what`` (``+ACK``, ``-NAK``...) to the delivery whose reply subject is ``reply``."""
         buf = self._buf
         if not buf:
             asyncio.get_running_loop().call_soon(self._write)
-        buf.append(b"PUB %b %d\r\n%b\r\n" % (reply.encode(), len(what), what))
+        if isinstance(reply, str):
+            reply = reply.encode()
+        fmt = _ANSWERS.get(what)
+        buf.append(fmt % reply if fmt is not None else b"PUB %b %d\r\n%b\r\n" % (reply, len(what), what))
         if len(buf) >= WRITE_EVERY:
             self._write(now=True)
 
@@ -163,6 +168,9 @@ class AckBuffer:
         if queue is not None and queue.empty():
             queue.put_nowait(asyncio.get_running_loop().create_future())  # wake nats-py's flusher
 
+
+_ANSWERS: Final = {what: b"PUB %%b %d\r\n%b\r\n" % (len(what), what) for what in (b"+ACK", b"-NAK", b"+TERM", b"+WPI")}
+"""The PUB of each fixed answer, but for its subject (one ``%`` per answer instead of three parts)."""
 
 WRITE_EVERY: Final = 128
 """Answers after which ``AckBuffer`` writes without waiting for the end of the loop iteration."""
@@ -203,9 +211,78 @@ def parse_ack_subject(reply: str) -> Delivery | None:
         return None
 
 
-class Inbound:
-    """A delivered JetStream message as the consumer keeps it, from nats-py's parser directly
-    (raw header block, parsed on first use) or from a nats-py ``Msg`` (headers already parsed)."""
+def ack_prefix(stream: str, consumer: str) -> bytes:
+    """How the v1 ``$JS.ACK`` subjects of one consumer's deliveries begin (``ack_numbers``)."""
+    return f"$JS.ACK.{stream}.{consumer}".encode()
+
+
+def ack_numbers(reply: bytes, prefix: bytes) -> tuple[int, int] | None:
+    """(stream sequence, times delivered) of a ``$JS.ACK`` subject; None for anything else.
+
+    The consumer's hot path: the reply subject as it came off the wire, no ``Delivery`` built
+    (``EventDelivery.meta`` parses the rest if it is ever read), and for a v1 subject that
+    begins with ``prefix`` (``ack_prefix``: this consumer's own) one split of the last five
+    tokens. What this takes, ``parse_ack_subject`` takes, with the same numbers, so a delivery's
+    ``meta`` can always be read; and it takes every ASCII subject that ``parse_ack_subject``
+    takes, but for a timestamp that is not plain digits (no server sends one)."""
+    if not reply.isascii():
+        try:
+            reply.decode()  # a consumer name may be UTF-8; anything else is not a subject
+        except UnicodeDecodeError:
+            return None
+    t = reply.rsplit(b".", 5)
+    if len(t) == 6 and t[0] == prefix:  # $JS.ACK.<stream>.<consumer> . delivered.sseq.dseq.ts.pending
+        i = 1
+    else:
+        t = reply.split(b".")
+        n = len(t)
+        if n < 9 or t[0] != b"$JS" or t[1] != b"ACK":
+            return None
+        i = 6 if n >= 12 else 4  # v2: domain and account hash first
+    if not t[i + 3].isdigit():  # the timestamp, which parse_ack_subject reads too
+        return None
+    delivered = t[i]
+    try:
+        return int(t[i + 1]), 1 if delivered == b"1" else int(delivered)
+    except ValueError:
+        return None
+
+
+class Received:
+    """What a delivered message reads of itself: its subject, and its headers from the raw
+    block, parsed on first use (``Inbound`` and the consumer's ``EventDelivery``)."""
+
+    __slots__ = ()
+    _subject: bytes | str
+    _raw: bytes | None
+    _headers: dict[str, str] | None
+
+    @property
+    def subject(self) -> str:
+        s = self._subject
+        return s.decode() if isinstance(s, bytes) else s
+
+    @property
+    def headers(self) -> dict[str, str]:
+        if self._headers is None:
+            self._headers = parse_header_block(self._raw) if self._raw else {}  # type: ignore[misc]  # a subclass's slot
+        return self._headers
+
+    def may_have(self, name: bytes) -> bool:
+        """False when header ``name`` is certainly absent (the raw block does not contain it)."""
+        raw = self._raw
+        return self._headers is not None or (raw is not None and raw.find(name) >= 0)
+
+    def header(self, name: str) -> str | None:
+        """One header's value; without parsing the block when the name is not in it at all."""
+        if not self.may_have(name.encode()):
+            return None
+        return self.headers.get(name)
+
+
+class Inbound(Received):
+    """A delivered JetStream message, from nats-py's parser directly (raw header block) or from a
+    nats-py ``Msg`` (headers already parsed)."""
 
     __slots__ = ("_headers", "_raw", "_subject", "data", "reply")
 
@@ -217,23 +294,6 @@ class Inbound:
         self._raw = raw_headers
         self._headers = headers
 
-    @property
-    def subject(self) -> str:
-        s = self._subject
-        return s.decode() if isinstance(s, bytes) else s
-
-    @property
-    def headers(self) -> dict[str, str]:
-        if self._headers is None:
-            self._headers = parse_header_block(self._raw) if self._raw else {}
-        return self._headers
-
-    def header(self, name: str) -> str | None:
-        """One header's value; without parsing the block when the name is not in it at all."""
-        if self._headers is None and (self._raw is None or name.encode() not in self._raw):
-            return None
-        return self.headers.get(name)
-
 
 class EventDecoder:
     """Decodes an event payload, msgpack or JSON, as one of ``tp`` (a type or a union).
@@ -243,16 +303,17 @@ class EventDecoder:
     what msgspec raises (RecursionError included): callers decode untrusted bytes inside their
     ``except Exception`` (a dead letter with the reason)."""
 
-    __slots__ = ("_json", "_msgpack")
+    __slots__ = ("_json", "msgpack")
 
     def __init__(self, tp: Any = Any) -> None:
-        self._msgpack = msgspec.msgpack.Decoder(tp)
+        self.msgpack = msgspec.msgpack.Decoder(tp)
+        """The msgpack decoder alone: for a payload that starts with a msgpack map (``MSGPACK_MAP``)."""
         self._json = msgspec.json.Decoder(tp)
 
     def decode(self, data: bytes) -> Any:
         if data and data[0] not in MSGPACK_MAP and sniff(data)[1]:
             return self._json.decode(data)
-        return self._msgpack.decode(data)
+        return self.msgpack.decode(data)
 
 
 def redacted(headers: dict[str, Any] | None) -> dict[str, str]:
