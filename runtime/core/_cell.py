@@ -59,8 +59,8 @@ def index_of(envs: list[Envelope[Any]], env: Envelope[Any]) -> int:
 class Cell:
     """One actor instance on this node: its actor, its mailbox, and their state."""
 
-    __slots__ = ("actor", "actor_id", "busy", "depth", "guard", "marks", "over_since", "queue", "restarts", "stopped",
-                 "sub", "subject", "used")
+    __slots__ = ("actor", "actor_id", "busy", "depth", "events", "guard", "marks", "over_since", "queue", "restarts",
+                 "stopped", "sub", "subject", "used")
 
     def __init__(self, actor_id: str, subject: str) -> None:
         self.actor_id = actor_id
@@ -69,6 +69,9 @@ class Cell:
         self.queue: deque[Batch] | None = None
         self.depth = 0
         """Messages in the mailbox, not yet taken by the drain loop: what mailbox_size bounds."""
+        self.events: list[Envelope[Any]] | None = None
+        """The list of event deliveries ``enqueue_event`` queued last: more are appended to it while
+        it is the mailbox's last entry (not yet taken), so a pull batch is one entry."""
         self.busy = True  # until on_start has run, messages wait in the mailbox
         self.stopped = False
         self.restarts: list[float] | None = None

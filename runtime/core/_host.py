@@ -295,7 +295,12 @@ class ClassHost(Activations, Replies, Mailboxes):
         q = cell.queue
         if q is None:
             q = cell.queue = deque()
-        q.append(([Envelope(delivery)], "", False))  # its ids come from the delivery (Carrier)
+        last = cell.events
+        if last is not None and q and q[-1][0] is last and self.activator is None:
+            last.append(Envelope(delivery))  # behind the events of the last entry, still queued: one entry
+        else:  # (virtual: a takeover counts entries, so each event stays one)
+            cell.events = last = [Envelope(delivery)]  # its ids come from the delivery (Carrier)
+            q.append((last, "", False))
         cell.depth += 1
         if not cell.busy:
             self._schedule(cell)

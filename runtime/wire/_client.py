@@ -164,16 +164,29 @@ class CorpsClient(Client):
 
     async def _process_msg(self, sid: int, subject: bytes, reply: bytes, data: bytes,
                            headers: bytes | None) -> None:
+        if not self.take_direct(sid, subject, reply, data, headers):
+            await self.process_declined(sid, subject, reply, data, headers)
+
+    def take_direct(self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> bool:
+        """A message its subscription's route takes (or sheds, or that raised and is dropped):
+        True, done with. False: ``process_declined`` must have it. The parser calls this first,
+        without a coroutine: most messages end here (``corps.wire._parser``)."""
         # try costs nothing when nothing raises (CPython 3.11); CancelledError is not caught.
         route = self._routes.get(sid)
         try:
             if route is not None and sid in self._subs and route.take(subject, reply, data, headers):
                 self.stats["in_msgs"] += 1
                 self.stats["in_bytes"] += len(data)
-                return
+                return True
         except Exception as exc:  # noqa: BLE001 -- untrusted bytes: nothing may escape into the parser
             self._drop(subject, exc)
-            return
+            return True
+        return False
+
+    async def process_declined(self, sid: int, subject: bytes, reply: bytes, data: bytes,
+                               headers: bytes | None) -> None:
+        """nats-py's way for a message ``take_direct`` declined: a ``Msg``, queued for its callback."""
+        route = self._routes.get(sid)
         try:
             await super()._process_msg(sid, subject, reply, data, headers)  # type: ignore[arg-type]  # None: no headers
         except Exception as exc:  # noqa: BLE001 -- untrusted bytes (a subject that is not UTF-8)

@@ -52,6 +52,9 @@ class FastParser(Parser):
         n = len(data)
         pos = 0
         nc = self.nc
+        # CorpsClient's direct routes, called without a coroutine; another client: _process_msg.
+        take = getattr(nc, "take_direct", None)
+        declined = getattr(nc, "process_declined", None)
         try:
             while pos < n:
                 if self.state == AWAITING_MSG_PAYLOAD:
@@ -69,7 +72,13 @@ class FastParser(Parser):
                     pos = end + 2
                     self.state = AWAITING_CONTROL_LINE
                     arg = self.msg_arg
-                    await nc._process_msg(arg["sid"], arg["subject"], arg["reply"], payload, hdr)
+                    if take is None:
+                        await nc._process_msg(arg["sid"], arg["subject"], arg["reply"], payload, hdr)
+                    elif take(arg["sid"], arg["subject"], arg["reply"], payload, hdr):
+                        continue  # taken without an await: no reset can have happened
+                    else:
+                        assert declined is not None  # (both or neither: CorpsClient)
+                        await declined(arg["sid"], arg["subject"], arg["reply"], payload, hdr)
                     if self._epoch != epoch:
                         return
                     continue

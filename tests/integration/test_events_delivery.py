@@ -5,6 +5,8 @@ branches that are not the handler's."""
 
 from __future__ import annotations
 
+import anyio
+import anyio.lowlevel
 import nats
 
 from corps import Actor, ActorSystem, Message, on_event
@@ -121,3 +123,38 @@ async def test_a_delivery_past_its_handlers_max_deliver_is_dead_lettered_without
     await actor_system.publish(Noted("after", 1))  # the consumer goes on
     await log.wait_for(1)
     assert log.seen == [("after", 1)]  # Strict's handler never ran
+
+
+class Held(Actor):
+    """One instance for every event; the first holds the mailbox until released."""
+
+    log: Log = Log()
+    entered: anyio.Event
+    release: anyio.Event
+
+    @on_event(Noted)
+    async def noted(self, event: Noted) -> None:
+        if event.n == 0:
+            Held.entered.set()
+            await Held.release.wait()
+        self.log.add(event.key, event.n)
+
+
+async def test_events_that_wait_in_a_mailbox_share_one_entry_and_keep_their_order(actor_system: ActorSystem) -> None:
+    # A pull batch's deliveries, queued behind a busy handler, join the mailbox's last entry while
+    # it waits: one entry (and one list) instead of one per event; order and count unchanged.
+    Held.log, Held.entered, Held.release = Log(), anyio.Event(), anyio.Event()
+    await actor_system.spawn(Held, "h")
+    for n in range(30):
+        await actor_system.publish(Noted("h", n))
+    with anyio.fail_after(10):
+        await Held.entered.wait()
+        cell = actor_system._hosts[Held].cells["h"]
+        while cell.depth < 29:  # the other 29 delivered into the mailbox (bounded: fail_after)
+            await anyio.lowlevel.checkpoint()
+    assert cell.queue is not None
+    assert sum(len(envs) for envs, _, _ in cell.queue) == 29
+    assert len(cell.queue) <= 3  # one entry per pull batch at most, not one per event
+    Held.release.set()
+    await Held.log.wait_for(30)
+    assert [n for _, n in Held.log.seen] == list(range(30))

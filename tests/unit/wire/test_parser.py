@@ -66,6 +66,24 @@ CONTROL = {b"PING\r\n": "ping", b"PONG\r\n": "pong", b"+OK\r\n": None, b"-ERR 'S
 ops = msg().map(lambda b: (b, "msg")) | st.sampled_from(sorted(CONTROL.items()))
 
 
+class DirectRecorder(Recorder):
+    """A client with direct routes, as CorpsClient: ``take_direct`` first (here: odd sids are
+    taken), ``process_declined`` for the rest. Both record what ``_process_msg`` would have."""
+
+    async def _process_msg(self, sid: int, subject: Any, reply: Any, data: Any, headers: Any) -> None:
+        raise AssertionError("a client with direct routes gets take_direct / process_declined")
+
+    def take_direct(self, sid: int, subject: Any, reply: Any, data: Any, headers: Any) -> bool:
+        if sid % 2 == 0:
+            return False
+        self.calls.append(("msg", sid, bytes(subject), bytes(reply), bytes(data),
+                           None if headers is None else bytes(headers)))
+        return True
+
+    async def process_declined(self, sid: int, subject: Any, reply: Any, data: Any, headers: Any) -> None:
+        await Recorder._process_msg(self, sid, subject, reply, data, headers)
+
+
 async def feed(parser: Parser, data: bytes, cuts: list[int]) -> None:
     last = 0
     for cut in sorted(set(cuts)):
@@ -74,8 +92,9 @@ async def feed(parser: Parser, data: bytes, cuts: list[int]) -> None:
     await parser.parse(data[last:])
 
 
-async def calls_of(parser_cls: type[Parser], data: bytes, cuts: list[int]) -> list[tuple[Any, ...]]:
-    nc = Recorder()
+async def calls_of(parser_cls: type[Parser], data: bytes, cuts: list[int], nc_cls: type[Recorder] = Recorder,
+                   ) -> list[tuple[Any, ...]]:
+    nc = nc_cls()
     parser = parser_cls(nc)
     await feed(parser, data, cuts)
     assert not parser.buf, "a parser kept bytes after a whole stream"
@@ -90,6 +109,7 @@ def test_the_fast_parser_makes_the_calls_nats_pys_parser_makes(stream: list[tupl
     expected = anyio.run(calls_of, Parser, data, cuts)
     assert [c[0] for c in expected] == [kind for _, kind in stream if kind]
     assert anyio.run(calls_of, FastParser, data, cuts) == expected
+    assert anyio.run(calls_of, FastParser, data, cuts, DirectRecorder) == expected  # taken or declined, in order
 
 
 async def test_every_split_point_of_a_mixed_stream_gives_the_same_calls() -> None:
