@@ -15,11 +15,13 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Final
 
 import nats.errors
-from nats.aio.client import Client
+from nats.aio.client import DEFAULT_BUFFER_SIZE, Client
 
+from corps.wire._opening import OpeningTransport
 from corps.wire._parser import FastParser
 
 if TYPE_CHECKING:
+    from nats.aio.client import Srv
     from nats.aio.msg import Msg
     from nats.aio.subscription import Subscription
 
@@ -154,6 +156,21 @@ class CorpsClient(Client):
         """Messages nats-py dropped for a subscription over its pending limits (corps's own routes
         shed before that; see ``Route``); a server that cuts a slow client shows as a reconnect."""
         self._quiet = Throttled(log)
+        self.info_wait: float | None = None
+        """How long a connection waits for the server's INFO (``OpeningTransport``); ``None``:
+        nats-py's ``connect_timeout``. ``connect`` sets it for the first connect only."""
+
+    async def _connect_to_server(self, s: Srv) -> None:
+        """nats-py's, with a TCP transport that checks the opening (``OpeningTransport``)."""
+        if s.uri.scheme in ("ws", "wss"):
+            await super()._connect_to_server(s)
+            return
+        s.last_attempt = time.monotonic()
+        if not isinstance(self._transport, OpeningTransport):
+            self._transport = OpeningTransport()
+        self._transport.info_wait = self.info_wait
+        await self._transport.connect(s.uri, buffer_size=DEFAULT_BUFFER_SIZE,
+                                      connect_timeout=self.options["connect_timeout"])
 
     async def subscribe_route(self, subject: str, route: Route, queue: str = "") -> Subscription:
         """Subscribe ``route``: unbounded pending limits, as every corps subscription has."""

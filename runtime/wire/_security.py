@@ -265,12 +265,34 @@ class TlsRequired(nats.errors.Error):  # a nats-py error: its connect and reconn
         return "nats: the server offers no TLS"
 
 
+class NoInfo(nats.errors.Error):
+    """The server said nothing within ``wait`` seconds of the connection (of the TLS handshake,
+    when TLS is first): it expects TLS first, or it is not a NATS server. A NATS server that
+    does not expect TLS first sends its INFO as soon as it accepts."""
+
+    def __init__(self, wait: float) -> None:
+        super().__init__()
+        self.wait = wait
+
+    def __str__(self) -> str:
+        return f"nats: no INFO from the server within {self.wait:g}s"
+
+
+class InfoInClear(nats.errors.Error):
+    """TLS first was asked for, and the server spoke in clear before the handshake: it does not
+    expect TLS first (a TLS-first server waits for the client's ClientHello)."""
+
+    def __str__(self) -> str:
+        return "nats: the server sent its INFO in clear before the TLS-first handshake"
+
+
 def is_fatal(exc: BaseException) -> bool:
-    """A refusal that retrying cannot change: wrong or expired credentials, TLS failures.
+    """A refusal that retrying cannot change: wrong or expired credentials, TLS failures, a
+    server that expects TLS first when this client does not, or the other way round.
 
     Connection refused, timeouts and the like are not: a server may be starting.
     """
-    if isinstance(exc, ssl.SSLError | TlsRequired | nats.errors.AuthorizationError):
+    if isinstance(exc, ssl.SSLError | TlsRequired | NoInfo | InfoInClear | nats.errors.AuthorizationError):
         return True
     text = str(exc).lower()
     return "authorization violation" in text or "authentication expired" in text or "authentication revoked" in text
@@ -286,6 +308,16 @@ def explain(exc: BaseException, security: Security, servers: Sequence[str] = ())
     if isinstance(exc, TlsRequired):
         return ("TLS was asked for (a tls:// URL, or a CA or certificate) but the server offers none: "
                 "refused before sending credentials")
+    if isinstance(exc, InfoInClear):
+        return _not_tls_first("the INFO came in clear")
+    if isinstance(exc, NoInfo):
+        if security.tls_handshake_first:
+            return (f"the server sent no INFO within {exc.wait:g}s of the TLS handshake: is it a NATS server, "
+                    f"and does it expect TLS first (handshake_first: true in its tls block)? If not, drop "
+                    f"Security(tls_handshake_first=True)")
+        return (f"the server sent no INFO within {exc.wait:g}s: does it expect TLS first (handshake_first: true "
+                f"in its tls block)? Then connect with Security(tls_handshake_first=True, ca=...) (the nats CLI's "
+                f"--tlsfirst)")
     if isinstance(exc, BrokenPipeError | ConnectionResetError | ssl.SSLEOFError) and security.wants_tls(servers):
         # TLS 1.3: the client's handshake ends before the server checks its certificate, so a
         # refusal can reach us as a closed socket instead of the alert, depending on timing.
@@ -311,6 +343,8 @@ def explain(exc: BaseException, security: Security, servers: Sequence[str] = ())
                     f"(Security(cert=..., key=...) or NATS_CERT and NATS_KEY) [{reason}]")
         if "alert" in reason and ("certificate" in reason or "unknown ca" in reason):
             return f"TLS refused: the server rejected this client's certificate [{reason}]"
+        if "wrong version" in reason and security.tls_handshake_first:
+            return _not_tls_first(reason)
         if "wrong version" in reason or "record" in reason or "packet length" in reason:
             return (f"TLS handshake failed [{reason}]: is TLS-first (tls_handshake_first) set on one side "
                     f"only?")
@@ -328,3 +362,9 @@ def explain(exc: BaseException, security: Security, servers: Sequence[str] = ())
     if "empty response" in text:
         return "the server sent no INFO: does it expect TLS first (Security(tls_handshake_first=True))?"
     return f"{type(exc).__name__}: {exc}"
+
+
+def _not_tls_first(why: str) -> str:
+    return (f"TLS first was asked for (Security(tls_handshake_first=True)) but the server answered in clear: it "
+            f"does not expect TLS first (no handshake_first: true in its tls block, or no TLS at all): drop "
+            f"tls_handshake_first, or set it on the server [{why}]")

@@ -23,6 +23,10 @@ PING_INTERVAL: Final = 10
 MAX_OUTSTANDING_PINGS: Final = 3
 RECONNECT_WAIT: Final = 0.5
 INITIAL_CONNECT_ATTEMPTS: Final = 3
+INFO_WAIT: Final = 1.0
+"""Seconds the first connect waits for the server's INFO (after the TLS handshake when TLS is
+first) before it is refused as a TLS-first mismatch (``OpeningTransport``): a NATS server sends
+INFO as it accepts; a TLS-first one says nothing until its TLS timeout (2 s by default)."""
 
 
 CONNECT_DEADLINE: Final = CONNECT_TIMEOUT * (INITIAL_CONNECT_ATTEMPTS + 1)
@@ -35,7 +39,8 @@ async def connect(servers: list[str], name: str, closing: Callable[[], bool] = l
     """Connect with runtime-tuned options and ``security`` (credentials, TLS, inbox prefix).
 
     A refusal that retrying cannot change (wrong or expired credentials, a certificate the other
-    side does not trust) ends the attempt at once, with a message saying which and no secret.
+    side does not trust, TLS first on one side only) ends the attempt at once, with a message
+    saying which and no secret. A server that sends no INFO within ``INFO_WAIT`` is one of them.
 
     Raises:
         NatsUnavailable: no server in ``servers`` accepted the connection, or ``security`` is
@@ -69,6 +74,7 @@ async def connect(servers: list[str], name: str, closing: Callable[[], bool] = l
         log.info("reconnected to NATS (%s)", name)
 
     nc = CorpsClient()
+    nc.info_wait = INFO_WAIT
     if security.wants_tls(servers) and not security.tls_handshake_first:
         _refuse_plaintext(nc)
     failed: list[BaseException] = []
@@ -107,8 +113,10 @@ async def connect(servers: list[str], name: str, closing: Callable[[], bool] = l
     fatal = next((e for e in seen if is_fatal(e)), None)
     if nc.is_connected and fatal is None and not failed:
         up = True
-        # A connected service keeps trying through any outage; it never closes for good on its own.
+        # A connected service keeps trying through any outage; it never closes for good on its own,
+        # and gives a server that is slow to greet it (a storm of reconnects) nats-py's connect_timeout.
         nc.options["max_reconnect_attempts"] = -1
+        nc.info_wait = None
         return nc
     _abandon(nc)
     cause = fatal or next((e for e in reversed(seen) if not isinstance(e, nats.errors.NoServersError)), None)

@@ -12,6 +12,7 @@ import pytest
 
 from corps import ActorSystem, EmbeddedServer, NatsUnavailable, Security
 from corps.examples.accounts import Account, Deposit, GetBalance
+from corps.wire._transport import INFO_WAIT
 from tests.security_kit import Pki, keypair, make_pki, operator, public, seed
 
 FAST = 3.0
@@ -221,6 +222,51 @@ async def test_a_certificate_for_another_host_and_a_refused_client_certificate_a
 async def test_tls_handshake_first_connects_when_both_sides_do_it(server: Server, pki: Pki) -> None:
     srv = server(tls_block(pki, "handshake_first: true"))
     await works(srv.url, Security(ca=pki("ca.pem"), tls_handshake_first=True), srv)
+
+
+async def test_a_tls_first_client_is_refused_at_once_by_a_server_that_does_not_expect_tls_first(
+        server: Server, pki: Pki) -> None:
+    # The server's INFO, sent as it accepts, reaches the client either before its ClientHello (then
+    # the handshake succeeds and nats-py used to wait 5 s per attempt for an INFO that had come in
+    # clear) or after it (a TLS error at once): a race, so several connects meet both orders.
+    tls_first = Security(ca=pki("ca.pem"), tls_handshake_first=True)
+    for srv in (server(tls_block(pki)), server("")):  # TLS after INFO, and no TLS at all
+        for _ in range(5):
+            error = await refused(srv.url, tls_first)
+            assert "TLS first was asked for (Security(tls_handshake_first=True)) but the server answered in clear: " \
+                   "it does not expect TLS first" in str(error)
+            assert "drop tls_handshake_first, or set it on the server" in str(error)
+
+
+async def test_a_client_without_tls_first_is_refused_within_a_second_by_a_server_that_expects_it(
+        server: Server, pki: Pki) -> None:
+    srv = server(tls_block(pki, "handshake_first: true"))  # silent until a ClientHello, for 2 s (timeout)
+    for security in (Security(ca=pki("ca.pem")), Security()):  # TLS after INFO, and no TLS at all
+        error = await refused(srv.url, security)
+        assert f"the server sent no INFO within {INFO_WAIT:g}s: does it expect TLS first (handshake_first: true " \
+               f"in its tls block)? Then connect with Security(tls_handshake_first=True" in str(error)
+
+
+async def test_a_server_that_greets_late_but_within_the_bound_is_connected_to(server: Server, pki: Pki) -> None:
+    # handshake_first with a fallback delay: INFO after 300 ms for a client that does not start TLS.
+    srv = server(tls_block(pki, 'handshake_first: "300ms"'))
+    await works(srv.url, Security(ca=pki("ca.pem")), srv)
+    await works(srv.url, Security(ca=pki("ca.pem"), tls_handshake_first=True), srv)
+
+
+async def test_a_reconnect_waits_for_a_late_greeting_as_long_as_nats_py_does(server: Server, pki: Pki) -> None:
+    """The bound is the first connect's: once up, a server slow to greet (a storm of reconnects)
+    is waited for (``connect_timeout``), not refused."""
+    srv = server(tls_block(pki))
+    async with ActorSystem(srv.url, security=Security(ca=pki("ca.pem")), server_name=srv.server_name) as system:
+        ref = await system.spawn(Account, "a")
+        await ref.tell(Deposit(5))
+        assert (await ref.ask(GetBalance())).amount == 5
+        srv.kill()  # the client sees the socket close while the server restarts (loop running): the ask
+        assert srv.config is not None  # below waits in nats-py's buffer until it is reconnected
+        await anyio.Path(srv.config).write_text(tls_block(pki, f'handshake_first: "{INFO_WAIT + 0.5:g}s"'))
+        await anyio.to_thread.run_sync(srv.start)  # the same port; INFO only after INFO_WAIT + 0.5 s
+        assert (await ref.ask(GetBalance(), timeout=10)).amount == 5
 
 
 async def test_tls_settings_that_cannot_work_fail_before_connecting(server: Server, pki: Pki) -> None:

@@ -11,7 +11,7 @@ import nats.errors
 import pytest
 
 from corps import Security
-from corps.wire._security import TlsRequired, explain
+from corps.wire._security import InfoInClear, NoInfo, TlsRequired, explain, is_fatal
 
 TLS = Security(ca="/ca.pem")
 URL = ["nats://127.0.0.1:4222"]
@@ -64,6 +64,21 @@ def test_a_server_without_tls_and_one_that_expects_tls_first_are_told_apart() ->
     assert "refused before sending credentials" in explain(TlsRequired(), TLS, URL)
     empty = explain(nats.errors.Error("nats: empty response from server when expecting INFO message"), Security(), URL)
     assert empty == "the server sent no INFO: does it expect TLS first (Security(tls_handshake_first=True))?"
+
+
+def test_a_tls_first_mismatch_says_which_side_to_change_whichever_way_it_showed() -> None:
+    tls_first = Security(ca="/ca.pem", tls_handshake_first=True)
+    in_clear = explain(InfoInClear(), tls_first, URL)
+    wrong_version = explain(ssl_error("WRONG_VERSION_NUMBER"), tls_first, URL)
+    assert in_clear.endswith("drop tls_handshake_first, or set it on the server [the INFO came in clear]")
+    assert wrong_version == in_clear.replace("[the INFO came in clear]", "[wrong version number]")
+    assert explain(NoInfo(1.0), TLS, URL).startswith("the server sent no INFO within 1s: does it expect TLS first")
+    assert explain(NoInfo(1.0), tls_first, URL).startswith("the server sent no INFO within 1s of the TLS handshake")
+    assert "drop Security(tls_handshake_first=True)" in explain(NoInfo(1.0), tls_first, URL)
+    assert is_fatal(NoInfo(1.0))
+    assert is_fatal(InfoInClear())
+    # A server that closes at once without a word (a port proxy whose server is not up yet) is retried.
+    assert not is_fatal(nats.errors.Error("nats: empty response from server when expecting INFO message"))
 
 
 @pytest.mark.parametrize(("text", "expected"), [
