@@ -40,7 +40,8 @@ async def connect(servers: list[str], name: str, closing: Callable[[], bool] = l
 
     A refusal that retrying cannot change (wrong or expired credentials, a certificate the other
     side does not trust, TLS first on one side only) ends the attempt at once, with a message
-    saying which and no secret. A server that sends no INFO within ``INFO_WAIT`` is one of them.
+    saying which and no secret. For a client that asked for TLS, a server that sends no INFO within
+``INFO_WAIT`` is one of them (it expects TLS first).
 
     Raises:
         NatsUnavailable: no server in ``servers`` accepted the connection, or ``security`` is
@@ -74,7 +75,9 @@ async def connect(servers: list[str], name: str, closing: Callable[[], bool] = l
         log.info("reconnected to NATS (%s)", name)
 
     nc = CorpsClient()
-    nc.info_wait = INFO_WAIT
+    # Only a client that asked for TLS can meet a TLS-first server: a plain client keeps nats-py's
+    # wait, so that a server slow to greet (paused, overloaded) at start is not taken for one.
+    nc.info_wait = INFO_WAIT if security.wants_tls(servers) else None
     if security.wants_tls(servers) and not security.tls_handshake_first:
         _refuse_plaintext(nc)
     failed: list[BaseException] = []

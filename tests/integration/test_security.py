@@ -241,7 +241,7 @@ async def test_a_tls_first_client_is_refused_at_once_by_a_server_that_does_not_e
 async def test_a_client_without_tls_first_is_refused_within_a_second_by_a_server_that_expects_it(
         server: Server, pki: Pki) -> None:
     srv = server(tls_block(pki, "handshake_first: true"))  # silent until a ClientHello, for 2 s (timeout)
-    for security in (Security(ca=pki("ca.pem")), Security()):  # TLS after INFO, and no TLS at all
+    for security in (Security(ca=pki("ca.pem")), Security(ca=pki("ca.pem"), tls_hostname="localhost")):
         error = await refused(srv.url, security)
         assert f"the server sent no INFO within {INFO_WAIT:g}s: does it expect TLS first (handshake_first: true " \
                f"in its tls block)? Then connect with Security(tls_handshake_first=True" in str(error)
