@@ -4,6 +4,12 @@ A mailbox runs a whole pull batch in one loop iteration. Written only at the end
 (and the next pull request) reached the server after the last handler, and the server, at
 ``max_ack_pending``, delivered nothing meanwhile: server and client took turns (measured: the
 consumer's queue started each run with the whole batch, 500, and acks went out 500 at a time).
+
+The watchers subscribe behind corps's ``flush``, not nats-py's ``flush()``: that one pings ahead of
+the SUB still in the client's buffer, and on a loaded machine the server took the PUBs before the
+SUB and dropped them for want of interest (nothing arrived: ``next_msg`` timed out; see
+test_flush_barrier.py). Delivery itself is quick: 129 messages in 2.5 ms (median), 18 ms (worst of
+1000 runs) with two busy loops on two cores, so 5 s per message is a bound for a stuck write only.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import nats
 
 from corps import ActorSystem, EventsConfig
 from corps.events._wire import WRITE_EVERY, AckBuffer
+from corps.wire._transport import flush
 from tests.integration.events_domain import Log, Noted, RunWatcher
 
 
@@ -23,7 +30,7 @@ async def test_ack_buffer_writes_every_write_every_answers_behind_what_nats_py_h
     watcher = await nats.connect(nats_server.url)
     try:
         sub = await watcher.subscribe("ackflow.>")
-        await watcher.flush()
+        await flush(watcher)  # the server holds the SUB (nats-py's flush() may ping ahead of it)
         await nc.publish("ackflow.first", b"x")  # queued in nats-py's buffer, its flusher not run yet
         acks = AckBuffer(nc)
         for i in range(WRITE_EVERY - 1):
@@ -74,7 +81,7 @@ async def test_ack_buffer_leaves_a_full_socket_to_nats_py_flusher(nats_server: A
     watcher = await nats.connect(nats_server.url)
     try:
         sub = await watcher.subscribe("ackfull.>")
-        await watcher.flush()
+        await flush(watcher)  # the server holds the SUB (nats-py's flush() may ping ahead of it)
         acks = AckBuffer(nc)
         for i in range(WRITE_EVERY):
             acks.add(f"ackfull.{i}", b"+ACK")
