@@ -9,7 +9,7 @@ The watchers subscribe behind corps's ``flush``, not nats-py's ``flush()``: that
 the SUB still in the client's buffer, and on a loaded machine the server took the PUBs before the
 SUB and dropped them for want of interest (nothing arrived: ``next_msg`` timed out; see
 test_flush_barrier.py). Delivery itself is quick: 129 messages in 2.7 ms (median), 91 ms at worst
-in 9000 runs with two busy loops on two cores, so 5 s per message bounds a stuck write only.
+in 9000 runs with 2 to 4 busy loops on 2 cores, so 5 s per message bounds a stuck write only.
 """
 
 from __future__ import annotations

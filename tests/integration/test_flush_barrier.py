@@ -6,7 +6,7 @@ and ``flush()`` writes its PING straight to the socket, ahead of it: the PONG ca
 the server holds the SUB. A test that subscribes, flushes, then publishes from another connection
 loses the message to "no interest" whenever the server reads the SUB late, which a loaded machine
 makes likely: test_events_ack_flow timed out so, the server counting every PUB in and none out.
-(Measured with the AckBuffer tests' bodies on one server, 2 busy loops on 2 cores: behind nats-py's
+(Measured with the AckBuffer tests' bodies on one server, 2 to 4 busy loops on 2 cores: behind nats-py's
 flush, 9 runs in 9000 received nothing; behind corps's, none in 9000.)
 
 A relay between the client and a real nats-server records the bytes the client sent, in order.
