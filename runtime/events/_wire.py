@@ -119,6 +119,12 @@ class AckBuffer:
     meanwhile: server and client took turns. So every ``WRITE_EVERY`` answers (and with a pull
     request, ``add_command``) the buffer goes out at once, behind what nats-py holds (its order
     kept: an ack never overtakes what its handler sent).
+
+    Nothing is lost or reordered against nats-py's flusher: both take all of ``_pending`` and
+    write it to the transport in one synchronous step (the flusher awaits the drain only after),
+    so writes reach the socket in the order they were appended; a flusher wake is queued whenever
+    the buffer is left to it (a queue that is not empty already holds one). nats-py's PING alone
+    goes straight to the socket, which is why ``nc.flush()`` is no barrier (``wire._transport.flush``).
     """
 
     __slots__ = ("_buf", "_nc", "written")
