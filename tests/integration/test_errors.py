@@ -28,6 +28,7 @@ from corps import (
     handler,
 )
 from corps.wire._embedded import EmbeddedServer
+from corps.wire._transport import flush
 from tests.integration.domain import GATES, Account, Balance, Boom, Deposit, Gate, GetBalance, Hold, Note, Slow
 
 
@@ -254,7 +255,7 @@ async def test_raw_json_client_gets_a_json_reply(actor_system: ActorSystem, raw:
 async def test_raw_msgpack_tell_is_handled(actor_system: ActorSystem, raw: Client) -> None:
     ref = await actor_system.spawn(Account, "a")
     await raw.publish(ref.subject, msgspec.msgpack.encode(Deposit("a", 3)))
-    await raw.flush()
+    await flush(raw)
     reply = await raw.request(ref.subject, msgspec.msgpack.encode(GetBalance("a")), timeout=2)
     assert msgspec.msgpack.decode(reply.data, type=Balance) == Balance("a", 3)
 

@@ -22,6 +22,7 @@ from corps import (
     handler,
     on_event,
 )
+from corps.wire._transport import flush
 from tests.integration.events_domain import (
     Catcher,
     DeadLetterWatch,
@@ -265,7 +266,7 @@ async def test_a_publish_whose_ack_never_comes_times_out_per_attempt_then_fails(
         silent = await nats.connect(nats_server.url)  # takes the event, never answers: no 503 either
         try:
             await silent.subscribe(f"{corps_namespace}.events.>")
-            await silent.flush()
+            await flush(silent)
             with anyio.fail_after(5), pytest.raises(PublishFailed, match=r"no ack within \d\.\d\ds"):
                 await system.publish(Noted("k", 1))
         finally:

@@ -14,6 +14,7 @@ import nats
 from nats.aio.msg import Msg
 
 from corps import ActorSystem, EventsConfig
+from corps.wire._transport import flush
 from tests.integration.events_domain import Log, Recorder
 
 POLLS = 50
@@ -77,7 +78,7 @@ async def test_two_pull_requests_are_open_again_after_the_first_two_expire(
     watcher = await nats.connect(nats_server.url)
     try:
         await watcher.subscribe(f"{corps_namespace}.evin.>", cb=status)  # the node's pull inboxes, heard too
-        await watcher.flush()
+        await flush(watcher)
         async with ActorSystem(nats_server.url, namespace=corps_namespace, events=cfg) as system:
             await system.spawn(Recorder, "r")
             with anyio.fail_after(10):

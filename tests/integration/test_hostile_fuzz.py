@@ -20,6 +20,7 @@ from corps.testing._profiles import examples
 from corps.wire._codec import Reply, encode_as
 from corps.wire._embedded import EmbeddedServer
 from corps.wire._subjects import inbox_subject
+from corps.wire._transport import flush
 from tests.hostile import DEEP, HUGE, frame, payloads, tells
 from tests.integration.domain import Balance, GetBalance
 from tests.integration.events_domain import Log, Noted, Recorder
@@ -69,7 +70,7 @@ async def fuzz_round(server: EmbeddedServer, batch: list[bytes]) -> None:
                     await raw.publish(vault.subject, payload)
                 await raw.publish(f"{inbox}.{n}", payload)
                 await js.publish(f"{namespace}.events.Noted", payload)
-            await raw.flush()
+            await flush(raw)
         finally:
             await raw.close()
         with anyio.fail_after(5):

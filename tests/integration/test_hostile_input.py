@@ -139,7 +139,7 @@ async def test_a_hostile_tell_is_dead_lettered_with_its_payload(
         actor_system: ActorSystem, raw: Client, payload: bytes) -> None:
     ref = await actor_system.spawn(Vault, "v")
     await raw.publish(ref.subject, payload)
-    await raw.flush()  # the server holds it for the system before the barrier ask is sent
+    await flush(raw)  # the server holds it for the system before the barrier ask is sent
     await still_answers(actor_system)
     letter = actor_system.dead_letters.recent[-1]
     assert letter.subject == ref.subject
@@ -154,7 +154,7 @@ async def test_a_tell_and_an_ask_after_a_hostile_one_in_the_same_stream_are_hand
     ref = actor_system.ref(Vault, "v")
     for payload in (frame(DEEP_STASH), DEEP_STASH, encode(Stash({"ok": 1}))):  # the first on the fast path
         await raw.publish(ref.subject, payload)
-    await raw.flush()
+    await flush(raw)
     await still_answers(actor_system, stashed=1)
     assert all(route.pending == 0 for route in actor_system._nc._routes.values())
 
@@ -179,7 +179,7 @@ async def test_garbage_on_the_reply_inbox_is_counted_and_dropped(actor_system: A
     for n, payload in enumerate(INBOX_GARBAGE.values()):
         await raw.publish(f"{inbox}.{n}", payload)
         await raw.publish(f"{inbox}.t{n}", payload)
-    await raw.flush()
+    await flush(raw)
     await still_answers(actor_system)  # its reply arrives on the inbox after all of them
     assert actor_system._inbox.undecodable == 2 * len(INBOX_GARBAGE)
     assert actor_system.metrics()["system"]["undecodable_replies"] == 2 * len(INBOX_GARBAGE)

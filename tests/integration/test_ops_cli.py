@@ -27,6 +27,7 @@ from corps.examples.shop.orchestrated import PlaceOrder
 from corps.system._app import Ready
 from corps.tools import _inspect
 from corps.tools._inspect import inspector
+from corps.wire._transport import flush
 from tests.integration.test_cli import CORPS, ENV, REPO, Running
 from tests.integration.test_cli import corps_process as process
 from tests.integration.test_cli import stderr_log as stderr_log
@@ -393,7 +394,7 @@ async def test_ps_counts_forged_answers_and_keeps_a_bounded_number_of_nodes(
             await nc.publish(msg.reply, json.dumps(forged).encode())
 
         await nc.subscribe(f"{actor_system.namespace}.nodes", cb=forge)
-        await nc.flush()
+        await flush(nc)
         async with inspector(actor_system.url, actor_system.namespace) as look:
             reports, bad = await look.nodes(wait=0.5)
             assert bad == 1

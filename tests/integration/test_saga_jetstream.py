@@ -27,7 +27,7 @@ from corps.wire._jetstream import PAYLOAD_TOO_LARGE, SWEEPS_PER_TIMEOUT, Lean
 from corps.wire._js_answers import decode_ack, decode_purged
 from corps.wire._kv_bucket import Bucket
 from corps.wire._snapshot import live_keys
-from corps.wire._transport import connect
+from corps.wire._transport import connect, flush
 
 
 @pytest.fixture
@@ -164,14 +164,14 @@ async def test_garbage_answers_are_typed_errors_and_stray_ones_are_counted(nc: C
             await hostile.publish(msg.reply, b"{" * 5000)  # nested deeper than the recursion limit
 
         await hostile.subscribe("garbage.lean", cb=answer)
-        await hostile.flush()
+        await flush(hostile)
         with pytest.raises(StoreUnreadable):
             await lean.publish("garbage.lean", b"x")
         dropped = lean.dropped
         for junk in (b"x", b"-1", b"99999999999999999999999", b"1e5", b"0"):
             await hostile.publish(lean._prefix_s + junk.decode(), b"{}")
-        await hostile.flush()
-        await nc.flush()  # the server delivers them to us before its PONG
+        await flush(hostile)
+        await flush(nc)  # the server delivers them to us before its PONG
         assert lean.dropped == dropped + 5
     finally:
         await hostile.close()

@@ -22,6 +22,7 @@ from corps.examples.shop.orchestrated import COURIER, PAYMENTS, WAREHOUSE, Inven
 from corps.saga import SagaStatus
 from corps.saga._log import saga_bucket
 from corps.wire._embedded import EmbeddedServer
+from corps.wire._transport import flush
 
 Factory = Callable[..., Any]
 
@@ -47,7 +48,7 @@ async def tap(nats_server: EmbeddedServer, corps_namespace: str) -> AsyncIterato
     await nc.subscribe(f"$KV.{bucket}.>", cb=tap.on)
     await nc.subscribe(f"$JS.API.DIRECT.GET.KV_{bucket}.>", cb=tap.on)
     await nc.subscribe(f"$JS.API.STREAM.MSG.GET.KV_{bucket}", cb=tap.on)
-    await nc.flush()
+    await flush(nc)
     yield tap, nc
     await nc.close()
 

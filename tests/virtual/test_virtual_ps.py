@@ -18,6 +18,7 @@ from corps.cli._ps import table
 from corps.system._nodeinfo import NodeReport
 from corps.tools._inspect import inspector
 from corps.wire._subjects import nodes_subject
+from corps.wire._transport import flush
 from tests.integration.test_ops_cli import acorps
 from tests.virtual.domain import Hit, Keeper
 
@@ -74,7 +75,7 @@ async def test_hostile_answers_to_corps_ps_are_counted_and_skipped(nats_server: 
                 await nc.publish(msg.reply, payload)
 
         await nc.subscribe(nodes_subject(ns), cb=answer)
-        await nc.flush()
+        await flush(nc)
         async with inspector(nats_server.url, ns) as look:
             reports, bad = await look.nodes(1.0)
     finally:
