@@ -31,14 +31,13 @@ class TellItem:
     object per drain task, updated in place per message (``Envelope(msg, 0, base + i)`` in effect).
     Anything that keeps an item past its handler (a held reply, a failure) gets a real Envelope."""
 
-    __slots__ = ("base", "cause", "corr", "i", "key", "msg", "rid", "tp")
+    __slots__ = ("base", "i", "msg")  # set by the drain loop before a handler can read them (no __init__:
+    base: int                          # one is made per drain run, and object's own is the cheapest)
+    i: int
+    msg: Any
 
-    def __init__(self) -> None:
-        self.msg: Any = None
-        self.base = 0
-        self.i = 0
-        self.rid = 0
-        self.corr = self.cause = self.key = self.tp = ""
+    rid = 0  # what a root tell's envelope holds besides its message and id: the class's, read-only
+    corr = cause = key = tp = ""
 
     @property
     def mid(self) -> int:

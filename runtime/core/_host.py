@@ -259,8 +259,6 @@ class ClassHost(Activations, Replies, Mailboxes):
         entry: list[Envelope[Any]] | Tells[Any] = envs
         if type(envs) is Tells:  # a tells frame: queued as decoded, unless only part of it is taken
             k = len(envs.msgs)
-            if self.activator is not None:  # virtual: fencing and marks read envelopes
-                entry = envs = envs.envelopes()
         else:
             if TYPE_CHECKING:  # (type() is, not isinstance: ~0.1 us less per NATS message)
                 assert isinstance(envs, list)

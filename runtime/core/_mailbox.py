@@ -88,39 +88,43 @@ class Mailboxes:
                 envs, reply, is_json = q.popleft()
                 here.reply, here.is_json = reply, is_json
                 if type(envs) is Tells:  # a tells frame (Tells): the messages, no envelope each
-                    if guard is not None:  # (virtual activations are queued envelopes: kept total)
-                        envs = envs.envelopes()
-                    else:
-                        if item is None:
-                            item = TellItem()
-                        here.item = item  # the envelope as ids() and the rest read it, updated in place
-                        item.base = envs.base
-                        for i, msg in enumerate(envs.msgs):
-                            if cell.stopped:
-                                unhandled = envs.envelopes()[i:]
+                    if item is None:
+                        item = TellItem()
+                    here.item = item  # the envelope as ids() and the rest read it, updated in place
+                    item.base = base = envs.base
+                    for i, msg in enumerate(envs.msgs):
+                        if cell.stopped:
+                            unhandled = envs.envelopes()[i:]
+                            break
+                        if guard is not None:  # a virtual activation, as in the envelope loop
+                            if not guard():
+                                self.fenced += cell.depth
+                                q.clear()
                                 break
-                            cell.depth -= 1
-                            item.msg, item.i = msg, i
-                            if slow:  # under an observer: as an envelope, through _one
-                                env = here.item = Envelope(msg, 0, item.mid)
-                                processed += await self._one(obs, cell, (env, reply, is_json), here)
-                                here.item = item
+                            if marks is not None:
+                                marks[reply.rpartition(".")[0]] = base + i
+                        cell.depth -= 1
+                        item.msg, item.i = msg, i
+                        if slow:  # under an observer: as an envelope, through _one
+                            env = here.item = Envelope(msg, 0, item.mid)
+                            processed += await self._one(obs, cell, (env, reply, is_json), here)
+                            here.item = item
+                            actor = cell.actor
+                        else:  # as the hot path below
+                            try:
+                                await dispatch[type(msg)](actor, msg)
+                            except Exception as exc:  # noqa: BLE001 -- user handler errors, as below
+                                await self._tell_raised(cell, (Envelope(msg, 0, item.mid), reply, is_json), exc)
                                 actor = cell.actor
-                            else:  # as the hot path below
-                                try:
-                                    await dispatch[type(msg)](actor, msg)
-                                except Exception as exc:  # noqa: BLE001 -- user handler errors, as below
-                                    await self._tell_raised(cell, (Envelope(msg, 0, item.mid), reply, is_json), exc)
-                                    actor = cell.actor
-                                else:
-                                    processed += 1
-                                    if here.held is not None:
-                                        await self._tell_held(cell, (Envelope(msg, 0, item.mid), reply, is_json))
-                            if cell.over_since is not None and cell.depth < high:
-                                cell.over_since = None
-                        else:
-                            continue
-                        break
+                            else:
+                                processed += 1
+                                if here.held is not None:
+                                    await self._tell_held(cell, (Envelope(msg, 0, item.mid), reply, is_json))
+                        if cell.over_since is not None and cell.depth < high:
+                            cell.over_since = None
+                    else:
+                        continue
+                    break
                 if TYPE_CHECKING:  # (type(envs) is Tells, not isinstance: cheaper per message)
                     assert isinstance(envs, list)
                 for env in envs:

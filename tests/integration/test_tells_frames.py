@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import anyio
+import anyio.lowlevel
 
 from corps import Actor, ActorOptions, ActorSystem, Message, Observer, Request, Stop, current_correlation_id, handler
 from corps.core._context import hold_reply
@@ -178,3 +179,44 @@ async def test_tells_of_a_frame_that_hold_their_work_are_handled_on_and_their_wo
     with anyio.fail_after(5):
         await Holder.all_finished.wait()
     assert Holder.finished == list(range(10))  # held works finish in the order they were held
+
+
+async def test_a_fenced_activation_handles_none_of_a_tells_frame_and_a_live_one_marks_each_id(
+        actor_system_factory: Any) -> None:
+    # What corps.virtual sets on an activation's cell (white box): a guard (its lease) checked
+    # before each message, and per-sender marks of the last id handled, for the next owner.
+    receiver: ActorSystem = await actor_system_factory()
+    sender: ActorSystem = await actor_system_factory()
+    Sink.seen = []
+    await receiver.spawn(Sink, "sink")
+    await receiver.spawn(Marker, "m")
+    host = receiver._hosts[Marker]
+    cell = host.cells["m"]
+    cell.marks = {}
+    seen_marks: list[dict[str, int]] = []
+
+    def lease() -> bool:  # called before each message: what the marks were after the one before
+        seen_marks.append(dict(cell.marks or {}))
+        return True
+
+    cell.guard = lease
+    ref = sender.ref(Marker, "m")
+    for i in range(20):
+        await ref.tell(Mark(i))
+    marks = await ref.ask(GetMarks(), timeout=5.0)
+    ids = [int(mid.rpartition("-")[2]) for mid in marks.ids]
+    assert len(ids) == 20
+    inbox = next(iter(cell.marks))
+    assert inbox.endswith(sender.node)
+    assert [m[inbox] for m in seen_marks[1:]] == ids  # each tell marked with its own id, in order
+    assert cell.marks[inbox] > ids[-1]  # then the ask's
+    del cell.marks[inbox]
+    for i in range(20, 30):
+        await ref.tell(Mark(i))
+    await ref.tell(Mark(99))  # (the first of a burst goes alone; these go in one tells frame)
+    cell.guard = lambda: False  # the lease ran out: nothing more is handled here
+    with anyio.fail_after(5):
+        while host.fenced < 11:
+            await anyio.lowlevel.checkpoint()
+    assert host.fenced == 11
+    assert len(marks.ids) == 20 and cell.marks == {}
