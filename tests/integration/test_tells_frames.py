@@ -219,4 +219,5 @@ async def test_a_fenced_activation_handles_none_of_a_tells_frame_and_a_live_one_
         while host.fenced < 11:
             await anyio.lowlevel.checkpoint()
     assert host.fenced == 11
-    assert len(marks.ids) == 20 and cell.marks == {}
+    assert len(marks.ids) == 20
+    assert cell.marks == {}
