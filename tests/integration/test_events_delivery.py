@@ -153,7 +153,9 @@ async def test_events_that_wait_in_a_mailbox_share_one_entry_and_keep_their_orde
         while cell.depth < 29:  # the other 29 delivered into the mailbox (bounded: fail_after)
             await anyio.lowlevel.checkpoint()
     assert cell.queue is not None
-    assert sum(len(envs) for envs, _, _ in cell.queue) == 29
+    assert cell.depth == 29
+    # (the entry being run may hold the next event too, if it joined before the drain took it)
+    assert 28 <= sum(len(envs) for envs, _, _ in cell.queue) <= 29
     assert len(cell.queue) <= 3  # one entry per pull batch at most, not one per event
     Held.release.set()
     await Held.log.wait_for(30)
