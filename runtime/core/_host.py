@@ -188,20 +188,16 @@ class ClassHost(Activations, Replies, Mailboxes):
                                                          f"prefixes {self._reply_ok}: refused, not handled",
                                             payload=msg.data)
             return
-        fast = decode_fast(self.cls._decoders, self.options.max_message_bytes, msg.data)
-        is_json = False
-        if fast is None:
+        envs: list[Envelope[Any]] | Tells[Any] | None
+        envs, is_json = decode_fast(self.cls._decoders, self.options.max_message_bytes, msg.data), False
+        if envs is None:
             envs, is_json = await self._decode(msg)
             if not envs:
                 return
-        elif cell is not None and self._admit(cell, msg.reply, fast, False):
-            return
-        else:
-            envs = envelopes_of(fast)
         if cell is None:
-            await self._unknown(msg.subject, msg.reply, envs, is_json)
+            await self._unknown(msg.subject, msg.reply, envelopes_of(envs), is_json)
         elif not self._admit(cell, msg.reply, envs, is_json):
-            await self._stopped(cell, msg.reply, envs, is_json)
+            await self._stopped(cell, msg.reply, envelopes_of(envs), is_json)
 
     async def _decode(self, msg: Msg) -> tuple[list[Envelope[Any]], bool]:
         """Decode a frame or a bare message. Bad parts are answered and recorded here."""

@@ -98,7 +98,7 @@ class Outbox:
         tells sent to it before (its open tells batch is sealed and numbered first)."""
         batch = self._tells.pop(subject, None)
         if batch is not None:
-            self._sealed.append((subject, self._number(self._settle(batch))))
+            self._seal(subject, batch)
         self.seq += 1
         return self.seq
 
@@ -159,7 +159,7 @@ class Outbox:
             return
         batches, others = (self._tells, self._batches) if tell else (self._batches, self._tells)
         if subject in others:  # the other kind of batch is open: it goes first, as it was sent first
-            self._sealed.append((subject, self._number(self._settle(others.pop(subject)))))
+            self._seal(subject, others.pop(subject))
         found = batches.get(subject)
         last = 0
         if found is not None:  # settle what the hot path took: its size, and the room it left
@@ -168,7 +168,7 @@ class Outbox:
         if found is None:
             batch = batches[subject] = _Batch(track, tell)
         elif found.size + cost > self.limit:
-            self._sealed.append((subject, self._number(found)))
+            self._seal(subject, found)
             batch = batches[subject] = _Batch(track, tell)
         else:
             batch = found
@@ -188,6 +188,10 @@ class Outbox:
             self._wake.set()
             self._idle.clear()
             await self._idle.wait()
+
+    def _seal(self, subject: str, batch: _Batch) -> None:
+        """No more parts for ``batch``: settled, numbered (a tells batch), queued to publish in order."""
+        self._sealed.append((subject, self._number(self._settle(batch))))
 
     def _settle(self, batch: _Batch) -> _Batch:
         """Count what the hot path took of the batch's room, and give the rest of it back."""

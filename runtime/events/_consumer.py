@@ -39,6 +39,7 @@ import msgspec
 from corps.events._classes import event_handlers_of
 from corps.events._delivery import EventDelivery
 from corps.events._dlq import write_dead_letter
+from corps.events._marks import Marks
 from corps.events._pulling import PENDING, PullPacing
 from corps.events._tasks import OwnTasks
 from corps.events._wire import (
@@ -68,7 +69,7 @@ STOP_QUIET = 0.1
 """Seconds without a delivery after which a stopping consumer stops waiting for its open pull."""
 
 
-class EventConsumer(PullPacing, OwnTasks):
+class EventConsumer(PullPacing, OwnTasks, Marks):
     """Consumes the events one actor class handles, on this node (pulling: ``PullPacing``)."""
 
     events: Events
@@ -361,14 +362,3 @@ class EventConsumer(PullPacing, OwnTasks):
                 if now - d.touched >= period:
                     d.touched = now
                     self._acks.add(d.ack_to, b"+WPI")
-
-    # -- idempotency -----------------------------------------------------------------------
-
-    async def mark(self, d: EventDelivery) -> bytes | None:
-        return await self.events.mark(self.name, d.event_id)
-
-    async def put_mark(self, d: EventDelivery, mark: bytes) -> None:
-        await self.events.put_mark(self.name, d.event_id, mark)
-
-    async def clear_mark(self, d: EventDelivery) -> None:
-        await self.events.clear_mark(self.name, d.event_id)

@@ -43,6 +43,7 @@ from corps.errors import EventError
 from corps.events._classes import event_handlers_of
 from corps.events._delivery import EventDelivery
 from corps.events._dlq import write_dead_letter
+from corps.events._marks import Marks
 from corps.events._partitioned_part import Part, Suspect
 from corps.events._partitioned_read import PartitionedRead
 from corps.events._partitioned_suspects import SuspectRuns
@@ -70,7 +71,7 @@ RETRY_ROUTE: Final = 0.1
 Route_ = Callable[[EventDelivery], "Cell | None"]
 
 
-class PartitionedConsumer(PartitionedRead, SuspectRuns, OwnTasks):
+class PartitionedConsumer(PartitionedRead, SuspectRuns, OwnTasks, Marks):
     """Reads one virtual class's keyed events and handles those of the partitions owned here.
 
     ``route(d)`` puts a delivery into its key's instance (activating it), or returns None when it
@@ -349,15 +350,6 @@ class PartitionedConsumer(PartitionedRead, SuspectRuns, OwnTasks):
         self.dead_lettered += 1
         log.warning("event consumer %s: seq %d dead-lettered (%s): %s", self.name, d.meta.stream_seq, reason, error)
         self.complete(d, b"+TERM")
-
-    async def mark(self, d: EventDelivery) -> bytes | None:
-        return await self.events.mark(self.name, d.event_id)
-
-    async def put_mark(self, d: EventDelivery, mark: bytes) -> None:
-        await self.events.put_mark(self.name, d.event_id, mark)
-
-    async def clear_mark(self, d: EventDelivery) -> None:
-        await self.events.clear_mark(self.name, d.event_id)
 
 
 __all__ = ["PartitionedConsumer"]
